@@ -1,0 +1,5 @@
+"""Command-line interface (filled in by cli/app.py)."""
+
+from nncompress.cli.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,57 @@
+"""Typed errors and the exit codes the CLI maps them to (documented in README.md and docs/cli.md).
+
+Every error a user can cause is one of these; its message is one line that names the file, what is
+wrong and what to do. Anything else reaching the CLI is a bug (exit 1).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug in nncompress
+EXIT_USAGE = 2  # wrong flag or option value (typer/click use 2 as well)
+EXIT_INPUT = 3  # input file missing, empty, truncated, corrupt, or of an unsupported format
+EXIT_GATE = 4  # a fidelity or size gate (--max-drop, --min-ratio) failed
+EXIT_UNSUPPORTED = 5  # the file is readable but holds something we refuse or cannot handle
+EXIT_OUTPUT = 6  # the output exists (no --force) or cannot be written
+
+
+class NNCError(Exception):
+    """Base of all user-facing errors."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        self.path = path
+        self.hint = hint
+        self.detail = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        s = f"{self.path}: {self.detail}" if self.path else self.detail
+        if self.hint:
+            s = f"{s.rstrip('.')}. {self.hint}"
+        return " ".join(s.split())
+
+
+class UsageError(NNCError):
+    exit_code = EXIT_USAGE
+
+
+class InputError(NNCError):
+    """Missing, empty, truncated or corrupt input, or a format we do not read."""
+
+    exit_code = EXIT_INPUT
+
+
+class UnsupportedError(NNCError):
+    """A readable file holding something we refuse (pickled module, Lambda) or cannot run (op)."""
+
+    exit_code = EXIT_UNSUPPORTED
+
+
+class GateError(NNCError):
+    exit_code = EXIT_GATE
+
+
+class OutputError(NNCError):
+    exit_code = EXIT_OUTPUT

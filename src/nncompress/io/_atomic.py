@@ -1,0 +1,41 @@
+"""Safe output: write to a temp file beside the target, then rename; never clobber without force."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from nncompress.errors import OutputError
+
+
+def check_output(out: str | os.PathLike[str], *, force: bool, inputs: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+    """Refuse to overwrite an input ever, or an existing output without ``force``."""
+    p = Path(out)
+    for i in inputs:
+        if Path(i).exists() and p.exists() and os.path.samefile(i, p):
+            raise OutputError("refusing to overwrite the input file", path=str(p), hint="Choose another -o path")
+    if p.exists() and not force:
+        raise OutputError("output exists", path=str(p), hint="Pass --force to overwrite it")
+    if p.exists() and p.is_dir():
+        raise OutputError("output is a directory", path=str(p), hint="Give a file path")
+    if not p.parent.exists():
+        raise OutputError("output directory does not exist", path=str(p), hint="Create it first")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path in the target's directory; rename it onto ``out`` only on success."""
+    p = Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + p.suffix, dir=p.parent)
+    os.close(fd)
+    tmp_p = Path(tmp)
+    try:
+        yield tmp_p
+        os.replace(tmp_p, p)
+    except BaseException:
+        tmp_p.unlink(missing_ok=True)
+        raise
