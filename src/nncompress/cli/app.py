@@ -1,5 +1,85 @@
-"""Placeholder entry; replaced by the real app."""
+"""The `nncompress` command: one Typer app per command file, joined here.
+
+Errors a user can cause end as one line on stderr and the exit code of their type
+(nncompress.errors); anything else is a bug and says so. Nothing heavy is imported here, so that
+`nncompress --help` starts fast: commands import frameworks inside their bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+try:  # recent typer vendors click as typer._click; older releases depend on click itself
+    from click import exceptions as click_exc
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from typer._click import exceptions as click_exc  # type: ignore[no-redef]
+
+from nncompress import __version__
+from nncompress.cli import inspect
+from nncompress.errors import EXIT_INTERNAL, EXIT_USAGE, NNCError
+
+app = typer.Typer(
+    name="nncompress",
+    help="Compress trained neural-network files into truly smaller ones, with honest size, fidelity and speed figures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(inspect.app)
 
 
-def main() -> None:
-    raise SystemExit(0)
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nncompress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Compress trained neural-network files into truly smaller ones."""
+
+
+def _fail(msg: str, code: int) -> int:
+    sys.stderr.write(f"nncompress: error: {msg}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning every known error into one line and an exit code."""
+    cmd = typer.main.get_command(app)
+    try:
+        rv = cmd.main(args=argv, prog_name="nncompress", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except NNCError as e:
+        code = _fail(e.one_line(), e.exit_code)
+    except click_exc.NoArgsIsHelpError as e:
+        sys.stderr.write(e.ctx.get_help() + "\n")
+        code = EXIT_USAGE
+    except click_exc.UsageError as e:
+        where = (
+            f" (see 'nncompress {e.ctx.info_name} --help')"
+            if e.ctx and e.ctx.info_name != "nncompress"
+            else ""
+        )
+        code = _fail(f"{e.format_message().rstrip('.')}{where}", EXIT_USAGE)
+    except click_exc.Abort:
+        code = _fail("aborted", 130)
+    except KeyboardInterrupt:
+        code = _fail("interrupted", 130)
+    except Exception as e:  # a bug: say so in one line; the traceback only on request
+        if os.environ.get("NNCOMPRESS_DEBUG"):
+            raise
+        code = _fail(
+            f"internal error: {type(e).__name__}: {e}. Please report it; set NNCOMPRESS_DEBUG=1 "
+            "for the traceback",
+            EXIT_INTERNAL,
+        )
+    sys.exit(code)

@@ -44,14 +44,18 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     fam = EXTENSIONS.get(p.suffix.lower())
     if fam is None:
         known = ", ".join(sorted(EXTENSIONS))
-        raise InputError(f"unknown extension {p.suffix or '(none)'!r}", path=str(p), hint=f"Supported: {known}")
+        raise InputError(
+            f"unknown extension {p.suffix or '(none)'!r}", path=str(p), hint=f"Supported: {known}"
+        )
     with open(p, "rb") as f:
         head = f.read(8)
     if fam == "keras" and p.suffix.lower() == ".keras":
         if not zipfile.is_zipfile(p):
             raise InputError("not a .keras zip archive (truncated or corrupt?)", path=str(p))
     elif fam == "keras" and head != _HDF5_MAGIC:
-        raise InputError("not an HDF5 file (truncated or corrupt?)", path=str(p), hint="Re-save it with model.save()")
+        raise InputError(
+            "not an HDF5 file (truncated or corrupt?)", path=str(p), hint="Re-save it with model.save()"
+        )
     return fam
 
 
@@ -89,8 +93,11 @@ def save(graph: Graph, path: str | os.PathLike[str], *, force: bool = False) -> 
         from nncompress.io import onnx as mod_o
 
         return mod_o.save_onnx(graph, p, force=force)
-    raise InputError(f"cannot write {p.suffix or 'files without extension'!r}", path=str(p),
-                     hint="Use .h5, .keras, .pt or .onnx")
+    raise InputError(
+        f"cannot write {p.suffix or 'files without extension'!r}",
+        path=str(p),
+        hint="Use .h5, .keras, .pt or .onnx",
+    )
 
 
 __all__ = ["EXTENSIONS", "detect_format", "load", "save"]

@@ -11,12 +11,16 @@ from pathlib import Path
 from nncompress.errors import OutputError
 
 
-def check_output(out: str | os.PathLike[str], *, force: bool, inputs: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+def check_output(
+    out: str | os.PathLike[str], *, force: bool, inputs: tuple[str | os.PathLike[str], ...] = ()
+) -> Path:
     """Refuse to overwrite an input ever, or an existing output without ``force``."""
     p = Path(out)
     for i in inputs:
         if Path(i).exists() and p.exists() and os.path.samefile(i, p):
-            raise OutputError("refusing to overwrite the input file", path=str(p), hint="Choose another -o path")
+            raise OutputError(
+                "refusing to overwrite the input file", path=str(p), hint="Choose another -o path"
+            )
     if p.exists() and not force:
         raise OutputError("output exists", path=str(p), hint="Pass --force to overwrite it")
     if p.exists() and p.is_dir():

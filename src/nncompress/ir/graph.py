@@ -220,7 +220,9 @@ class Graph:
             out.setdefault(w.layer or w.name, []).append(w)
         return out
 
-    def select(self, *, roles: tuple[str, ...] = ("kernel",), ops: tuple[str, ...] | None = None) -> list[Weight]:
+    def select(
+        self, *, roles: tuple[str, ...] = ("kernel",), ops: tuple[str, ...] | None = None
+    ) -> list[Weight]:
         """Float weights with one of ``roles`` (and layer op in ``ops`` if given)."""
         return [
             w
@@ -289,7 +291,9 @@ def _check_weight_shapes(g: Graph, n: Node) -> None:
         if n.op == "Dense" and len(k.shape) != 2:
             raise IRError(f"{n.name}: Dense kernel {k.name!r} must be 2-D (out, in), got {k.shape}")
         if n.op != "Dense" and len(k.shape) < 3:
-            raise IRError(f"{n.name}: {n.op} kernel {k.name!r} must be (out, in/groups, *kernel), got {k.shape}")
+            raise IRError(
+                f"{n.name}: {n.op} kernel {k.name!r} must be (out, in/groups, *kernel), got {k.shape}"
+            )
         nout = k.shape[0] if n.op != "ConvTranspose" else k.shape[1] * int(n.attrs.get("group", 1))
         b = ws[2] if len(ws) > 2 else None
         if b is not None and b.shape != (nout,):

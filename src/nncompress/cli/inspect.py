@@ -1,0 +1,91 @@
+"""`nncompress inspect FILE`: what a model file holds, layer by layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nncompress.cli._common import console, emit_json, human_bytes, human_count, shape_str
+
+app = typer.Typer()
+
+
+@app.command("inspect")
+def inspect_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="Model file: .h5, .keras, .pt/.pth/.pt2, .onnx.", show_default=False)
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout (docs/inspect-schema.md).")
+    ] = False,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="Allow unpickling a .pt that holds Python objects. Only for files you trust.",
+        ),
+    ] = False,
+) -> None:
+    """Show format, producer, inputs/outputs and per-layer weight statistics of a model file."""
+    from nncompress.io import load
+    from nncompress.summary import summarize
+
+    graph = load(file, trust_pickle=trust_pickle)
+    report = summarize(graph, file)
+    if json_out:
+        emit_json(report)
+    else:
+        render(report)
+
+
+def render(r: dict) -> None:  # type: ignore[type-arg]
+    kind = "graph" if r["has_graph"] else "weights only (no graph)"
+    ver = f" {r['producer_version']}" if r["producer_version"] else ""
+    console.print(
+        f"[bold]{r['file']}[/]  {human_bytes(r['file_bytes'])}  format {r['format']}  "
+        f"producer {r['producer'] or '?'}{ver}  {kind}"
+    )
+    for note in r["notes"]:
+        console.print(f"  note: {note}")
+    for which in ("inputs", "outputs"):
+        if r[which]:
+            items = ", ".join(f"{v['name']} {shape_str(v['shape'])} {v['dtype']}" for v in r[which])
+            console.print(f"  {which}: {items}")
+    if r["has_graph"]:
+        ops = ", ".join(f"{k}x{v}" for k, v in r["ops"].items())
+        console.print(f"  {r['nodes']} nodes: {ops}")
+    t = Table(title=None, show_lines=False, header_style="bold")
+    for col, just in [
+        ("layer", "left"),
+        ("op", "left"),
+        ("shape", "left"),
+        ("params", "right"),
+        ("dtype", "left"),
+        ("bytes", "right"),
+        ("sparsity", "right"),
+        ("distinct", "right"),
+        ("entropy b/w", "right"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in r["layers"]:
+        t.add_row(
+            row["name"],
+            row["op"],
+            shape_str(row["shape"]),
+            human_count(row["params"]),
+            row["dtype"],
+            human_bytes(row["bytes"]),
+            f"{row['sparsity']:.1%}",
+            human_count(row["distinct"]),
+            f"{row['entropy_bits']:.2f}",
+        )
+    tot = r["totals"]
+    t.add_section()
+    t.add_row("total", "", "", human_count(tot["params"]), "", human_bytes(tot["bytes"]), "", "", "")
+    console.print(t)
+    console.print(
+        f"  parameters: {tot['dense_share']:.1%} in Dense layers, {tot['conv_share']:.1%} in Conv layers"
+    )
