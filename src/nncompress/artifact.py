@@ -1,0 +1,192 @@
+"""The `.nnc` artifact: a zip of ``manifest.json`` and ``.npy`` members, readable with zipfile + numpy.
+
+Layout (docs/format.md is the reference for users):
+
+- ``manifest.json``: schema version, tool version, source format and file name, the recipe, its
+  sha256 and the seed, and one entry per tensor: its name, format, IR shape, source dtype, the
+  format's small parameters (``meta``) and the names of its array members.
+- ``t/<index>/<array>.npy``: each format's arrays, stored as written by ``numpy.save``.
+- ``skeleton/<name>``: the source model with every weight zeroed (LZMA-compressed inside the zip):
+  what the writers need to rebuild a runnable model in the source format.
+
+Writing is deterministic: members in a fixed order, fixed timestamps, fixed compression settings,
+so the same input, recipe and seed give a byte-identical file. Reading validates the schema, every
+member's CRC (zipfile does it on read), array dtypes and shapes, and each format's own offsets
+before anything is used; any inconsistency is an InputError naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncompress import __version__
+from nncompress.errors import InputError
+
+SCHEMA = "nncompress.artifact/1"
+MANIFEST = "manifest.json"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+# Arrays are already entropy-coded or dense floats: deflate gains little and costs time.
+_ARRAY_COMPRESSION = zipfile.ZIP_STORED
+
+
+@dataclass
+class TensorEntry:
+    """One stored tensor: which format, and its arrays."""
+
+    name: str
+    format: str
+    shape: tuple[int, ...]
+    dtype: str
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def payload_bytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+
+@dataclass
+class Artifact:
+    """The content of a `.nnc` file, in memory."""
+
+    source_format: str
+    source_name: str
+    recipe: dict[str, Any]
+    seed: int
+    tensors: list[TensorEntry]
+    skeleton: bytes = b""
+    skeleton_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipe_sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _info(name: str, compress: int) -> zipfile.ZipInfo:
+    zi = zipfile.ZipInfo(name, date_time=_EPOCH)
+    zi.compress_type = compress
+    zi.external_attr = 0o644 << 16
+    zi.create_system = 3  # unix, whatever machine writes it: part of the bytes
+    return zi
+
+
+def manifest_of(art: Artifact) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "nncompress", "version": __version__},
+        "source": {"format": art.source_format, "name": art.source_name},
+        "recipe": art.recipe,
+        "recipe_sha256": art.recipe_sha256,
+        "seed": art.seed,
+        "skeleton": art.skeleton_name and f"skeleton/{art.skeleton_name}",
+        "extra": art.extra,
+        "tensors": [
+            {
+                "name": t.name,
+                "format": t.format,
+                "shape": list(t.shape),
+                "dtype": t.dtype,
+                "meta": t.meta,
+                "arrays": {k: f"t/{i}/{k}.npy" for k in sorted(t.arrays)},
+                "payload_bytes": t.payload_bytes,
+            }
+            for i, t in enumerate(art.tensors)
+        ],
+    }
+
+
+def write_artifact(art: Artifact, path: str | Path) -> int:
+    """Write ``art`` to ``path`` (the caller handles temp file and rename); return bytes on disk."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(
+            _info(MANIFEST, zipfile.ZIP_DEFLATED), json.dumps(manifest_of(art), sort_keys=True, indent=1)
+        )
+        if art.skeleton_name:
+            z.writestr(_info(f"skeleton/{art.skeleton_name}", zipfile.ZIP_LZMA), art.skeleton)
+        for i, t in enumerate(art.tensors):
+            for k in sorted(t.arrays):
+                z.writestr(_info(f"t/{i}/{k}.npy", _ARRAY_COMPRESSION), _npy_bytes(t.arrays[k]))
+    return Path(path).stat().st_size
+
+
+def _bad(path: str | Path, what: str) -> InputError:
+    return InputError(
+        f"corrupt .nnc artifact: {what}", path=str(path), hint="Re-create it with nncompress compress"
+    )
+
+
+def _read_npy(z: zipfile.ZipFile, member: str, path: str | Path) -> np.ndarray:
+    try:
+        raw = z.read(member)  # zipfile checks the CRC here
+        a = np.load(io.BytesIO(raw), allow_pickle=False)
+    except KeyError:
+        raise _bad(path, f"member {member} is missing") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise _bad(path, f"member {member} is unreadable ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise _bad(path, f"member {member} has dtype {a.dtype}, not a plain number")
+    return a
+
+
+def read_artifact(path: str | Path) -> Artifact:
+    """Read and validate a `.nnc` file (formats validate their own arrays when decoded)."""
+    p = Path(path)
+    try:
+        z = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise _bad(p, f"not a readable zip ({e})") from None
+    with z:
+        try:
+            m = json.loads(z.read(MANIFEST))
+        except KeyError:
+            raise _bad(p, "manifest.json is missing") from None
+        except (zipfile.BadZipFile, ValueError, OSError) as e:
+            raise _bad(p, f"manifest.json is unreadable ({e})") from None
+        if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+            got = m.get("schema") if isinstance(m, dict) else type(m).__name__
+            raise InputError(
+                f"unsupported artifact schema {got!r} (this nncompress reads {SCHEMA})",
+                path=str(p),
+                hint="Use the nncompress version that wrote it",
+            )
+        try:
+            tensors = []
+            for entry in m["tensors"]:
+                arrays = {k: _read_npy(z, member, p) for k, member in entry["arrays"].items()}
+                shape = tuple(int(d) for d in entry["shape"])
+                if any(d < 0 for d in shape):
+                    raise _bad(p, f"tensor {entry['name']!r} has a negative dimension")
+                tensors.append(
+                    TensorEntry(entry["name"], entry["format"], shape, entry["dtype"], entry["meta"], arrays)
+                )
+            skel_member = m["skeleton"]
+            skeleton = z.read(skel_member) if skel_member else b""
+            return Artifact(
+                source_format=m["source"]["format"],
+                source_name=m["source"]["name"],
+                recipe=m["recipe"],
+                seed=int(m["seed"]),
+                tensors=tensors,
+                skeleton=skeleton,
+                skeleton_name=skel_member.split("/", 1)[1] if skel_member else "",
+                extra=m.get("extra", {}),
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise _bad(p, f"manifest is inconsistent ({type(e).__name__}: {e})") from None
+        except zipfile.BadZipFile as e:
+            raise _bad(p, str(e)) from None
