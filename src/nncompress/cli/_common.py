@@ -10,6 +10,8 @@ from rich.console import Console
 
 # Human output goes to stderr so that stdout carries only --json, for pipelines.
 console = Console(stderr=True, highlight=False)
+if not console.is_terminal:  # logs and pipes: do not squeeze tables into 80 columns
+    console.width = 160
 
 
 def emit_json(obj: Any) -> None:
@@ -36,4 +38,4 @@ def human_count(n: int) -> str:
 def shape_str(shape: list[Any] | tuple[Any, ...] | None) -> str:
     if shape is None:
         return "?"
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             else ""
         )
         code = _fail(f"{e.format_message().rstrip('.')}{where}", EXIT_USAGE)
-    except click_exc.Abort:
+    except typer.Abort:
         code = _fail("aborted", 130)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)

@@ -11,7 +11,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from nncompress.errors import InputError
+from nncompress.errors import InputError, UnsupportedError
 from nncompress.ir import Graph
 
 # extension -> format family
@@ -59,9 +59,23 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return fam
 
 
+def require(module: str, what: str, path: str | os.PathLike[str]) -> None:
+    """Fail in one line when an optional framework a format needs is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UnsupportedError(
+            f"{what} needs {module}, which is not installed",
+            path=str(path),
+            hint="pip install torch==2.13.0 (the CPU build), or pip install 'nncompress[torch]'",
+        )
+
+
 def load(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Graph:
     """Load any supported model file into the IR."""
     fam = detect_format(path)
+    if fam == "torch":
+        require("torch", "reading PyTorch files", path)
     if fam == "keras":
         from nncompress.io import keras as mod_k
 
@@ -86,6 +100,7 @@ def save(graph: Graph, path: str | os.PathLike[str], *, force: bool = False) -> 
 
         return mod_k.save_keras(graph, p, force=force)
     if fam == "torch":
+        require("torch", "writing PyTorch files", p)
         from nncompress.io import torch as mod_t
 
         return mod_t.save_torch(graph, p, force=force)
