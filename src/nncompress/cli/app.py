@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from typer._click import exceptions as click_exc  # type: ignore[no-redef]
 
 from nncompress import __version__
-from nncompress.cli import inspect
+from nncompress.cli import compress, decompress, inspect
+from nncompress.cli import eval as eval_cmd
 from nncompress.errors import EXIT_INTERNAL, EXIT_USAGE, NNCError
 
 app = typer.Typer(
@@ -30,6 +31,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(inspect.app)
+app.add_typer(compress.app)
+app.add_typer(decompress.app)
+app.add_typer(eval_cmd.app)
 
 
 def _version(value: bool) -> None:

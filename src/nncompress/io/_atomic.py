@@ -39,6 +39,10 @@ def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_p = Path(tmp)
     try:
         yield tmp_p
+        # mkstemp makes the file 0600; a model file should get the user's usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_p, 0o666 & ~umask)
         os.replace(tmp_p, p)
     except BaseException:
         tmp_p.unlink(missing_ok=True)

@@ -1,0 +1,216 @@
+"""`nncompress compress MODEL -o OUT.nnc`: a truly smaller file, with an honest report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nncompress.cli._common import console, emit_json, human_bytes, shape_str
+
+app = typer.Typer()
+
+
+def gzip_baseline(path: Path) -> int:
+    """Bytes of ``gzip -9`` of the input: what a user gets for free."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            n += len(c.compress(chunk))
+    return n + len(c.flush())
+
+
+@app.command("compress")
+def compress_cmd(
+    model: Annotated[
+        Path, typer.Argument(help="Model file: .h5, .keras, .pt/.pt2, .onnx.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output .nnc path (default: MODEL.nnc).")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="Preset: prune, csr, quantize, im, ham, sham, cser.")
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help=".npz with x (and optional y) for fidelity.")] = None,
+    samples: Annotated[
+        int, typer.Option(help="Samples used for fidelity (random inputs without --data).")
+    ] = 256,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Gate: max accuracy drop in points (with labels) or top-1 disagreement in % (without)."
+        ),
+    ] = None,
+    min_ratio: Annotated[float | None, typer.Option(help="Gate: min file-size ratio input/output.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the per-layer plan; write nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
+    keep_failed: Annotated[bool, typer.Option(help="Write the artifact even when a gate fails.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table on stderr.")] = False,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
+) -> None:
+    """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
+    from nncompress.artifact import write_artifact
+    from nncompress.compress import build_artifact, compress_graph, recipe_from
+    from nncompress.errors import GateError, UsageError
+    from nncompress.fidelity import compare, load_data, random_data
+    from nncompress.io import load
+    from nncompress.io._atomic import atomic_path, check_output
+
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio)):
+        if v is not None and v < 0:
+            raise UsageError(f"{name} must be >= 0, got {v}")
+    recipe = recipe_from(method, pipeline)
+    target = out or model.with_suffix(".nnc")
+    if target.suffix != ".nnc":
+        raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
+    if not dry_run:
+        check_output(target, force=force, inputs=(model,))
+    ev = load_data(data, samples=samples) if data else None
+    graph = load(model, trust_pickle=trust_pickle)
+    with console.status("compressing", spinner="dots") if not quiet and not json_out else _null():
+        g2, entries, rows = compress_graph(graph, recipe, seed=seed)
+    in_bytes = model.stat().st_size
+    report: dict[str, Any] = {
+        "schema": "nncompress.compress/1",
+        "input": str(model),
+        "output": None if dry_run else str(target),
+        "recipe": recipe.as_dict(),
+        "seed": seed,
+        "layers": rows,
+    }
+    notes: list[str] = list(graph.meta.notes)
+    if dry_run:
+        est = sum(e.payload_bytes for e in entries)
+        report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}
+        report["dry_run"] = True
+        _finish(report, json_out, quiet, notes)
+        return
+    art = build_artifact(graph, entries, recipe, seed)
+    fid: dict[str, Any] | None = None
+    if graph.has_graph:
+        ev = ev or random_data(graph, samples, seed)
+        fid = compare(graph, g2, ev)
+    else:
+        notes.append("weights-only input: fidelity is reported as weight error only (no graph to run)")
+    with atomic_path(target) as tmp:
+        out_bytes = write_artifact(art, tmp)
+        report["totals"] = {
+            "input_bytes": in_bytes,
+            "output_bytes": out_bytes,
+            "ratio": in_bytes / out_bytes,
+            "gzip9_input_bytes": gzip_baseline(model),
+            "payload_bytes": sum(e.payload_bytes for e in entries),
+            "skeleton_member_bytes": len(art.skeleton),
+        }
+        report["fidelity"] = fid
+        failed = _gates(report, fid, max_drop, min_ratio)
+        report["gates"] = failed
+        if failed and not keep_failed:
+            tmp.unlink()
+            report["output"] = None
+            notes.append("gate failed: nothing written (pass --keep-failed to keep the artifact)")
+            _finish(report, json_out, quiet, notes)
+            raise GateError("; ".join(failed), path=str(model), hint="Relax the recipe or the gate")
+    _finish(report, json_out, quiet, notes)
+    if failed:
+        raise GateError("; ".join(failed) + " (artifact kept: --keep-failed)", path=str(model))
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _gates(
+    report: dict[str, Any], fid: dict[str, Any] | None, max_drop: float | None, min_ratio: float | None
+) -> list[str]:
+    failed = []
+    ratio = report["totals"]["ratio"]
+    if min_ratio is not None and ratio < min_ratio:
+        failed.append(f"size ratio {ratio:.2f}x is below --min-ratio {min_ratio:g}")
+    if max_drop is not None and fid is not None:
+        if "accuracy_drop" in fid:
+            drop = 100 * fid["accuracy_drop"]
+            what = "accuracy drop"
+        else:
+            drop = 100 * (1 - fid["top1_agreement"])
+            what = "top-1 disagreement"
+        if drop > max_drop:
+            failed.append(f"{what} {drop:.2f} points exceeds --max-drop {max_drop:g}")
+    return failed
+
+
+def _finish(report: dict[str, Any], json_out: bool, quiet: bool, notes: list[str]) -> None:
+    report["notes"] = notes
+    if json_out:
+        emit_json(report)
+    if quiet or json_out:
+        return
+    t = Table(header_style="bold")
+    for col in (
+        "layer",
+        "op",
+        "shape",
+        "format",
+        "before",
+        "after",
+        "ratio",
+        "bits/w",
+        "sparsity",
+        "rel err",
+    ):
+        t.add_column(col, justify="left" if col in ("layer", "op", "shape", "format") else "right")
+    for r in report["layers"]:
+        t.add_row(
+            r["layer"],
+            r["op"],
+            shape_str(r["shape"]),
+            r["format"],
+            human_bytes(r["bytes_before"]),
+            human_bytes(r["bytes_after"]),
+            f"{r['ratio']:.1f}x",
+            f"{r['bits_per_weight']:.2f}",
+            f"{r['sparsity']:.1%}",
+            f"{r['rel_error']:.3f}",
+        )
+    console.print(t)
+    tot = report["totals"]
+    if report.get("dry_run"):
+        console.print(
+            f"dry run: {human_bytes(tot['input_bytes'])} in, about {human_bytes(tot['estimated_payload_bytes'])} "
+            "of tensor payload out (plus the container and skeleton); nothing written"
+        )
+    else:
+        console.print(
+            f"file: {human_bytes(tot['input_bytes'])} -> {human_bytes(tot['output_bytes'])} on disk, "
+            f"[bold]{tot['ratio']:.2f}x[/] smaller (gzip -9 of the input: {human_bytes(tot['gzip9_input_bytes'])})"
+        )
+    fid = report.get("fidelity")
+    if fid:
+        line = (
+            f"fidelity on {fid['data']} ({fid['samples']} samples): top-1 agreement {fid['top1_agreement']:.1%}, "
+            f"relative output error mean {fid['rel_error_mean']:.4f} max {fid['rel_error_max']:.4f}"
+        )
+        if "accuracy_before" in fid:
+            line += f", accuracy {fid['accuracy_before']:.1%} -> {fid['accuracy_after']:.1%}"
+        console.print(line)
+    for n in report["notes"]:
+        console.print(f"note: {n}")
+    if report.get("output"):
+        console.print(f"wrote {report['output']}")

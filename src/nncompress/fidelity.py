@@ -1,0 +1,95 @@
+"""How close a compressed model is to its original: run both with the reference executor and compare.
+
+Figures: top-1 agreement (share of samples whose arg-max class is unchanged), mean and max relative
+output error (per sample ||a - b|| / ||a||), and accuracy before and after when labels exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncompress.errors import InputError, UsageError
+from nncompress.ir import Graph
+
+
+@dataclass
+class EvalData:
+    """Inputs for a fidelity run, and labels if any; ``origin`` says where they came from."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    origin: str
+
+
+def load_data(path: str | os.PathLike[str], *, samples: int | None = None) -> EvalData:
+    """Read an ``.npz`` with ``x`` and optional ``y`` (at most ``samples`` rows)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as d:
+            if "x" not in d:
+                raise InputError(
+                    f"has no array 'x' (found: {', '.join(d.files) or 'none'})",
+                    path=str(p),
+                    hint="Save inputs as x (and labels as y) with numpy.savez",
+                )
+            x = d["x"]
+            y = d["y"] if "y" in d else None
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(p), hint="Check the --data path") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(
+            f"not a readable .npz ({e})", path=str(p), hint="Write it with numpy.savez"
+        ) from None
+    if y is not None and len(y) != len(x):
+        raise InputError(f"x has {len(x)} rows but y has {len(y)}", path=str(p))
+    if samples is not None:
+        x, y = x[:samples], (None if y is None else y[:samples])
+    return EvalData(x, y, str(p))
+
+
+def random_data(graph: Graph, samples: int, seed: int) -> EvalData:
+    """Seeded standard-normal inputs shaped like the graph's single input (batch axis = samples)."""
+    if len(graph.inputs) != 1:
+        raise UsageError("random inputs need a model with exactly one input", hint="Pass --data FILE.npz")
+    shape = graph.inputs[0].shape
+    if shape is None or any(not isinstance(d, int) for d in shape[1:]):
+        raise UsageError(
+            f"the input shape of {graph.meta.path or 'the model'} is not fully known ({shape})",
+            hint="Pass --data FILE.npz with example inputs",
+        )
+    dims = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
+    x = np.random.default_rng(seed).standard_normal((samples, *dims)).astype(np.float32)
+    return EvalData(x, None, f"{samples} seeded random inputs (seed {seed})")
+
+
+def _top1(out: np.ndarray) -> np.ndarray:
+    return out.reshape(len(out), -1).argmax(axis=1)
+
+
+def compare(original: Graph, compressed: Graph, data: EvalData, *, batch_size: int = 256) -> dict[str, Any]:
+    """Fidelity figures of ``compressed`` against ``original`` on ``data`` (first output of each)."""
+    from nncompress.ir.execute import run
+
+    a = run(original, data.x, batch_size=batch_size)[0].astype(np.float64)
+    b = run(compressed, data.x, batch_size=batch_size)[0].astype(np.float64)
+    diff = np.linalg.norm((a - b).reshape(len(a), -1), axis=1)
+    norm = np.linalg.norm(a.reshape(len(a), -1), axis=1)
+    rel = diff / np.maximum(norm, np.finfo(np.float64).tiny)
+    res: dict[str, Any] = {
+        "data": data.origin,
+        "samples": len(a),
+        "top1_agreement": float((_top1(a) == _top1(b)).mean()),
+        "rel_error_mean": float(rel.mean()),
+        "rel_error_max": float(rel.max()),
+    }
+    if data.y is not None:
+        y = data.y.reshape(len(data.y), -1).argmax(1) if data.y.ndim > 1 else data.y
+        res["accuracy_before"] = float((_top1(a) == y).mean())
+        res["accuracy_after"] = float((_top1(b) == y).mean())
+        res["accuracy_drop"] = res["accuracy_before"] - res["accuracy_after"]
+    return res
