@@ -73,7 +73,7 @@ def apply_layout(arr: np.ndarray, ops: list[LayoutOp]) -> np.ndarray:
             arr = arr.reshape(arg)
         else:
             raise ValueError(f"unknown layout op {kind!r}")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # ascontiguousarray would turn a 0-d array into shape (1,)
 
 
 def invert_layout(arr: np.ndarray, ops: list[LayoutOp], source_shape: tuple[int, ...]) -> np.ndarray:
@@ -84,7 +84,7 @@ def invert_layout(arr: np.ndarray, ops: list[LayoutOp], source_shape: tuple[int,
         shapes.append(tuple(s[i] for i in arg) if kind == "transpose" else tuple(arg))
     for (kind, arg), before in zip(reversed(ops), reversed(shapes[:-1]), strict=True):
         arr = np.transpose(arr, np.argsort(arg)) if kind == "transpose" else arr.reshape(before)
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")
 
 
 @dataclass
@@ -124,13 +124,17 @@ class Weight:
 
     @property
     def is_compressed(self) -> bool:
-        return not isinstance(self.value, np.ndarray)
+        return not isinstance(self.value, (np.ndarray, np.generic))
 
     @property
     def array(self) -> np.ndarray:
         """The dense IR-layout array, decoded if the slot holds a compressed tensor."""
         v = self.value
-        return v if isinstance(v, np.ndarray) else np.asarray(v.to_dense())
+        if isinstance(v, np.ndarray):
+            return v
+        if isinstance(v, np.generic):  # arithmetic on a 0-d array gives a numpy scalar
+            return np.asarray(v)
+        return np.asarray(v.to_dense())
 
     def to_source(self) -> np.ndarray:
         """The dense array in the source file's layout and dtype."""
