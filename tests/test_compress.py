@@ -1,0 +1,192 @@
+"""compress -> .nnc -> decompress/eval, end to end through the CLI, on the shipped models."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nncompress.compress import graph_from_artifact
+from nncompress.errors import EXIT_GATE, EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE
+from nncompress.ir.execute import run
+
+from .conftest import DATA, MODELS, run_cli
+
+DIGITS = str(DATA / "mnist_test.npz")
+
+
+def compress(model: str, out: Path, *extra: str) -> dict:  # type: ignore[type-arg]
+    res = run_cli("compress", str(MODELS / model), "-o", str(out), "--data", DIGITS, "--json", *extra)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_sham_is_smaller_on_disk_by_the_reported_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "l.nnc"
+    r = compress("lenet300.onnx", out, "--method", "sham")
+    assert r["totals"]["output_bytes"] == out.stat().st_size
+    assert r["totals"]["input_bytes"] == (MODELS / "lenet300.onnx").stat().st_size
+    assert r["totals"]["ratio"] == pytest.approx(r["totals"]["input_bytes"] / out.stat().st_size)
+    assert r["totals"]["ratio"] > 10
+    assert r["totals"]["gzip9_input_bytes"] > 0.8 * r["totals"]["input_bytes"]  # float weights barely gzip
+    f = r["fidelity"]
+    assert f["accuracy_before"] == pytest.approx(0.938, abs=0.05)
+    assert f["accuracy_drop"] < 0.03
+    assert {row["format"] for row in r["layers"]} == {"sham"}
+    # one global magnitude threshold: 80 % of all kernel weights are zero, unevenly across layers
+    n = sum(np.prod(row["shape"]) for row in r["layers"])
+    zeros = sum(row["sparsity"] * np.prod(row["shape"]) for row in r["layers"])
+    assert zeros / n == pytest.approx(0.8, abs=1e-4)
+    assert all(row["distinct"] <= 33 for row in r["layers"])  # 32 shared values and the zero
+
+
+def test_same_input_recipe_and_seed_give_identical_bytes(tmp_path: Path) -> None:
+    compress("vggmini.onnx", tmp_path / "a.nnc", "--method", "sham")
+    compress("vggmini.onnx", tmp_path / "b.nnc", "--method", "sham")
+    assert (tmp_path / "a.nnc").read_bytes() == (tmp_path / "b.nnc").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["lenet300.onnx", "vggmini.onnx", "vggmini.h5", "lenet300.keras"])
+def test_decompress_runs_in_its_framework(name: str, tmp_path: Path) -> None:
+    art = tmp_path / "m.nnc"
+    compress(name, art, "--method", "sham")
+    out = tmp_path / name
+    res = run_cli("decompress", str(art), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    x = np.load(DATA / "mnist_test.npz")["x"][:100]
+    mine = run(graph_from_artifact(art), x)[0]
+    from .test_examples import framework_predict
+
+    ref = framework_predict(out, x)
+    np.testing.assert_allclose(ref, mine, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_any_graph_decompresses_to_onnx(tmp_path: Path) -> None:
+    art = tmp_path / "m.nnc"
+    compress("vggmini.h5", art, "--method", "ham")
+    res = run_cli("decompress", str(art), "-o", str(tmp_path / "m.onnx"))
+    assert res.returncode == 0, res.stderr
+    import onnxruntime as ort
+
+    x = np.load(DATA / "mnist_test.npz")["x"][:50].reshape(-1, 28, 28, 1)
+    s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(run(graph_from_artifact(art), x)[0], ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["prune", "csr", "quantize", "im", "ham", "sham", "cser"])
+def test_every_preset(method: str, tmp_path: Path) -> None:
+    r = compress("lenet300.onnx", tmp_path / "m.nnc", "--method", method)
+    assert r["totals"]["ratio"] > 1.5
+    assert r["fidelity"]["accuracy_drop"] < 0.05
+
+
+def test_size_gate_fails_with_exit_4_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "m.nnc"
+    res = run_cli(
+        "compress", str(MODELS / "lenet300.onnx"), "-o", str(out), "--min-ratio", "1000", "--samples", "16"
+    )
+    assert res.returncode == EXIT_GATE, res.stderr
+    assert "--min-ratio" in res.stderr and not out.exists()
+    assert not list(tmp_path.iterdir())
+    res = run_cli(
+        "compress",
+        str(MODELS / "lenet300.onnx"),
+        "-o",
+        str(out),
+        "--min-ratio",
+        "1000",
+        "--keep-failed",
+        "--samples",
+        "16",
+    )
+    assert res.returncode == EXIT_GATE and out.exists()
+
+
+def test_accuracy_gate(tmp_path: Path) -> None:
+    out = tmp_path / "m.nnc"
+    res = run_cli(
+        "compress", str(MODELS / "lenet300.onnx"), "-o", str(out), "--pipeline", "prune:sparsity=0.99,csr",
+        "--data", DIGITS, "--max-drop", "1",
+    )  # fmt: skip
+    assert res.returncode == EXIT_GATE, res.stderr
+    assert "accuracy drop" in res.stderr and not out.exists()
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "m.nnc"
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(out), "--dry-run", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["dry_run"] is True and not out.exists()
+
+
+def test_existing_output_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "m.nnc"
+    out.write_bytes(b"precious")
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(out), "--samples", "8")
+    assert res.returncode == EXIT_OUTPUT and out.read_bytes() == b"precious"
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(out), "--samples", "8", "--force")
+    assert res.returncode == 0 and zipfile.is_zipfile(out)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--method", "zip"),
+        ("--pipeline", "prune:sparsity=2"),
+        ("--pipeline", "prune:density=0.5"),
+        ("--pipeline", "magic,sham"),
+        ("--method", "sham", "--pipeline", "prune"),
+        ("--samples", "0"),
+    ],
+)
+def test_bad_recipes_are_usage_errors(args: tuple[str, ...], tmp_path: Path) -> None:
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(tmp_path / "m.nnc"), *args)
+    assert res.returncode == EXIT_USAGE, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_corrupt_artifact_is_a_clean_error(tmp_path: Path) -> None:
+    art = tmp_path / "m.nnc"
+    compress("lenet300.onnx", art, "--method", "sham")
+    data = art.read_bytes()
+    for i, bad in enumerate([data[: len(data) // 2], data[:-30], data[:200] + bytes(200) + data[400:]]):
+        p = tmp_path / f"bad{i}.nnc"
+        p.write_bytes(bad)
+        for cmd in (
+            ("decompress", str(p), "-o", str(tmp_path / f"o{i}.onnx")),
+            ("eval", str(p), "--data", DIGITS),
+        ):
+            res = run_cli(*cmd)
+            assert res.returncode == EXIT_INPUT, (cmd, res.stderr)
+            assert len(res.stderr.strip().splitlines()) == 1 and str(p) in res.stderr
+
+
+def test_eval_reports_accuracy_and_fidelity(tmp_path: Path) -> None:
+    art = tmp_path / "m.nnc"
+    compress("vggmini.onnx", art, "--method", "sham")
+    res = run_cli("eval", str(art), "--data", DIGITS, "--reference", str(MODELS / "vggmini.onnx"), "--json")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["samples"] == 1000 and 0.9 < r["accuracy"] <= 1
+    assert r["fidelity"]["top1_agreement"] > 0.9
+
+
+def test_weights_only_input_reports_weight_error_only(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    m = torch.jit.load(str(MODELS / "lenet300.pt"))
+    sd = tmp_path / "sd.pt"
+    torch.save(m.state_dict(), sd)
+    res = run_cli("compress", str(sd), "-o", str(tmp_path / "sd.nnc"), "--method", "sham", "--json")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["fidelity"] is None
+    assert any("weight error only" in n for n in r["notes"])
+    assert all(0 < row["rel_error"] < 1 for row in r["layers"])
+    res = run_cli("decompress", str(tmp_path / "sd.nnc"), "-o", str(tmp_path / "back.pt"))
+    assert res.returncode == 0, res.stderr
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    assert list(back) == list(m.state_dict())
