@@ -1,0 +1,62 @@
+"""Compressed formats for one 2-D weight matrix (contract in `base`), and their registry.
+
+``FORMATS`` maps each format's name (as written in artifacts and recipes) to its class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nncompress.errors import InputError
+from nncompress.formats.base import Format
+from nncompress.formats.coo import COO
+from nncompress.formats.csc import CSC
+from nncompress.formats.cser import CSER
+from nncompress.formats.csr import CSR
+from nncompress.formats.dense import Dense
+from nncompress.formats.ham import HuffmanMatrix
+from nncompress.formats.im import IndexMap
+from nncompress.formats.sham import SparseHuffmanMatrix
+
+FORMATS: dict[str, type[Format]] = {
+    "dense": Dense,
+    "csr": CSR,
+    "csc": CSC,
+    "coo": COO,
+    "im": IndexMap,
+    "cser": CSER,
+    "ham": HuffmanMatrix,
+    "sham": SparseHuffmanMatrix,
+}
+
+
+def load_format(
+    name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, path: str | None = None
+) -> Format:
+    """Rebuild and validate a stored tensor of format ``name`` (InputError if unknown or corrupt)."""
+    cls = FORMATS.get(name)
+    if cls is None:
+        raise InputError(
+            f"unknown tensor format {name!r} (known: {', '.join(FORMATS)})",
+            path=path,
+            hint="Use the nncompress version that wrote it",
+        )
+    return cls.from_arrays(arrays, meta, path=path)
+
+
+__all__ = [
+    "COO",
+    "CSC",
+    "CSER",
+    "CSR",
+    "FORMATS",
+    "Dense",
+    "Format",
+    "HuffmanMatrix",
+    "IndexMap",
+    "SparseHuffmanMatrix",
+    "load_format",
+]
