@@ -190,3 +190,18 @@ def test_weights_only_input_reports_weight_error_only(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     back = torch.load(tmp_path / "back.pt", weights_only=True)
     assert list(back) == list(m.state_dict())
+
+
+def test_inspect_artifact_accounts_for_every_byte(tmp_path: Path) -> None:
+    art = tmp_path / "m.nnc"
+    compress("vggmini.h5", art, "--method", "sham")
+    res = run_cli("inspect", str(art), "--json")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["file_bytes"] == art.stat().st_size
+    t = r["totals"]
+    assert t["payload_bytes"] + t["skeleton_bytes_stored"] + t["container_bytes"] == r["file_bytes"]
+    kernels = {row["name"]: row["format"] for row in r["tensors"] if row["shape"] and len(row["shape"]) >= 2}
+    assert set(kernels.values()) == {"sham"}
+    table = run_cli("inspect", str(art))
+    assert table.returncode == 0 and "sham" in table.stderr

@@ -132,3 +132,43 @@ def summarize(graph: Graph, path: str | os.PathLike[str]) -> dict[str, Any]:
             "conv_share": conv / total if total else 0.0,
         },
     }
+
+
+def summarize_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a `.nnc` holds: per tensor its format and exact bytes, and where the file's bytes go."""
+    import zipfile
+
+    from nncompress.artifact import read_artifact
+
+    art = read_artifact(path)
+    with zipfile.ZipFile(path) as z:
+        skel = sum(i.compress_size for i in z.infolist() if i.filename.startswith("skeleton/"))
+    tensors = [
+        {
+            "name": t.name,
+            "format": t.format,
+            "shape": list(t.shape),
+            "dtype": t.dtype,
+            "bytes": t.payload_bytes,
+            "bits_per_weight": 8.0 * t.payload_bytes / max(1, int(np.prod(t.shape, dtype=np.int64))),
+        }
+        for t in art.tensors
+    ]
+    size = Path(path).stat().st_size
+    payload = sum(t["bytes"] for t in tensors)
+    return {
+        "schema": "nncompress.inspect-artifact/1",
+        "file": str(path),
+        "file_bytes": size,
+        "schema_version": art.extra.get("schema", "nncompress.artifact/1"),
+        "source": {"format": art.source_format, "name": art.source_name},
+        "recipe": art.recipe,
+        "seed": art.seed,
+        "tensors": tensors,
+        "totals": {
+            "tensors": len(tensors),
+            "payload_bytes": payload,
+            "skeleton_bytes_stored": skel,
+            "container_bytes": size - payload - skel,
+        },
+    }

@@ -30,9 +30,15 @@ def inspect_cmd(
     ] = False,
 ) -> None:
     """Show format, producer, inputs/outputs and per-layer weight statistics of a model file."""
-    from nncompress.io import load
+    from nncompress.io import detect_format, load
     from nncompress.summary import summarize
 
+    if detect_format(file) == "nnc":
+        from nncompress.summary import summarize_artifact
+
+        art = summarize_artifact(file)
+        emit_json(art) if json_out else render_artifact(art)
+        return
     graph = load(file, trust_pickle=trust_pickle)
     report = summarize(graph, file)
     if json_out:
@@ -88,4 +94,31 @@ def render(r: dict) -> None:  # type: ignore[type-arg]
     console.print(t)
     console.print(
         f"  parameters: {tot['dense_share']:.1%} in Dense layers, {tot['conv_share']:.1%} in Conv layers"
+    )
+
+
+def render_artifact(r: dict) -> None:  # type: ignore[type-arg]
+    console.print(
+        f"[bold]{r['file']}[/]  {human_bytes(r['file_bytes'])}  nncompress artifact (schema {r['schema_version']})  "
+        f"from {r['source']['name']} ({r['source']['format']})"
+    )
+    console.print(f"  recipe: {r['recipe']}  seed {r['seed']}")
+    t = Table(header_style="bold")
+    for col in ("tensor", "format", "shape", "bytes", "bits/w"):
+        t.add_column(col, justify="right" if col in ("bytes", "bits/w") else "left")
+    for row in r["tensors"]:
+        t.add_row(
+            row["name"],
+            row["format"],
+            shape_str(row["shape"]),
+            human_bytes(row["bytes"]),
+            f"{row['bits_per_weight']:.2f}",
+        )
+    tot = r["totals"]
+    t.add_section()
+    t.add_row("total", "", "", human_bytes(tot["payload_bytes"]), "")
+    console.print(t)
+    console.print(
+        f"  payload {human_bytes(tot['payload_bytes'])}, skeleton {human_bytes(tot['skeleton_bytes_stored'])} stored, "
+        f"container {human_bytes(tot['container_bytes'])}: {human_bytes(r['file_bytes'])} on disk"
     )
