@@ -205,3 +205,37 @@ def test_inspect_artifact_accounts_for_every_byte(tmp_path: Path) -> None:
     assert set(kernels.values()) == {"sham"}
     table = run_cli("inspect", str(art))
     assert table.returncode == 0 and "sham" in table.stderr
+
+
+def test_recipe_rules_later_wins_and_exclude(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[[rule]]\nop = "Dense"\nmethod = "sham"\n\n'
+        '[[rule]]\nop = "Conv"\npipeline = "quantize:method=kmeans:k=16,ham"\n\n'
+        '[[rule]]\nmatch = "fc2"\nexclude = true\n'
+    )
+    r = compress("vggmini.h5", tmp_path / "m.nnc", "--recipe", str(recipe))
+    fmts = {row["layer"]: row["format"] for row in r["layers"]}
+    assert fmts["fc1"] == "sham" and "fc2" not in fmts
+    assert {fmts[c] for c in ("conv1", "conv2", "conv3", "conv4")} == {"ham"}
+    assert r["recipe"]["rule"][2] == {"match": "fc2", "exclude": True}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[rule]]\nmethod = "zip"\n',
+        "[[rule]]\nwhat = 1\n",
+        "rule = 3\n",
+        "[[rule\n",
+        '[[rule]]\nregex = "("\nmethod="sham"\n',
+    ],
+)
+def test_bad_recipe_files(text: str, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text)
+    res = run_cli(
+        "compress", str(MODELS / "lenet300.onnx"), "-o", str(tmp_path / "m.nnc"), "--recipe", str(recipe)
+    )
+    assert res.returncode == EXIT_INPUT, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and str(recipe) in res.stderr

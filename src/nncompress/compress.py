@@ -9,9 +9,12 @@ model in the source format with the writers of io/.
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from nncompress.artifact import Artifact, TensorEntry, read_artifact
-from nncompress.errors import UsageError
+from nncompress.errors import InputError, UsageError
 from nncompress.formats import FORMATS, Format, load_format
-from nncompress.ir import Graph
-from nncompress.passes import PASSES, Select, default_select, parse_pipeline, run_pipeline
+from nncompress.ir import Graph, Weight
+from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
 
 # Preset -> (pass pipeline, storage format). The sHAM preset is Marinò et al.'s: prune, share, code.
 # Pruning is global (one magnitude threshold): with no retraining, a per-layer 80 % cut ruins small
@@ -99,65 +102,159 @@ def recipe_from(method: str | None, pipeline: str | None) -> Recipe:
     return Recipe(passes, fmt, {"pipeline": pipeline})
 
 
+@dataclass
+class Rule:
+    """Weights a recipe applies to: a glob and/or regex on the weight or layer name, an op type."""
+
+    recipe: Recipe | None  # None with exclude
+    match: str | None = None
+    regex: str | None = None
+    op: str | None = None
+    exclude: bool = False
+
+    def matches(self, w: Weight) -> bool:
+        names = (w.name, w.layer)
+        if self.match is not None and not any(fnmatch.fnmatchcase(n, self.match) for n in names):
+            return False
+        if self.regex is not None and not any(re.search(self.regex, n) for n in names):
+            return False
+        return self.op is None or w.op == self.op
+
+
+@dataclass
+class Plan:
+    """Ordered rules; for each weight the last matching rule wins."""
+
+    rules: list[Rule]
+    origin: dict[str, Any]
+
+    def recipe_for(self, w: Weight) -> Recipe | None:
+        if not default_select(w):
+            return None  # biases, BatchNorm statistics, constants and int tensors stay as they are
+        chosen: Recipe | None = None
+        for r in self.rules:
+            if r.matches(w):
+                chosen = None if r.exclude else r.recipe
+        return chosen
+
+
+def plan_from(method: str | None, pipeline: str | None, recipe_file: str | os.PathLike[str] | None) -> Plan:
+    """The plan of ``--method``, ``--pipeline`` or ``--recipe FILE.toml`` (one of them)."""
+    if recipe_file is not None:
+        if method or pipeline:
+            raise UsageError("give --recipe alone, without --method or --pipeline")
+        return plan_from_toml(recipe_file)
+    r = recipe_from(method, pipeline)
+    return Plan([Rule(r)], r.as_dict())
+
+
+_RULE_KEYS = {"match", "regex", "op", "method", "pipeline", "exclude"}
+
+
+def plan_from_toml(path: str | os.PathLike[str]) -> Plan:
+    """Read a recipe file: ``[[rule]]`` tables with match/regex/op and method/pipeline or exclude."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("no such recipe file", path=str(p)) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"not a readable TOML recipe ({e})", path=str(p)) from None
+    raw = doc.get("rule")
+    if not isinstance(raw, list) or not raw:
+        raise InputError(
+            "a recipe needs at least one [[rule]] table", path=str(p), hint="See docs/recipes.md"
+        )
+    rules = []
+    for i, t in enumerate(raw, 1):
+        bad = set(t) - _RULE_KEYS
+        if bad:
+            raise InputError(
+                f"rule {i} has unknown keys {sorted(bad)}",
+                path=str(p),
+                hint=f"Keys: {', '.join(sorted(_RULE_KEYS))}",
+            )
+        if "regex" in t:
+            try:
+                re.compile(t["regex"])
+            except re.error as e:
+                raise InputError(f"rule {i}: bad regex {t['regex']!r} ({e})", path=str(p)) from None
+        exclude = bool(t.get("exclude", False))
+        try:
+            recipe = None if exclude else recipe_from(t.get("method"), t.get("pipeline"))
+        except UsageError as e:
+            raise InputError(f"rule {i}: {e.detail}", path=str(p), hint=e.hint) from None
+        rules.append(Rule(recipe, t.get("match"), t.get("regex"), t.get("op"), exclude))
+    return Plan(rules, {"recipe_file": p.name, "rule": raw})
+
+
 def _encode(w: np.ndarray, fmt: str) -> Format:
-    mat = w.reshape(w.shape[0], -1) if w.ndim != 2 else w
+    mat = w.reshape(w.shape[0], -1) if w.ndim != 2 else w.reshape(1, -1) if w.ndim == 1 else w
     return FORMATS[fmt].encode(np.ascontiguousarray(mat, dtype=np.float32))
 
 
 def compress_graph(
-    graph: Graph, recipe: Recipe, *, seed: int = 0, select: Select = default_select
+    graph: Graph, plan: Plan, *, seed: int = 0, on_weight: Callable[[str], None] | None = None
 ) -> tuple[Graph, list[TensorEntry], list[dict[str, Any]]]:
-    """Run the recipe; return the graph with encoded slots, the tensors to store, per-weight rows."""
-    g2, stats = (
-        run_pipeline(graph, recipe.passes, seed=seed, select=select) if recipe.passes else (graph.copy(), [])
-    )
-    by_name: dict[str, dict[str, Any]] = {}
-    for s in stats:  # the last step's figures describe the final weight
-        by_name.setdefault(s["weight"], {}).update(s)
+    """Run the plan; return the graph with encoded slots, the tensors to store, per-weight rows."""
+    assigned = {n: r for n, w in graph.weights.items() if (r := plan.recipe_for(w)) is not None}
+    groups: dict[str, list[str]] = {}
+    for n, r in assigned.items():
+        groups.setdefault(r.passes, []).append(n)
+    g2 = graph.copy()
+    for i, (passes, names) in enumerate(groups.items()):
+        if passes:
+            members = set(names)
+            g2, _ = run_pipeline(g2, passes, seed=seed + i, select=lambda w, m=members: w.name in m)  # type: ignore[misc]
     entries: list[TensorEntry] = []
     rows: list[dict[str, Any]] = []
     for name, w in g2.weights.items():
         src = graph.weights[name]
-        arr = w.array
-        chosen = recipe.format if select(src) and arr.ndim >= 1 and arr.size > 0 else RAW
-        if chosen != RAW and arr.ndim == 1:
-            arr2 = arr.reshape(1, -1)
-        else:
-            arr2 = arr
+        recipe = assigned.get(name)
+        if on_weight is not None:
+            on_weight(name)
+        chosen = recipe.format if recipe is not None and w.size > 0 else RAW
         if chosen != RAW:
-            f = _encode(arr2, chosen)
+            f = _encode(w.array, chosen)
             if f.nbytes >= src.array.nbytes:
                 chosen = RAW  # the format would not save bytes on this tensor: keep it as it is
         if chosen == RAW:
-            stored = src.array if name not in by_name else arr.astype(src.dtype)
+            stored = w.array.astype(src.dtype, copy=False)
             entries.append(TensorEntry(name, RAW, src.shape, str(src.dtype), {}, {"values": stored}))
             payload = stored.nbytes
         else:
             w.value = Shaped(f, src.shape)
             entries.append(TensorEntry(name, chosen, src.shape, str(src.dtype), f.meta(), f.arrays()))
             payload = f.nbytes
-        if select(src):
-            before = src.array
-            after = w.array
-            norm = float(np.linalg.norm(before.astype(np.float64)))
-            err = float(np.linalg.norm(after.astype(np.float64) - before) / norm) if norm else 0.0
-            rows.append(
-                {
-                    "weight": name,
-                    "layer": src.layer,
-                    "op": src.op,
-                    "shape": list(src.shape),
-                    "format": chosen,
-                    "bytes_before": int(before.nbytes),
-                    "bytes_after": int(payload),
-                    "ratio": before.nbytes / payload if payload else float("inf"),
-                    "bits_per_weight": 8.0 * payload / max(1, src.size),
-                    "sparsity": float(np.count_nonzero(after == 0) / max(1, after.size)),
-                    "distinct": int(np.unique(after).size),
-                    "rel_error": err,
-                }
-            )
+        if recipe is not None:
+            rows.append(_row(src, w, chosen, payload))
     return g2, entries, rows
+
+
+def _row(src: Weight, w: Weight, fmt: str, payload: int) -> dict[str, Any]:
+    before = src.array
+    after = w.array
+    norm = float(np.linalg.norm(before.astype(np.float64)))
+    err = float(np.linalg.norm(after.astype(np.float64) - before) / norm) if norm else 0.0
+    return {
+        "weight": src.name,
+        "layer": src.layer,
+        "op": src.op,
+        "shape": list(src.shape),
+        "format": fmt,
+        "bytes_before": int(before.nbytes),
+        "bytes_after": int(payload),
+        "ratio": before.nbytes / payload if payload else float("inf"),
+        "bits_per_weight": 8.0 * payload / max(1, src.size),
+        "sparsity": float(np.count_nonzero(after == 0) / max(1, after.size)),
+        "distinct": int(np.unique(after).size),
+        "rel_error": err,
+    }
 
 
 def skeleton_bytes(graph: Graph, name: str) -> bytes:
@@ -172,12 +269,12 @@ def skeleton_bytes(graph: Graph, name: str) -> bytes:
         return out.read_bytes()
 
 
-def build_artifact(graph: Graph, entries: list[TensorEntry], recipe: Recipe, seed: int) -> Artifact:
+def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: int) -> Artifact:
     src_name = Path(graph.meta.path).name or f"model.{graph.meta.format}"
     return Artifact(
         source_format=graph.meta.format,
         source_name=src_name,
-        recipe=recipe.as_dict(),
+        recipe=plan.origin,
         seed=seed,
         tensors=entries,
         skeleton=skeleton_bytes(graph, src_name),
@@ -187,7 +284,6 @@ def build_artifact(graph: Graph, entries: list[TensorEntry], recipe: Recipe, see
 
 def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     """Rebuild the IR from a `.nnc`: the skeleton's graph with the stored tensors in its slots."""
-    from nncompress.errors import InputError
     from nncompress.io import load
 
     art = read_artifact(path)

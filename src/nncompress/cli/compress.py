@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +42,9 @@ def compress_cmd(
         str | None,
         typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
     ] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="TOML recipe: [[rule]] tables matching layers (docs/recipes.md).")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help=".npz with x (and optional y) for fidelity.")] = None,
     samples: Annotated[
         int, typer.Option(help="Samples used for fidelity (random inputs without --data).")
@@ -61,7 +66,7 @@ def compress_cmd(
 ) -> None:
     """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
     from nncompress.artifact import write_artifact
-    from nncompress.compress import build_artifact, compress_graph, recipe_from
+    from nncompress.compress import build_artifact, compress_graph, plan_from
     from nncompress.errors import GateError, UsageError
     from nncompress.fidelity import compare, load_data, random_data
     from nncompress.io import load
@@ -72,7 +77,7 @@ def compress_cmd(
     for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio)):
         if v is not None and v < 0:
             raise UsageError(f"{name} must be >= 0, got {v}")
-    recipe = recipe_from(method, pipeline)
+    plan = plan_from(method, pipeline, recipe)
     target = out or model.with_suffix(".nnc")
     if target.suffix != ".nnc":
         raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
@@ -80,14 +85,14 @@ def compress_cmd(
         check_output(target, force=force, inputs=(model,))
     ev = load_data(data, samples=samples) if data else None
     graph = load(model, trust_pickle=trust_pickle)
-    with console.status("compressing", spinner="dots") if not quiet and not json_out else _null():
-        g2, entries, rows = compress_graph(graph, recipe, seed=seed)
+    with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step)
     in_bytes = model.stat().st_size
     report: dict[str, Any] = {
         "schema": "nncompress.compress/1",
         "input": str(model),
         "output": None if dry_run else str(target),
-        "recipe": recipe.as_dict(),
+        "recipe": plan.origin,
         "seed": seed,
         "layers": rows,
     }
@@ -98,7 +103,7 @@ def compress_cmd(
         report["dry_run"] = True
         _finish(report, json_out, quiet, notes)
         return
-    art = build_artifact(graph, entries, recipe, seed)
+    art = build_artifact(graph, entries, plan, seed)
     fid: dict[str, Any] | None = None
     if graph.has_graph:
         ev = ev or random_data(graph, samples, seed)
@@ -129,12 +134,22 @@ def compress_cmd(
         raise GateError("; ".join(failed) + " (artifact kept: --keep-failed)", path=str(model))
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
+@contextlib.contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A per-weight progress bar on stderr, only on a terminal and without --quiet/--json."""
+    if not enabled or not console.is_terminal:
+        yield lambda name: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __exit__(self, *a: object) -> None:
-        return None
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=console, transient=True) as prog:
+        task = prog.add_task("compressing", total=total)
+
+        def step(name: str) -> None:
+            prog.update(task, advance=1, description=f"encoding {name}")
+
+        yield step
 
 
 def _gates(
