@@ -1,0 +1,5 @@
+"""python -m nncompress"""
+
+from nncompress.cli.app import main
+
+main()

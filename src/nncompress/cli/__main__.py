@@ -1,0 +1,5 @@
+"""python -m nncompress.cli"""
+
+from nncompress.cli.app import main
+
+main()
