@@ -1,0 +1,304 @@
+"""The pass contract, the pass manager and the parser of pipeline specs.
+
+A pass takes a graph and its options and returns a new graph plus one stats dict per weight it
+changed; it never mutates its input: it works on ``graph.copy()`` and puts new arrays in the weight
+slots (the contract of onnx-ir's ``passes/_pass_infra.py`` and torch.fx's ``PassBase``).
+
+A pipeline spec is steps separated by commas, each a pass name followed by ``:key=value`` options:
+``prune:sparsity=0.9,quantize:method=kmeans:k=32``. Option types, defaults, choices and ranges
+come from each pass's ``Options`` dataclass, so the parser, the checks and the help text agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+from nncompress.errors import UsageError
+from nncompress.ir import Graph, Weight
+from nncompress.summary import value_stats
+
+Select = Callable[[Weight], bool]
+Stats = dict[str, Any]
+DEFAULT_ROLES = ("kernel", "embedding")
+
+
+def default_select(w: Weight) -> bool:
+    """Float kernels and embedding tables; biases, BatchNorm statistics and constants stay as they are."""
+    return w.role in DEFAULT_ROLES and np.issubdtype(w.dtype, np.floating)
+
+
+def selected(graph: Graph, select: Select) -> list[Weight]:
+    """The weights a pass works on: float ones that ``select`` accepts, in graph order."""
+    return [w for w in graph.weights.values() if np.issubdtype(w.dtype, np.floating) and select(w)]
+
+
+def option(default: Any, *, lo: float | None = None, hi: float | None = None, doc: str = "") -> Any:
+    """A field of an ``Options`` dataclass, with its allowed range and a one-line help."""
+    return dataclasses.field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
+
+
+def _kind(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "|".join(str(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _describe_field(f: dataclasses.Field[Any], tp: Any) -> str:
+    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    rng = f" in [{lo}, {hi}]" if lo is not None and hi is not None else ""
+    rng = rng or (f" >= {lo}" if lo is not None else f" <= {hi}" if hi is not None else "")
+    return f"{f.name}={_kind(tp)}{rng} (default {f.default})"
+
+
+def describe_options(options_cls: type[PassOptions]) -> str:
+    """One line listing the options, their types or choices, ranges and defaults."""
+    hints = get_type_hints(options_cls)
+    return ", ".join(_describe_field(f, hints[f.name]) for f in dataclasses.fields(options_cls))
+
+
+def _check(f: dataclasses.Field[Any], tp: Any, value: Any) -> str | None:
+    """Why ``value`` is not valid for the field, or None."""
+    if get_origin(tp) is Literal:
+        choices = get_args(tp)
+        return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
+    if tp is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int | np.integer)):
+        return "must be an integer"
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            return "must be a number"
+        if not np.isfinite(value):
+            return "must be finite"
+    if tp is str and not isinstance(value, str):
+        return "must be a string"
+    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"must be{f' >= {lo}' if lo is not None else ''}{' and' if lo is not None and hi is not None else ''}{f' <= {hi}' if hi is not None else ''}"
+    return None
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """Base of every pass's ``Options``: typed fields (int, float, str, bool or Literal), checked on creation."""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hints[f.name] is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            why = _check(f, hints[f.name], value)
+            if why:
+                raise UsageError(
+                    f"option {f.name}={value!r} of {type(self).__qualname__} {why}",
+                    hint=f"Options: {describe_options(type(self))}",
+                )
+
+
+@dataclass
+class PassResult:
+    """What a pass returns: the new graph and one stats dict per weight it changed."""
+
+    graph: Graph
+    stats: list[Stats]
+
+
+class Pass(ABC):
+    """A compression pass: ``name`` is its CLI word, its module's name and its registry key."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PassOptions]]
+
+    @abstractmethod
+    def __call__(self, graph: Graph, options: Any, *, select: Select, rng: np.random.Generator) -> PassResult:
+        """Return a rewritten copy of ``graph``; ``graph`` itself stays untouched."""
+
+
+def rel_error(before: np.ndarray, after: np.ndarray) -> float:
+    """||after - before||_F / ||before||_F in float64, in chunks (no full-size float64 copies)."""
+    b, a = before.reshape(-1), after.reshape(-1)
+    ref = diff = 0.0
+    for s in range(0, b.size, 1 << 22):
+        bc = b[s : s + (1 << 22)].astype(np.float64)
+        d = a[s : s + (1 << 22)].astype(np.float64) - bc
+        ref += float(bc @ bc)
+        diff += float(d @ d)
+    return float(np.sqrt(diff / ref)) if ref > 0 else float(np.sqrt(diff))
+
+
+def profile_from_counts(counts: np.ndarray, size: int) -> dict[str, float | int]:
+    """`summary.value_stats` of an array of ``size`` entries whose nonzero values occur ``counts`` times.
+
+    For a pass that knows how often each of its (distinct, nonzero) levels was used, so that it
+    need not sort its output again.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    c = c[c > 0]
+    zeros = size - float(c.sum())
+    full = np.append(c, zeros) if zeros > 0 else c
+    p = full / size if size else full
+    return {
+        "sparsity": zeros / size if size else 0.0,
+        "distinct": int(full.size),
+        "entropy_bits": float(max(0.0, -(p * np.log2(p)).sum())) if size else 0.0,
+    }
+
+
+def weight_stats(
+    pass_name: str,
+    w: Weight,
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    after_profile: dict[str, float | int] | None = None,
+    **extra: Any,
+) -> Stats:
+    """Before/after figures of one weight: sparsity, distinct values, entropy and relative error.
+
+    ``after_profile`` (from `profile_from_counts`) saves sorting ``after`` when the pass knows it.
+    """
+    b = value_stats([before])
+    a = after_profile if after_profile is not None else value_stats([after])
+    return {
+        "pass": pass_name,
+        "weight": w.name,
+        "layer": w.layer,
+        "op": w.op,
+        "shape": list(w.shape),
+        "params": w.size,
+        "sparsity_before": b["sparsity"],
+        "sparsity_after": a["sparsity"],
+        "distinct_before": b["distinct"],
+        "distinct_after": a["distinct"],
+        "entropy_before": b["entropy_bits"],
+        "entropy_after": a["entropy_bits"],
+        "rel_error": rel_error(before, after),
+        **extra,
+    }
+
+
+# -- pipeline specs ----------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _registry(registry: Mapping[str, type[Pass]] | None) -> Mapping[str, type[Pass]]:
+    if registry is not None:
+        return registry
+    from nncompress.passes import PASSES  # the registry imports this module: resolve it late
+
+    return PASSES
+
+
+def _convert(tp: Any, raw: str) -> Any:
+    """The typed value of ``raw`` for a field of type ``tp`` (raises ValueError)."""
+    if get_origin(tp) is Literal:
+        for choice in get_args(tp):
+            if str(choice) == raw:
+                return choice
+        raise ValueError
+    if tp is bool:
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError
+    if tp is int:
+        return int(raw)
+    if tp is float:
+        return float(raw)
+    return raw
+
+
+def parse_pipeline(
+    spec: str, registry: Mapping[str, type[Pass]] | None = None
+) -> list[tuple[str, PassOptions]]:
+    """Parse ``"prune:sparsity=0.9,quantize:method=kmeans:k=32"`` into (pass name, options) steps.
+
+    Any unknown pass, unknown option or bad value raises a one-line UsageError naming the token
+    and the valid choices.
+    """
+    reg = _registry(registry)
+    example = "'prune:sparsity=0.9,quantize:method=kmeans:k=32'"
+    if not spec.strip():
+        raise UsageError("the pipeline is empty", hint=f"Give steps like {example}; passes: {', '.join(reg)}")
+    steps: list[tuple[str, PassOptions]] = []
+    for step in spec.split(","):
+        step = step.strip()
+        name, *tokens = [t.strip() for t in step.split(":")]
+        if not name:
+            raise UsageError(
+                f"empty step in pipeline {spec!r}", hint=f"Separate steps with one comma, e.g. {example}"
+            )
+        cls = reg.get(name)
+        if cls is None:
+            raise UsageError(
+                f"unknown pass {name!r} in pipeline step {step!r}", hint=f"Valid passes: {', '.join(reg)}"
+            )
+        hints = get_type_hints(cls.Options)
+        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+        help_ = f"Options of {name}: {describe_options(cls.Options)}"
+        kw: dict[str, Any] = {}
+        for tok in tokens:
+            key, eq, raw = (s.strip() for s in tok.partition("="))
+            if not eq or not key or not raw:
+                raise UsageError(
+                    f"bad option {tok!r} in pipeline step {step!r}: expected key=value", hint=help_
+                )
+            if key not in fields:
+                raise UsageError(f"unknown option {key!r} for pass {name!r} in step {step!r}", hint=help_)
+            if key in kw:
+                raise UsageError(f"option {key!r} given twice in pipeline step {step!r}", hint=help_)
+            try:
+                value = _convert(hints[key], raw)
+            except ValueError:
+                why_raw = _check(fields[key], hints[key], raw) or f"must be {_kind(hints[key])}"
+                raise UsageError(
+                    f"bad value in {tok!r} (pipeline step {step!r}): {key} {why_raw}",
+                    hint=f"Expected {_describe_field(fields[key], hints[key])}",
+                ) from None
+            why = _check(fields[key], hints[key], value)
+            if why:
+                raise UsageError(
+                    f"bad value in {tok!r} (pipeline step {step!r}): {key} {why}",
+                    hint=f"Expected {_describe_field(fields[key], hints[key])}",
+                )
+            kw[key] = value
+        steps.append((name, cls.Options(**kw)))
+    return steps
+
+
+def run_pipeline(
+    graph: Graph,
+    steps: str | Sequence[tuple[str, PassOptions | None]],
+    *,
+    seed: int = 0,
+    select: Select | None = None,
+    registry: Mapping[str, type[Pass]] | None = None,
+) -> tuple[Graph, list[Stats]]:
+    """Run the steps in order; same graph, steps and seed give identical arrays.
+
+    Each step draws from its own generator, spawned from ``seed``, so adding a step does not
+    change the random numbers of the others. Stats carry the step's index.
+    """
+    reg = _registry(registry)
+    plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
+    seeds = np.random.SeedSequence(seed).spawn(len(plan))
+    stats: list[Stats] = []
+    for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
+        cls = reg.get(name)
+        if cls is None:
+            raise UsageError(f"unknown pass {name!r}", hint=f"Valid passes: {', '.join(reg)}")
+        opts = cls.Options() if opts is None else opts
+        if not isinstance(opts, cls.Options):
+            raise TypeError(f"step {i} ({name}) got {type(opts).__name__}, expected {cls.__name__}.Options")
+        res = cls()(graph, opts, select=select or default_select, rng=np.random.default_rng(ss))
+        graph = res.graph
+        stats.extend({"step": i, **s} for s in res.stats)
+    return graph, stats

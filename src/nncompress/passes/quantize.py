@@ -1,0 +1,158 @@
+"""Weight sharing: replace each nonzero weight by one of k levels (a codebook per weight or per layer type).
+
+Methods: ``uniform`` (k evenly spaced levels), ``kmeans`` (exact 1-D Lloyd, Han et al. 2016
+"Deep Compression"), ``pws`` (probabilistic weight sharing: k-means levels, then unbiased
+stochastic rounding to a neighbouring level) and ``ecsq`` (entropy-constrained scalar quantization,
+Chou, Lookabaugh & Gray 1989: fewer bits after entropy coding for a given error).
+Example: ``nncompress compress model.h5 --pipeline prune:sparsity=0.9,quantize:method=kmeans:k=32``.
+
+Only nonzero weights are quantized: pruned zeros stay exactly zero, k counts the nonzero levels,
+and no level is 0 (a level that comes out 0 is moved to the nearest nonzero value it owns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from nncompress.errors import UnsupportedError
+from nncompress.ir import Graph, Weight
+from nncompress.passes import _kmeans1d as km
+from nncompress.passes._infra import (
+    Pass,
+    PassOptions,
+    PassResult,
+    Select,
+    option,
+    profile_from_counts,
+    selected,
+    weight_stats,
+)
+from nncompress.summary import CONV_OPS, DENSE_OPS
+
+
+def share_key(w: Weight, share: str) -> str:
+    """Codebook a weight uses: its own, or the one of its layer type (all Dense, all Conv kernels)."""
+    if share == "layer":
+        return f"weight:{w.name}"
+    if w.op in DENSE_OPS:
+        return "type:Dense"
+    if w.op in CONV_OPS:
+        return "type:Conv"
+    return f"type:{w.op or w.role}"
+
+
+class Quantize(Pass):
+    """Quantize the nonzero entries of the selected weights to at most k shared values."""
+
+    name = "quantize"
+
+    @dataclass(frozen=True)
+    class Options(PassOptions):
+        method: Literal["uniform", "kmeans", "pws", "ecsq"] = option("kmeans", doc="how levels are chosen")
+        k: int = option(16, lo=2, hi=65536, doc="number of nonzero levels (at most)")
+        init: Literal["linear", "quantile", "density"] = option(
+            "linear", doc="k-means start (kmeans, pws, ecsq); see _kmeans1d.init_levels"
+        )
+        lam: float = option(
+            0.02, lo=0.0, doc="ecsq: bits-vs-error trade-off; error is relative to the weights' mean square"
+        )
+        share: Literal["layer", "type"] = option(
+            "layer", doc="layer: a codebook per weight; type: one for all Dense and one for all Conv kernels"
+        )
+        iters: int = option(1000, lo=0, hi=100000, doc="most Lloyd / ECSQ iterations (stops when stable)")
+        bins: int = option(
+            1 << 20, lo=0, hi=1 << 24, doc="histogram bins beyond 2*bins values (0: always sort exactly)"
+        )
+
+    def __call__(
+        self, graph: Graph, options: Quantize.Options, *, select: Select, rng: np.random.Generator
+    ) -> PassResult:
+        out = graph.copy()
+        groups: dict[str, list[Weight]] = {}
+        for w in selected(graph, select):
+            groups.setdefault(share_key(w, options.share), []).append(w)
+        stats = []
+        for key, ws in groups.items():
+            arrays = [w.array for w in ws]
+            masks = [a != 0 for a in arrays]
+            nonzero = [a[m] for a, m in zip(arrays, masks, strict=True)]
+            if sum(v.size for v in nonzero) == 0:
+                continue  # nothing but zeros: nothing to quantize
+            for w, v in zip(ws, nonzero, strict=True):
+                if v.size and not np.isfinite(v).all():
+                    raise UnsupportedError(
+                        f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
+                        path=graph.meta.path or None,
+                        hint="Fix or retrain the model; leave this weight out of the selection",
+                    )
+            pooled = nonzero[0] if len(nonzero) == 1 else np.concatenate(nonzero)
+            pts = km.condense(pooled, options.bins)
+            del pooled
+            levels, breaks, extra = self._levels(pts, options, arrays[0].dtype)
+            for w, a, m, v in zip(ws, arrays, masks, nonzero, strict=True):
+                if options.method == "pws":
+                    idx = km.stochastic_round(v, levels, rng)
+                else:
+                    idx = km.assign(v, breaks, pts.grid)
+                stored = levels.astype(a.dtype)
+                new = np.zeros_like(a)
+                new[m] = stored[idx]
+                out.weights[w.name].value = new
+                # Levels are distinct in a.dtype and, unless one underflowed, nonzero: then their
+                # use counts give the stats without sorting the output again.
+                used = np.bincount(idx, minlength=levels.size)
+                profile = profile_from_counts(used, a.size) if stored.all() else None
+                stats.append(
+                    weight_stats(
+                        self.name,
+                        w,
+                        a,
+                        new,
+                        after_profile=profile,
+                        method=options.method,
+                        k=options.k,
+                        levels=int(np.count_nonzero(used)),
+                        codebook=key,
+                        codebook_size=int(levels.size),
+                        mode="exact" if pts.grid is None else "histogram",
+                        **extra,
+                    )
+                )
+        return PassResult(out, stats)
+
+    @staticmethod
+    def _levels(
+        pts: km.Points, o: Quantize.Options, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """Sorted levels (representable in ``dtype``, none 0), the breaks between them, extra stats."""
+        extra: dict[str, float] = {}
+        if o.method == "uniform":
+            c = np.linspace(pts.lo, pts.hi, o.k)
+        else:
+            c = km.lloyd(pts, km.init_levels(pts, o.k, o.init), o.iters)
+        if o.method == "pws":
+            # Every value needs a level on each side for its rounding to be unbiased.
+            c[0], c[-1] = pts.lo, pts.hi
+        p = None
+        if o.method == "ecsq":
+            c, p = km.ecsq(pts, c, o.lam, o.iters)
+            extra["ecsq_entropy_bits"] = km.entropy_bits(p)
+        # Round to the weights' dtype before assigning, so that the assignment is nearest in the
+        # values actually stored (and pws stays unbiased for them).
+        c = km.nonzero_levels(c, pts).astype(dtype).astype(np.float64)
+        if p is not None:
+            c, p = _merge_equal(c, p)
+            power = float(np.sum(pts.sums * pts.x) / pts.n) or 1.0
+            keep, breaks = km.envelope(c, c * c + o.lam * power * -np.log2(p))
+            return c[keep], breaks, extra
+        c = np.unique(c)
+        return c, (c[:-1] + c[1:]) / 2, extra
+
+
+def _merge_equal(c: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge levels that became equal in the weights' dtype, adding their probabilities."""
+    u, inv = np.unique(c, return_inverse=True)
+    return u, np.bincount(inv, weights=p, minlength=u.size)

@@ -1,0 +1,269 @@
+"""The pass contract, the registry, the pipeline spec parser and the pass manager."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pytest
+
+from nncompress.errors import UsageError
+from nncompress.ir import Graph, Node, ValueInfo, Weight
+from nncompress.passes import (
+    PASSES,
+    Pass,
+    PassOptions,
+    PassResult,
+    Prune,
+    Quantize,
+    default_select,
+    parse_pipeline,
+    run_pipeline,
+)
+from nncompress.passes._infra import option, selected, weight_stats
+
+
+def tiny_model(seed: int = 0) -> Graph:
+    """Conv -> pool -> Dense -> BN -> Relu -> Dense, plus an embedding lookup: every role passes meet."""
+    rng = np.random.default_rng(seed)
+
+    def w(name: str, shape: tuple[int, ...], layer: str, role: str, op: str, scale: float = 0.1) -> Weight:
+        return Weight(
+            name, (rng.normal(size=shape) * scale).astype(np.float32), layer=layer, role=role, op=op
+        )
+
+    ws = [
+        w("conv.w", (8, 3, 3, 3), "conv", "kernel", "Conv"),
+        w("conv.b", (8,), "conv", "bias", "Conv"),
+        w("fc1.w", (32, 8), "fc1", "kernel", "Dense"),
+        w("fc1.b", (32,), "fc1", "bias", "Dense"),
+        w("bn.g", (32,), "bn", "bn_gamma", "BatchNormalization", 1.0),
+        w("bn.b", (32,), "bn", "bn_beta", "BatchNormalization"),
+        w("bn.m", (32,), "bn", "bn_mean", "BatchNormalization"),
+        Weight("bn.v", np.full(32, 0.5, np.float32), layer="bn", role="bn_var", op="BatchNormalization"),
+        w("fc2.w", (4, 32), "fc2", "kernel", "Dense", 1.0),
+        w("fc2.b", (4,), "fc2", "bias", "Dense"),
+        w("emb.table", (50, 8), "emb", "embedding", "Gather"),
+        Weight("shape", np.array([-1, 8], np.int64), layer="flat", role="const"),
+    ]
+    nodes = [
+        Node("conv", "Conv", ["x", "conv.w", "conv.b"], ["c"], {"pads": [1, 1, 1, 1]}),
+        Node("pool", "GlobalAveragePool", ["c"], ["p"]),
+        Node("flat", "Reshape", ["p", "shape"], ["f"]),
+        Node("fc1", "Dense", ["f", "fc1.w", "fc1.b"], ["h"]),
+        Node("bn", "BatchNormalization", ["h", "bn.g", "bn.b", "bn.m", "bn.v"], ["hb"]),
+        Node("relu", "Relu", ["hb"], ["hr"]),
+        Node("fc2", "Dense", ["hr", "fc2.w", "fc2.b"], ["y"]),
+        Node("emb", "Gather", ["emb.table", "ids"], ["e"]),
+    ]
+    return Graph(
+        nodes=nodes,
+        inputs=[ValueInfo("x", (None, 3, 5, 5)), ValueInfo("ids", (None,), "int64")],
+        outputs=[ValueInfo("y"), ValueInfo("e")],
+        weights={x.name: x for x in ws},
+    )
+
+
+def snapshot(g: Graph) -> dict[str, bytes]:
+    return {k: w.array.tobytes() for k, w in g.weights.items()}
+
+
+# -- registry and contract -------------------------------------------------------------------
+
+
+def test_model_fixture_is_a_valid_graph() -> None:
+    tiny_model().validate()
+
+
+@pytest.mark.parametrize("name", sorted(PASSES))
+def test_registry_key_is_cli_word_and_module_name(name: str) -> None:
+    cls = PASSES[name]
+    assert cls.name == name
+    assert cls.__module__ == f"nncompress.passes.{name}"
+    assert importlib.import_module(cls.__module__)
+    assert issubclass(cls, Pass) and issubclass(cls.Options, PassOptions)
+    cls.Options()  # every option has a default
+
+
+def test_default_selection_is_float_kernels_and_embeddings() -> None:
+    names = [w.name for w in selected(tiny_model(), default_select)]
+    assert names == ["conv.w", "fc1.w", "fc2.w", "emb.table"]
+
+
+def test_selection_never_offers_non_float_weights() -> None:
+    assert "shape" not in [w.name for w in selected(tiny_model(), lambda w: True)]
+
+
+def test_weight_stats_figures() -> None:
+    g = tiny_model()
+    w = g.weights["fc2.w"]
+    before = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
+    after = np.array([[3.0, 0.0], [0.0, 0.0]], np.float32)
+    s = weight_stats("x", w, before, after)
+    assert (s["sparsity_before"], s["sparsity_after"]) == (0.5, 0.75)
+    assert (s["distinct_before"], s["distinct_after"]) == (3, 2)
+    assert s["rel_error"] == pytest.approx(4.0 / 5.0)
+    assert (s["weight"], s["layer"]) == ("fc2.w", "fc2")
+
+
+# -- pipeline specs --------------------------------------------------------------------------
+
+
+def test_parse_pipeline_happy_path() -> None:
+    steps = parse_pipeline(" prune:sparsity=0.9:scope=global , quantize:method=kmeans:k=32:init=density ")
+    assert steps == [
+        ("prune", Prune.Options(sparsity=0.9, scope="global")),
+        ("quantize", Quantize.Options(method="kmeans", k=32, init="density")),
+    ]
+    assert isinstance(steps[1][1].k, int)
+    (_, q), *_ = parse_pipeline("quantize:lam=1")
+    assert isinstance(q.lam, float) and q.lam == 1.0
+    assert parse_pipeline("prune") == [("prune", Prune.Options())]
+
+
+@pytest.mark.parametrize(
+    ("spec", "must_name", "must_list"),
+    [
+        ("prnue:sparsity=0.9", "'prnue'", "prune, quantize"),
+        ("prune:sparsity=0.9,quantise", "'quantise'", "prune, quantize"),
+        ("prune:sparsty=0.9", "'sparsty'", "sparsity="),
+        ("prune:sparsity", "'sparsity'", "key=value"),
+        ("prune:sparsity=", "'sparsity='", "key=value"),
+        ("prune:sparsity=lots", "'sparsity=lots'", "float in [0.0, 1.0]"),
+        ("prune:sparsity=1.5", "'sparsity=1.5'", "float in [0.0, 1.0]"),
+        ("prune:sparsity=nan", "'sparsity=nan'", "finite"),
+        ("prune:scope=model", "'scope=model'", "layer|global"),
+        ("quantize:method=lloyd", "'method=lloyd'", "uniform, kmeans, pws, ecsq"),
+        ("quantize:k=1", "'k=1'", "int in [2, 65536]"),
+        ("quantize:k=32.5", "'k=32.5'", "must be an integer"),
+        ("quantize:k=70000", "'k=70000'", "int in [2, 65536]"),
+        ("quantize:k=8:k=16", "'k'", "twice"),
+        ("quantize:lam=-1", "'lam=-1'", ">= 0.0"),
+        ("prune,,quantize", "empty step", "comma"),
+        ("", "empty", "prune, quantize"),
+    ],
+)
+def test_parse_pipeline_errors_are_one_line_usage_errors(spec: str, must_name: str, must_list: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_pipeline(spec)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert must_name in msg and must_list in msg, msg
+
+
+def test_options_check_values_when_built_directly() -> None:
+    with pytest.raises(UsageError, match=r"sparsity=2\.0 .* must be >= 0\.0 and <= 1\.0"):
+        Prune.Options(sparsity=2.0)
+    with pytest.raises(UsageError, match="one of uniform, kmeans, pws, ecsq"):
+        Quantize.Options(method="nope")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="must be an integer"):
+        Quantize.Options(k=True)  # bool is not a count
+    assert Prune.Options(sparsity=1).sparsity == 1.0
+
+
+def test_bool_options_parse() -> None:
+    @dataclass(frozen=True)
+    class Opts(PassOptions):
+        flag: bool = option(False)
+
+    class Flagger(Pass):
+        name = "flagger"
+        Options = Opts
+
+        def __call__(self, graph: Graph, options: Opts, *, select, rng) -> PassResult:  # type: ignore[no-untyped-def]
+            return PassResult(graph, [])
+
+    reg = {"flagger": Flagger}
+    assert parse_pipeline("flagger:flag=yes", reg)[0][1] == Opts(flag=True)
+    assert parse_pipeline("flagger:flag=False", reg)[0][1] == Opts(flag=False)
+    with pytest.raises(UsageError, match="true or false"):
+        parse_pipeline("flagger:flag=maybe", reg)
+
+
+# -- pass manager ----------------------------------------------------------------------------
+
+
+class Jitter(Pass):
+    """A third-party pass that uses its rng: adds seeded noise to each selected weight."""
+
+    name = "jitter"
+
+    @dataclass(frozen=True)
+    class Options(PassOptions):
+        scale: float = option(0.01, lo=0.0)
+        mode: Literal["add", "mul"] = option("add")
+
+    def __call__(self, graph: Graph, options: Options, *, select, rng) -> PassResult:  # type: ignore[no-untyped-def]
+        out = graph.copy()
+        stats = []
+        for w in selected(graph, select):
+            a = w.array
+            new = (a + rng.normal(size=a.shape) * options.scale).astype(a.dtype)
+            out.weights[w.name].value = new
+            stats.append(weight_stats(self.name, w, a, new))
+        return PassResult(out, stats)
+
+
+REG = {**PASSES, "jitter": Jitter}
+
+
+def test_run_pipeline_is_deterministic_and_seeded() -> None:
+    spec = "jitter:scale=0.1,prune:sparsity=0.5,quantize:method=pws:k=4"
+    g = tiny_model()
+    a, _ = run_pipeline(g, spec, seed=7, registry=REG)
+    b, _ = run_pipeline(g, parse_pipeline(spec, REG), seed=7, registry=REG)
+    c, _ = run_pipeline(g, spec, seed=8, registry=REG)
+    assert snapshot(a) == snapshot(b)
+    assert snapshot(a) != snapshot(c)
+
+
+def test_run_pipeline_chains_steps_and_numbers_stats() -> None:
+    g = tiny_model()
+    before = snapshot(g)
+    out, stats = run_pipeline(g, "prune:sparsity=0.75,quantize:k=4", seed=0)
+    assert snapshot(g) == before  # the input graph is untouched
+    assert [(s["step"], s["pass"]) for s in stats] == [(0, "prune")] * 4 + [(1, "quantize")] * 4
+    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
+        a = out.weights[name].array
+        assert np.count_nonzero(a == 0) == round(0.75 * a.size)
+        assert np.unique(a[a != 0]).size <= 4
+    for name in ("conv.b", "bn.g", "bn.m", "bn.v", "shape"):
+        assert out.weights[name].array.tobytes() == g.weights[name].array.tobytes()
+    assert [n.name for n in out.nodes] == [n.name for n in g.nodes]
+
+
+def test_run_pipeline_honours_a_custom_selection() -> None:
+    g = tiny_model()
+    out, stats = run_pipeline(
+        g, "prune:sparsity=0.5", seed=0, select=lambda w: w.op == "Dense" and w.role == "kernel"
+    )
+    assert {s["weight"] for s in stats} == {"fc1.w", "fc2.w"}
+    assert out.weights["conv.w"].array.tobytes() == g.weights["conv.w"].array.tobytes()
+
+
+def test_run_pipeline_step_options_default_and_type_checked() -> None:
+    g = tiny_model()
+    out, _ = run_pipeline(g, [("prune", None)], seed=0)
+    assert np.mean(out.weights["fc1.w"].array == 0) == 0.5
+    with pytest.raises(TypeError, match=r"Prune\.Options"):
+        run_pipeline(g, [("prune", Quantize.Options())], seed=0)
+    with pytest.raises(UsageError, match="unknown pass 'nope'"):
+        run_pipeline(g, [("nope", None)], seed=0)
+
+
+def test_passes_replace_slots_without_touching_shared_objects() -> None:
+    g = tiny_model()
+    res = PASSES["prune"]()(g, Prune.Options(0.5), select=default_select, rng=np.random.default_rng(0))
+    assert res.graph is not g and res.graph.weights["fc1.w"] is not g.weights["fc1.w"]
+    new = res.graph.weights["fc1.w"]
+    assert new.array.dtype == np.float32 and new.shape == (32, 8)
+    old = g.weights["fc1.w"]
+    assert (new.layer, new.role, new.op, new.source, new.layout) == (
+        old.layer,
+        old.role,
+        old.op,
+        old.source,
+        old.layout,
+    )
