@@ -1779,7 +1779,11 @@ class _TorchScript:
                 raise _Unconvertible(f"forward takes a non-tensor argument {name!r} ({t})")
             sizes = t.sizes()
             dt = _JIT_SCALAR_NAMES.get(t.scalarType() or "", "float32")
-            shape = tuple(int(s) for s in sizes) if sizes is not None else None
+            # A trace records its example input's sizes; the example's batch size is no constraint
+            # (size(0) in views is converted to 0/-1), so the batch axis is left dynamic.
+            shape: tuple[int | str | None, ...] | None = (
+                ("batch", *(int(s) for s in sizes[1:])) if sizes else None
+            )
             vname = self.b.fresh(name)
             self.b.inputs.append(ValueInfo(name=vname, shape=shape, dtype=dt))
             self.b.dtype[vname] = dt
