@@ -45,7 +45,8 @@ def build_torch(seed: int):  # type: ignore[no-untyped-def]
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 fan_in = m.weight[0].numel()
                 m.weight.normal_(0.0, float(np.sqrt(2.0 / fan_in)))
-                m.bias.zero_()
+                # distinct small biases: equal ones would be merged by the ONNX exporter
+                m.bias.uniform_(-0.01, 0.01)
     return model
 
 

@@ -641,3 +641,36 @@ def test_bad_files_raise_one_line_input_error(tmp_path: Path, kind: str) -> None
         load_onnx(p)
     msg = str(e.value)
     assert str(p) in msg and "\n" not in msg
+
+
+def test_gemm_whose_bias_is_an_identity_of_another_initializer_is_dense(tmp_path: Path) -> None:
+    """torch's exporter merges equal initializers (all-zero biases) through Identity nodes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1, w2 = (rng.normal(size=(4, 4)).astype(np.float32) for _ in range(2))
+    nodes = [
+        helper.make_node("Identity", ["b1"], ["b2"]),
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], transB=1),
+    ]
+    inits = [
+        numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (np.zeros(4, np.float32), "b1"))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        inits,
+    )
+    p = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), p)
+    from nncompress.io import load
+    from nncompress.ir.execute import run
+
+    g = load(p)
+    assert g.weights["w2"].role == "kernel" and g.weights["w2"].op == "Dense"
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(g, x)[0], (x @ w1.T) @ w2.T, rtol=1e-5)

@@ -491,7 +491,9 @@ def _gemm_to_dense(n: Node, w: dict[str, Weight], uses: Counter[str]) -> None:
     trans = int(a.get("transB", 0))
     nout = b.shape[0] if trans else b.shape[1]
     c = n.inputs[2] if len(n.inputs) > 2 else ""
-    if c and (c not in w or w[c].shape != (nout,) or float(a.get("beta", 1.0)) != 1.0):
+    # The bias may be a value rather than a weight: torch's exporter replaces an initializer equal to
+    # another (all-zero biases, say) by an Identity of it.
+    if c and ((c in w and w[c].shape != (nout,)) or float(a.get("beta", 1.0)) != 1.0):
         return
     n.op, n.attrs = "Dense", {}
     n.inputs = n.inputs[:3] if c else n.inputs[:2]
