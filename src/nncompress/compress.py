@@ -47,9 +47,12 @@ RAW = "array"  # storage of a tensor kept as it is (biases, BatchNorm statistics
 class Shaped:
     """A 2-D format seen with the weight's own shape (conv kernels are stored as (out, rest))."""
 
-    def __init__(self, fmt: Format, shape: tuple[int, ...]) -> None:
+    def __init__(self, fmt: Format, shape: tuple[int, ...], dense: np.ndarray | None = None) -> None:
         self.fmt = fmt
         self._shape = tuple(shape)
+        # compress() already holds the exact dense array it encoded (formats are lossless, which
+        # their tests check); keeping it spares a full decode when fidelity is measured.
+        self._dense = dense
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -60,6 +63,8 @@ class Shaped:
         return np.dtype(np.float32)
 
     def to_dense(self) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense
         return self.fmt.to_dense().reshape(self._shape)
 
 
@@ -210,7 +215,9 @@ def compress_graph(
     for i, (passes, names) in enumerate(groups.items()):
         if passes:
             members = set(names)
-            g2, _ = run_pipeline(g2, passes, seed=seed + i, select=lambda w, m=members: w.name in m)  # type: ignore[misc]
+            g2, _ = run_pipeline(
+                g2, passes, seed=seed + i, select=lambda w, m=members: w.name in m, detailed=False
+            )  # type: ignore[misc]
     entries: list[TensorEntry] = []
     rows: list[dict[str, Any]] = []
     for name, w in g2.weights.items():
@@ -219,8 +226,9 @@ def compress_graph(
         if on_weight is not None:
             on_weight(name)
         chosen = recipe.format if recipe is not None and w.size > 0 else RAW
+        dense = w.array
         if chosen != RAW:
-            f = _encode(w.array, chosen)
+            f = _encode(dense, chosen)
             if f.nbytes >= src.array.nbytes:
                 chosen = RAW  # the format would not save bytes on this tensor: keep it as it is
         if chosen == RAW:
@@ -228,19 +236,27 @@ def compress_graph(
             entries.append(TensorEntry(name, RAW, src.shape, str(src.dtype), {}, {"values": stored}))
             payload = stored.nbytes
         else:
-            w.value = Shaped(f, src.shape)
+            w.value = Shaped(f, src.shape, dense)
             entries.append(TensorEntry(name, chosen, src.shape, str(src.dtype), f.meta(), f.arrays()))
             payload = f.nbytes
         if recipe is not None:
-            rows.append(_row(src, w, chosen, payload))
+            k = f.meta().get("k") if chosen != RAW else None
+            rows.append(_row(src, dense, chosen, payload, k))
     return g2, entries, rows
 
 
-def _row(src: Weight, w: Weight, fmt: str, payload: int) -> dict[str, Any]:
+def _row(src: Weight, after: np.ndarray, fmt: str, payload: int, k: int | None) -> dict[str, Any]:
+    from nncompress.passes._infra import rel_error
+
     before = src.array
-    after = w.array
-    norm = float(np.linalg.norm(before.astype(np.float64)))
-    err = float(np.linalg.norm(after.astype(np.float64) - before) / norm) if norm else 0.0
+    zeros = int(after.size - np.count_nonzero(after))
+    # a codebook format knows its distinct values; sorting 100 M weights to count them costs seconds
+    if fmt in ("ham", "im") and k is not None:  # codebook of every value, zero included
+        distinct = int(k)
+    elif fmt == "sham" and k is not None:  # codebook of the nonzero values
+        distinct = int(k) + (1 if zeros else 0)
+    else:
+        distinct = int(np.unique(after).size)
     return {
         "weight": src.name,
         "layer": src.layer,
@@ -251,9 +267,9 @@ def _row(src: Weight, w: Weight, fmt: str, payload: int) -> dict[str, Any]:
         "bytes_after": int(payload),
         "ratio": before.nbytes / payload if payload else float("inf"),
         "bits_per_weight": 8.0 * payload / max(1, src.size),
-        "sparsity": float(np.count_nonzero(after == 0) / max(1, after.size)),
-        "distinct": int(np.unique(after).size),
-        "rel_error": err,
+        "sparsity": zeros / max(1, after.size),
+        "distinct": distinct,
+        "rel_error": rel_error(before, after),
     }
 
 

@@ -11,6 +11,7 @@ come from each pass's ``Options`` dataclass, so the parser, the checks and the h
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -151,6 +152,11 @@ def profile_from_counts(counts: np.ndarray, size: int) -> dict[str, float | int]
     }
 
 
+# Distinct values and entropy need a sort of every weight, twice per pass: seconds per 100 M weights.
+# A caller that reports its own figures (compress) turns them off for the pipeline it runs.
+DETAILED_STATS: contextvars.ContextVar[bool] = contextvars.ContextVar("DETAILED_STATS", default=True)
+
+
 def weight_stats(
     pass_name: str,
     w: Weight,
@@ -164,6 +170,8 @@ def weight_stats(
 
     ``after_profile`` (from `profile_from_counts`) saves sorting ``after`` when the pass knows it.
     """
+    if not DETAILED_STATS.get():
+        return {"pass": pass_name, "weight": w.name, "layer": w.layer, "op": w.op, **extra}
     b = value_stats([before])
     a = after_profile if after_profile is not None else value_stats([after])
     return {
@@ -281,8 +289,11 @@ def run_pipeline(
     seed: int = 0,
     select: Select | None = None,
     registry: Mapping[str, type[Pass]] | None = None,
+    detailed: bool = True,
 ) -> tuple[Graph, list[Stats]]:
     """Run the steps in order; same graph, steps and seed give identical arrays.
+
+    ``detailed=False`` skips the per-weight before/after value statistics (sorts of every weight).
 
     Each step draws from its own generator, spawned from ``seed``, so adding a step does not
     change the random numbers of the others. Stats carry the step's index.
@@ -298,7 +309,11 @@ def run_pipeline(
         opts = cls.Options() if opts is None else opts
         if not isinstance(opts, cls.Options):
             raise TypeError(f"step {i} ({name}) got {type(opts).__name__}, expected {cls.__name__}.Options")
-        res = cls()(graph, opts, select=select or default_select, rng=np.random.default_rng(ss))
+        token = DETAILED_STATS.set(detailed)
+        try:
+            res = cls()(graph, opts, select=select or default_select, rng=np.random.default_rng(ss))
+        finally:
+            DETAILED_STATS.reset(token)
         graph = res.graph
         stats.extend({"step": i, **s} for s in res.stats)
     return graph, stats
