@@ -1,0 +1,350 @@
+/* Standalone fuzz driver for the kernels (built by sanitize.sh with ASan + UBSan).
+ * For every format it builds random valid inputs (random complete canonical codes, random
+ * matrices, random index widths), then thousands of mutated copies (flipped stream bits, moved or
+ * corrupted offsets, truncated arrays, changed code lengths, out-of-range indices). Each array is
+ * copied into a buffer of exactly its length so any overread is reported by ASan. It checks that
+ * naive and optimized kernels agree: both fail, or both succeed with close results.
+ * Usage: fuzz_main [iterations] [seed] */
+#include <math.h>
+#include <stdio.h>
+
+#include "nnc_common.h"
+
+static uint64_t rs = 88172645463325252ULL;
+static uint64_t rnd(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+static int64_t rint_(int64_t n) { return n > 0 ? (int64_t)(rnd() % (uint64_t)n) : 0; }
+static float rfloat(void) { return (float)((int64_t)rint_(2001) - 1000) / 256.0f; }
+
+static long n_runs, n_ok, n_fail;
+static int expect_ok; /* set while an unmutated (valid) input runs */
+
+static void *dup_exact(const void *p, size_t bytes) { /* exact-size heap copy: ASan sees overreads */
+    void *q = malloc(bytes ? bytes : 1);
+    if (bytes) memcpy(q, p, bytes);
+    return q;
+}
+
+static void compare(const char *what, int s1, int s2, const float *y1, const float *y2, int64_t n) {
+    n_runs++;
+    if ((s1 == 0) != (s2 == 0)) {
+        fprintf(stderr, "%s: status mismatch optimized %d naive %d\n", what, s1, s2);
+        abort();
+    }
+    if (s1 && expect_ok) {
+        fprintf(stderr, "%s: a valid input was rejected with status %d\n", what, s1);
+        abort();
+    }
+    if (s1) {
+        n_fail++;
+        return;
+    }
+    n_ok++;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(y1[i] - y2[i]) <= 1e-3f * (1.0f + fabsf(y2[i])))) {
+            fprintf(stderr, "%s: value mismatch at %lld: %g vs %g\n", what, (long long)i, y1[i], y2[i]);
+            abort();
+        }
+}
+
+/* ---- unsigned arrays of a random width ---- */
+typedef struct {
+    void *p;
+    int64_t n;
+    int w;
+} uarr;
+static uarr uarr_make(const uint64_t *v, int64_t n, uint64_t maxv) {
+    int w = maxv < 256 ? 1 : maxv < 65536 ? 2 : 4;
+    int widths[4] = {1, 2, 4, 8};
+    int r = widths[rint_(4)];
+    if (r > w) w = r;
+    uarr a = {malloc(n ? (size_t)n * w : 1), n, w};
+    for (int64_t i = 0; i < n; i++) switch (w) {
+        case 1: ((uint8_t *)a.p)[i] = (uint8_t)v[i]; break;
+        case 2: ((uint16_t *)a.p)[i] = (uint16_t)v[i]; break;
+        case 4: ((uint32_t *)a.p)[i] = (uint32_t)v[i]; break;
+        default: ((uint64_t *)a.p)[i] = v[i];
+        }
+    return a;
+}
+static void uarr_set(uarr *a, int64_t i, uint64_t v) {
+    switch (a->w) {
+    case 1: ((uint8_t *)a->p)[i] = (uint8_t)v; break;
+    case 2: ((uint16_t *)a->p)[i] = (uint16_t)v; break;
+    case 4: ((uint32_t *)a->p)[i] = (uint32_t)v; break;
+    default: ((uint64_t *)a->p)[i] = v;
+    }
+}
+/* a random mutation of one entry (or a shorter length) */
+static void uarr_mutate(uarr *a, uint64_t hint) {
+    if (!a->n) return;
+    switch (rint_(4)) {
+    case 0: uarr_set(a, rint_(a->n), rnd()); break;
+    case 1: uarr_set(a, rint_(a->n), hint + (uint64_t)rint_(3)); break;
+    case 2: uarr_set(a, rint_(a->n), nnc_uget(a->p, a->w, rint_(a->n))); break;
+    default: a->n -= 1;
+    }
+}
+
+/* ---- canonical codes ---- */
+#define MAX_LEN_FUZZ 24
+
+static void random_lengths(uint8_t *len, int k) {
+    /* split random leaves of a full binary tree until `leaves` leaves; leave some symbols absent */
+    int leaves = 1 + (int)rint_(k);
+    int depth[65536], n = 1;
+    depth[0] = 0;
+    while (n < leaves) {
+        int i = (int)rint_(n);
+        if (depth[i] >= MAX_LEN_FUZZ) continue;
+        depth[i]++;
+        depth[n++] = depth[i];
+    }
+    if (leaves == 1) depth[0] = 1;
+    memset(len, 0, (size_t)k);
+    int placed = 0;
+    while (placed < leaves) {
+        int s = (int)rint_(k);
+        if (!len[s]) len[s] = (uint8_t)depth[placed++];
+    }
+}
+static void canonical(const uint8_t *len, int k, uint32_t *code) {
+    int64_t count[26] = {0}, next[26] = {0};
+    for (int s = 0; s < k; s++) count[len[s]]++;
+    count[0] = 0;
+    for (int L = 1; L <= 25; L++) next[L] = (next[L - 1] + count[L - 1]) << 1;
+    for (int s = 0; s < k; s++)
+        if (len[s]) code[s] = (uint32_t)next[len[s]]++;
+}
+
+typedef struct {
+    uint32_t *w;
+    int64_t cap, nbits;
+} bw;
+static void bw_put(bw *b, uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--, b->nbits++)
+        if ((v >> i) & 1) b->w[b->nbits >> 5] |= 1u << (31 - (b->nbits & 31));
+}
+
+#define MAXD 24
+static float X[8 * 64], Y1[8 * 64], Y2[8 * 64];
+
+static void fuzz_ham(void) {
+    int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
+    int k = 1 + (int)rint_(40);
+    uint8_t len[64];
+    uint32_t code[64];
+    random_lengths(len, k);
+    canonical(len, k, code);
+    int present[64], np_ = 0;
+    for (int s = 0; s < k; s++)
+        if (len[s]) present[np_++] = s;
+    float cb[64];
+    for (int s = 0; s < k; s++) cb[s] = rfloat();
+    uint32_t *words = calloc((size_t)(n_out * n_in * 24 / 32 + 2), 4);
+    bw b = {words, 0, 0};
+    uint64_t rb[MAXD + 1];
+    rb[0] = 0;
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t c = 0; c < n_in; c++) {
+            int s = present[rint_(np_)];
+            bw_put(&b, code[s], len[s]);
+        }
+        rb[r + 1] = (uint64_t)b.nbits;
+    }
+    int64_t nw = (b.nbits + 31) / 32 + 1;
+    for (int i = 0; i < batch * n_in; i++) X[i] = rfloat();
+    for (int m = 0; m < 12; m++) {
+        expect_ok = m == 0;
+        uarr rbits = uarr_make(rb, n_out + 1, rb[n_out]);
+        uint32_t *st = dup_exact(words, (size_t)nw * 4);
+        uint8_t *l2 = dup_exact(len, (size_t)k);
+        int64_t nw2 = nw;
+        if (m) switch (rint_(4)) {
+            case 0: st[rint_(nw)] ^= 1u << rint_(32); break;
+            case 1: uarr_mutate(&rbits, rb[n_out]); break;
+            case 2: nw2 = rint_(nw + 1); break;
+            default: l2[rint_(k)] = (uint8_t)rint_(26);
+            }
+        uint32_t *st2 = dup_exact(st, (size_t)nw2 * 4);
+        float *cb2 = dup_exact(cb, (size_t)k * 4);
+        int s1 = nnc_ham_dot(n_out, n_in, cb2, l2, k, st2, nw2, rbits.p, rbits.n, rbits.w, X, batch, Y1,
+                             1 + (int)rint_(3));
+        int s2 = nnc_ham_dot_naive(n_out, n_in, cb2, l2, k, st2, nw2, rbits.p, rbits.n, rbits.w, X, batch, Y2, 1);
+        compare("ham", s1, s2, Y1, Y2, batch * n_out);
+        free(rbits.p), free(st), free(st2), free(l2), free(cb2);
+    }
+    free(words);
+}
+
+static void fuzz_sham(void) {
+    int64_t n_out = rint_(MAXD), n_in = 1 + rint_(30), batch = 1 + rint_(9);
+    int k = 1 + (int)rint_(30), coder = (int)rint_(2), order = (int)rint_(4), esc = 1 + (int)rint_(8);
+    int ebits = 5;
+    uint8_t vlen[64], glen[16];
+    uint32_t vcode[64], gcode[16];
+    random_lengths(vlen, k);
+    canonical(vlen, k, vcode);
+    /* the gap code must cover every symbol 0..esc: a complete code with all symbols present */
+    do random_lengths(glen, esc + 1);
+    while (memchr(glen, 0, (size_t)esc + 1));
+    canonical(glen, esc + 1, gcode);
+    int present[64], np_ = 0;
+    for (int s = 0; s < k; s++)
+        if (vlen[s]) present[np_++] = s;
+    float cb[64];
+    for (int s = 0; s < k; s++) cb[s] = rfloat();
+    uint32_t *words = calloc((size_t)(n_out * n_in * 64 / 32 + 2), 4);
+    bw b = {words, 0, 0};
+    uint64_t rb[MAXD + 1];
+    rb[0] = 0;
+    for (int64_t r = 0; r < n_out; r++) {
+        int64_t col = -1;
+        for (int64_t c = 0; c < n_in; c++) {
+            if (rint_(3)) continue;
+            int64_t gap = c - col - 1;
+            col = c;
+            if (coder == 0) {
+                int64_t sym = gap < esc ? gap : esc;
+                bw_put(&b, gcode[sym], glen[sym]);
+                if (sym == esc) bw_put(&b, (uint64_t)(gap - esc), ebits);
+            } else {
+                uint64_t v = (uint64_t)gap + (1u << order);
+                int nb = 64 - __builtin_clzll(v);
+                bw_put(&b, 0, nb - order - 1);
+                bw_put(&b, v, nb);
+            }
+            int s = present[rint_(np_)];
+            bw_put(&b, vcode[s], vlen[s]);
+        }
+        rb[r + 1] = (uint64_t)b.nbits;
+    }
+    int64_t nw = (b.nbits + 31) / 32 + 1;
+    for (int i = 0; i < batch * n_in; i++) X[i] = rfloat();
+    for (int m = 0; m < 12; m++) {
+        expect_ok = m == 0;
+        uarr rbits = uarr_make(rb, n_out + 1, rb[n_out]);
+        uint32_t *st = dup_exact(words, (size_t)nw * 4);
+        uint8_t *v2 = dup_exact(vlen, (size_t)k), *g2 = dup_exact(glen, (size_t)esc + 1);
+        int64_t nw2 = nw;
+        if (m) switch (rint_(5)) {
+            case 0: st[rint_(nw)] ^= 1u << rint_(32); break;
+            case 1: uarr_mutate(&rbits, rb[n_out]); break;
+            case 2: nw2 = rint_(nw + 1); break;
+            case 3: g2[rint_(esc + 1)] = (uint8_t)rint_(26); break;
+            default: v2[rint_(k)] = (uint8_t)rint_(26);
+            }
+        uint32_t *st2 = dup_exact(st, (size_t)nw2 * 4);
+        float *cb2 = dup_exact(cb, (size_t)k * 4);
+        int s1 = nnc_sham_dot(n_out, n_in, cb2, v2, k, coder, g2, esc + 1, ebits, order, st2, nw2, rbits.p, rbits.n,
+                              rbits.w, X, batch, Y1, 1 + (int)rint_(3));
+        int s2 = nnc_sham_dot_naive(n_out, n_in, cb2, v2, k, coder, g2, esc + 1, ebits, order, st2, nw2, rbits.p,
+                                    rbits.n, rbits.w, X, batch, Y2, 1);
+        compare("sham", s1, s2, Y1, Y2, batch * n_out);
+        free(rbits.p), free(st), free(st2), free(v2), free(g2), free(cb2);
+    }
+    free(words);
+}
+
+static void fuzz_im(void) {
+    int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
+    int k = 1 + (int)rint_(40), bits = 0;
+    while ((1 << bits) < k) bits++;
+    float cb[64];
+    for (int s = 0; s < k; s++) cb[s] = rfloat();
+    int64_t nw = (n_out * n_in * bits + 31) / 32 + 1;
+    uint32_t *words = calloc((size_t)nw, 4);
+    bw b = {words, 0, 0};
+    for (int64_t i = 0; i < n_out * n_in; i++) bw_put(&b, (uint64_t)rint_(k), bits);
+    for (int i = 0; i < batch * n_in; i++) X[i] = rfloat();
+    for (int m = 0; m < 8; m++) {
+        expect_ok = m == 0;
+        int64_t nw2 = m && rint_(2) ? rint_(nw + 1) : nw;
+        uint32_t *st = dup_exact(words, (size_t)nw2 * 4);
+        if (m && nw2 && rint_(2)) st[rint_(nw2)] ^= 1u << rint_(32);
+        float *cb2 = dup_exact(cb, (size_t)k * 4);
+        int s1 = nnc_im_dot(n_out, n_in, cb2, k, st, nw2, X, batch, Y1, 1 + (int)rint_(3));
+        int s2 = nnc_im_dot_naive(n_out, n_in, cb2, k, st, nw2, X, batch, Y2, 1);
+        compare("im", s1, s2, Y1, Y2, batch * n_out);
+        free(st), free(cb2);
+    }
+    free(words);
+}
+
+/* csr / csc / coo / cser / dense from one random sparse matrix */
+static void fuzz_sparse(void) {
+    int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
+    static float W[MAXD * MAXD], vals[MAXD * MAXD];
+    static uint64_t ri[MAXD * MAXD], ci[MAXD * MAXD], rp[MAXD + 1], cp[MAXD + 1];
+    int64_t nnz = 0;
+    rp[0] = 0;
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t c = 0; c < n_in; c++) {
+            W[r * n_in + c] = rint_(3) ? 0.0f : (float)(rint_(5) - 2);
+            if (W[r * n_in + c] != 0.0f) vals[nnz] = W[r * n_in + c], ri[nnz] = (uint64_t)r, ci[nnz++] = (uint64_t)c;
+        }
+        rp[r + 1] = (uint64_t)nnz;
+    }
+    for (int i = 0; i < batch * n_in; i++) X[i] = rfloat();
+    for (int m = 0; m < 8; m++) {
+        expect_ok = m == 0;
+        uarr col = uarr_make(ci, nnz, n_in), row = uarr_make(ri, nnz, n_out), ptr = uarr_make(rp, n_out + 1, nnz);
+        if (m) switch (rint_(3)) {
+            case 0: uarr_mutate(&col, (uint64_t)n_in); break;
+            case 1: uarr_mutate(&row, (uint64_t)n_out); break;
+            default: uarr_mutate(&ptr, (uint64_t)nnz);
+            }
+        float *v2 = dup_exact(vals, (size_t)nnz * 4);
+        void *c2 = dup_exact(col.p, (size_t)col.n * col.w), *r2 = dup_exact(row.p, (size_t)row.n * row.w);
+        void *p2 = dup_exact(ptr.p, (size_t)ptr.n * ptr.w);
+        int t = 1 + (int)rint_(3);
+        compare("csr", nnc_csr_dot(n_out, n_in, v2, nnz, c2, col.n, col.w, p2, ptr.n, ptr.w, X, batch, Y1, t),
+                nnc_csr_dot_naive(n_out, n_in, v2, nnz, c2, col.n, col.w, p2, ptr.n, ptr.w, X, batch, Y2, 1), Y1, Y2,
+                batch * n_out);
+        /* the same arrays read as csc of the transpose: W.T has shape (n_in, n_out) */
+        compare("csc", nnc_csc_dot(n_in, n_out, v2, nnz, c2, col.n, col.w, p2, ptr.n, ptr.w, X, batch, Y1, t),
+                nnc_csc_dot_naive(n_in, n_out, v2, nnz, c2, col.n, col.w, p2, ptr.n, ptr.w, X, batch, Y2, 1), Y1, Y2,
+                batch * n_in);
+        compare("coo", nnc_coo_dot(n_out, n_in, v2, nnz, r2, row.n, row.w, c2, col.n, col.w, X, batch, Y1, t),
+                nnc_coo_dot_naive(n_out, n_in, v2, nnz, r2, row.n, row.w, c2, col.n, col.w, X, batch, Y2, 1), Y1, Y2,
+                batch * n_out);
+        /* cser with one entry per group: w_idx = value + 3 selects omega[1..5] = {-2, -1, 0.5 (unused), 1, 2} */
+        float omega[6] = {0, -2, -1, 0.5f, 1, 2};
+        uint64_t wi[MAXD * MAXD], wp[MAXD * MAXD + 1];
+        for (int64_t i = 0; i < nnz; i++) wi[i] = (uint64_t)(vals[i] + 2 + 1), wp[i] = (uint64_t)i;
+        wp[nnz] = (uint64_t)nnz;
+        uarr widx = uarr_make(wi, nnz, 5), wptr = uarr_make(wp, nnz + 1, nnz);
+        if (m && rint_(2)) uarr_mutate(rint_(2) ? &widx : &wptr, 6);
+        void *wi2 = dup_exact(widx.p, (size_t)widx.n * widx.w), *wp2 = dup_exact(wptr.p, (size_t)wptr.n * wptr.w);
+        float *om = dup_exact(omega, sizeof omega);
+        compare("cser",
+                nnc_cser_dot(n_out, n_in, om, 6, c2, col.n, col.w, wi2, widx.n, widx.w, wp2, wptr.n, wptr.w, p2, ptr.n,
+                             ptr.w, X, batch, Y1, t),
+                nnc_cser_dot_naive(n_out, n_in, om, 6, c2, col.n, col.w, wi2, widx.n, widx.w, wp2, wptr.n, wptr.w, p2,
+                                   ptr.n, ptr.w, X, batch, Y2, 1),
+                Y1, Y2, batch * n_out);
+        float *w2 = dup_exact(W, (size_t)(n_out * n_in) * 4);
+        int64_t nwv = m ? n_out * n_in - rint_(2) : n_out * n_in;
+        compare("dense", nnc_dense_dot(n_out, n_in, w2, nwv, X, batch, Y1, t),
+                nnc_dense_dot_naive(n_out, n_in, w2, nwv, X, batch, Y2, 1), Y1, Y2, batch * n_out);
+        free(col.p), free(row.p), free(ptr.p), free(widx.p), free(wptr.p);
+        free(v2), free(c2), free(r2), free(p2), free(wi2), free(wp2), free(om), free(w2);
+    }
+}
+
+int main(int argc, char **argv) {
+    long iters = argc > 1 ? atol(argv[1]) : 2000;
+    if (argc > 2) rs ^= (uint64_t)atoll(argv[2]) * 0x9E3779B97F4A7C15ULL;
+    for (long i = 0; i < iters; i++) {
+        fuzz_ham();
+        fuzz_sham();
+        fuzz_im();
+        fuzz_sparse();
+    }
+    printf("fuzz: %ld kernel pairs run, %ld decoded, %ld rejected with a status, no crash\n", n_runs, n_ok, n_fail);
+    return 0;
+}
