@@ -23,7 +23,7 @@ import numpy as np
 
 from nncompress.artifact import Artifact, TensorEntry, read_artifact
 from nncompress.errors import InputError, UsageError
-from nncompress.formats import FORMATS, Format, load_format
+from nncompress.formats import FORMATS, LOSSY, Format, load_format
 from nncompress.ir import Graph, Weight
 from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
 
@@ -40,7 +40,15 @@ PRESETS: dict[str, tuple[str, str]] = {
     "ham": (_SHARE, "ham"),
     "sham": (f"{_PRUNE},{_SHARE}", "sham"),
     "cser": (f"{_PRUNE},{_SHARE}", "cser"),
+    # structured approximations at a parameter budget (--budget, default 0.1; psm 0.2)
+    "lowrank": ("", "lowrank"),
+    "sss": ("", "sss"),
+    "dct": ("", "dct"),
+    "psm": ("", "psm"),
 }
+# Smallest side a structured format is used on: a bias seen as (1, n), or a 3x3 first conv, would
+# cost more than it saves (rank 1 of a tiny matrix is over any budget).
+MIN_STRUCTURED_SIDE = 16
 RAW = "array"  # storage of a tensor kept as it is (biases, BatchNorm statistics, int buffers)
 
 
@@ -75,13 +83,64 @@ class Recipe:
     passes: str
     format: str
     origin: dict[str, Any] = field(default_factory=dict)
+    format_params: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passes": self.passes, "format": self.format, **self.origin}
+        d = {"passes": self.passes, "format": self.format, **self.origin}
+        if self.format_params:
+            d["format_params"] = self.format_params
+        return d
 
 
-def recipe_from(method: str | None, pipeline: str | None) -> Recipe:
-    """A recipe from ``--method PRESET`` or ``--pipeline "prune:...,quantize:...,sham"``."""
+def _value(raw: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _format_step(step: str) -> tuple[str, dict[str, Any]]:
+    """``lowrank:budget=0.05`` -> ("lowrank", {"budget": 0.05})."""
+    name, *tokens = (t.strip() for t in step.split(":"))
+    params: dict[str, Any] = {}
+    for tok in tokens:
+        key, eq, raw = (x.strip() for x in tok.partition("="))
+        if not eq or not key or not raw:
+            raise UsageError(f"bad option {tok!r} in storage step {step!r}: expected key=value")
+        params[key] = _value(raw)
+    return name, params
+
+
+def recipe_from(method: str | None, pipeline: str | None, budget: float | None = None) -> Recipe:
+    """A recipe from ``--method PRESET`` or ``--pipeline "prune:...,quantize:...,sham"``.
+
+    ``budget`` (share of the original parameters) goes to a structured storage format
+    (lowrank, sss, dct, psm) unless its step sets one.
+    """
+    r = _recipe_from(method, pipeline)
+    if budget is not None:
+        if not 0 < budget <= 1:
+            raise UsageError(f"--budget must be in (0, 1], got {budget}")
+        if r.format not in LOSSY:
+            raise UsageError(
+                f"--budget applies to the structured formats ({', '.join(LOSSY)}), not {r.format!r}",
+                hint="Use sparsity= or k= options of the passes instead",
+            )
+        r.format_params.setdefault("budget", budget)
+    _check_format_params(r)
+    return r
+
+
+def _check_format_params(r: Recipe) -> None:
+    """Fail before any work on an unknown or bad storage option (encode validates its params)."""
+    if r.format_params:
+        probe = np.eye(MIN_STRUCTURED_SIDE, dtype=np.float32)
+        FORMATS[r.format].encode(probe, **r.format_params)
+
+
+def _recipe_from(method: str | None, pipeline: str | None) -> Recipe:
     if method and pipeline:
         raise UsageError("give --method or --pipeline, not both")
     if pipeline is None:
@@ -91,9 +150,9 @@ def recipe_from(method: str | None, pipeline: str | None) -> Recipe:
         passes, fmt = PRESETS[name]
         return Recipe(passes, fmt, {"method": name})
     steps = [s.strip() for s in pipeline.split(",") if s.strip()]
-    fmt = "dense"
-    if steps and steps[-1].split(":")[0] in FORMATS:
-        fmt = steps.pop().split(":")[0]
+    fmt, fparams = "dense", {}
+    if steps and steps[-1].split(":")[0].strip() in FORMATS:
+        fmt, fparams = _format_step(steps.pop())
     for s in steps:
         word = s.split(":")[0]
         if word not in PASSES:
@@ -104,7 +163,7 @@ def recipe_from(method: str | None, pipeline: str | None) -> Recipe:
     passes = ",".join(steps)
     if passes:
         parse_pipeline(passes)  # validate now, before any work
-    return Recipe(passes, fmt, {"pipeline": pipeline})
+    return Recipe(passes, fmt, {"pipeline": pipeline}, fparams)
 
 
 @dataclass
@@ -143,17 +202,22 @@ class Plan:
         return chosen
 
 
-def plan_from(method: str | None, pipeline: str | None, recipe_file: str | os.PathLike[str] | None) -> Plan:
+def plan_from(
+    method: str | None,
+    pipeline: str | None,
+    recipe_file: str | os.PathLike[str] | None,
+    budget: float | None = None,
+) -> Plan:
     """The plan of ``--method``, ``--pipeline`` or ``--recipe FILE.toml`` (one of them)."""
     if recipe_file is not None:
-        if method or pipeline:
-            raise UsageError("give --recipe alone, without --method or --pipeline")
+        if method or pipeline or budget is not None:
+            raise UsageError("give --recipe alone, without --method, --pipeline or --budget")
         return plan_from_toml(recipe_file)
-    r = recipe_from(method, pipeline)
+    r = recipe_from(method, pipeline, budget)
     return Plan([Rule(r)], r.as_dict())
 
 
-_RULE_KEYS = {"match", "regex", "op", "method", "pipeline", "exclude"}
+_RULE_KEYS = {"match", "regex", "op", "method", "pipeline", "budget", "exclude"}
 
 
 def plan_from_toml(path: str | os.PathLike[str]) -> Plan:
@@ -191,16 +255,19 @@ def plan_from_toml(path: str | os.PathLike[str]) -> Plan:
                 raise InputError(f"rule {i}: bad regex {t['regex']!r} ({e})", path=str(p)) from None
         exclude = bool(t.get("exclude", False))
         try:
-            recipe = None if exclude else recipe_from(t.get("method"), t.get("pipeline"))
+            recipe = None if exclude else recipe_from(t.get("method"), t.get("pipeline"), t.get("budget"))
         except UsageError as e:
             raise InputError(f"rule {i}: {e.detail}", path=str(p), hint=e.hint) from None
         rules.append(Rule(recipe, t.get("match"), t.get("regex"), t.get("op"), exclude))
     return Plan(rules, {"recipe_file": p.name, "rule": raw})
 
 
-def _encode(w: np.ndarray, fmt: str) -> Format:
-    mat = w.reshape(w.shape[0], -1) if w.ndim != 2 else w.reshape(1, -1) if w.ndim == 1 else w
-    return FORMATS[fmt].encode(np.ascontiguousarray(mat, dtype=np.float32))
+def _matrix(w: np.ndarray) -> np.ndarray:
+    return w.reshape(1, -1) if w.ndim == 1 else w.reshape(w.shape[0], -1)
+
+
+def _encode(w: np.ndarray, fmt: str, params: dict[str, Any]) -> Format:
+    return FORMATS[fmt].encode(np.ascontiguousarray(_matrix(w), dtype=np.float32), **params)
 
 
 def compress_graph(
@@ -227,8 +294,12 @@ def compress_graph(
             on_weight(name)
         chosen = recipe.format if recipe is not None and w.size > 0 else RAW
         dense = w.array
+        if chosen in LOSSY and min(_matrix(dense).shape) < MIN_STRUCTURED_SIDE:
+            chosen = RAW
         if chosen != RAW:
-            f = _encode(dense, chosen)
+            f = _encode(dense, chosen, recipe.format_params if recipe else {})
+            if chosen in LOSSY:
+                dense = f.to_dense().reshape(src.shape)  # the approximation is what the model gets
             if f.nbytes >= src.array.nbytes:
                 chosen = RAW  # the format would not save bytes on this tensor: keep it as it is
         if chosen == RAW:

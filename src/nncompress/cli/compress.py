@@ -37,11 +37,20 @@ def compress_cmd(
         Path | None, typer.Option("-o", "--output", help="Output .nnc path (default: MODEL.nnc).")
     ] = None,
     method: Annotated[
-        str | None, typer.Option("--method", "-m", help="Preset: prune, csr, quantize, im, ham, sham, cser.")
+        str | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm.",
+        ),
     ] = None,
     pipeline: Annotated[
         str | None,
         typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="Share of the original parameters for lowrank, sss, dct, psm (e.g. 0.1)."),
     ] = None,
     recipe: Annotated[
         Path | None, typer.Option(help="TOML recipe: [[rule]] tables matching layers (docs/recipes.md).")
@@ -78,7 +87,7 @@ def compress_cmd(
     for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio)):
         if v is not None and v < 0:
             raise UsageError(f"{name} must be >= 0, got {v}")
-    plan = plan_from(method, pipeline, recipe)
+    plan = plan_from(method, pipeline, recipe, budget)
     target = out or model.with_suffix(".nnc")
     if target.suffix != ".nnc":
         raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")

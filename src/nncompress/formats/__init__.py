@@ -16,10 +16,14 @@ from nncompress.formats.coo import COO
 from nncompress.formats.csc import CSC
 from nncompress.formats.cser import CSER
 from nncompress.formats.csr import CSR
+from nncompress.formats.dct import DCT
 from nncompress.formats.dense import Dense
 from nncompress.formats.ham import HuffmanMatrix
 from nncompress.formats.im import IndexMap
+from nncompress.formats.lowrank import LowRank
+from nncompress.formats.psm import PSM
 from nncompress.formats.sham import SparseHuffmanMatrix
+from nncompress.formats.sss import SSS
 
 FORMATS: dict[str, type[Format]] = {
     "dense": Dense,
@@ -30,7 +34,13 @@ FORMATS: dict[str, type[Format]] = {
     "cser": CSER,
     "ham": HuffmanMatrix,
     "sham": SparseHuffmanMatrix,
+    # structured approximations (lossy): their encode() takes a parameter budget
+    "lowrank": LowRank,
+    "sss": SSS,
+    "dct": DCT,
+    "psm": PSM,
 }
+LOSSY = ("lowrank", "sss", "dct", "psm")
 
 
 def load_format(
@@ -52,11 +62,16 @@ __all__ = [
     "CSC",
     "CSER",
     "CSR",
+    "DCT",
     "FORMATS",
+    "LOSSY",
+    "PSM",
+    "SSS",
     "Dense",
     "Format",
     "HuffmanMatrix",
     "IndexMap",
+    "LowRank",
     "SparseHuffmanMatrix",
     "load_format",
 ]
