@@ -22,6 +22,15 @@ def available() -> bool:
     return loaded()
 
 
+# Formats with a C kernel; the structured ones (lowrank, sss, dct, psm) have numpy products only.
+NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham")
+
+
+def supports(name: str) -> bool:
+    """Whether format ``name`` has a native kernel and the extension is built."""
+    return name in NATIVE_FORMATS and available()
+
+
 def _dispatch() -> dict[str, Callable[..., np.ndarray]]:
     from nncompress.native.cser import cser_dot
     from nncompress.native.dense import dense_dot
@@ -53,4 +62,4 @@ def native_dot(fmt: Format, x: np.ndarray, threads: int = 1, naive: bool = False
     return fn(fmt, x, threads=threads, naive=naive)
 
 
-__all__ = ["available", "native_dot"]
+__all__ = ["NATIVE_FORMATS", "available", "native_dot", "supports"]
