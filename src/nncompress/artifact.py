@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +125,13 @@ def write_artifact(art: Artifact, path: str | Path) -> int:
     return Path(path).stat().st_size
 
 
-def _bad(path: str | Path, what: str) -> InputError:
+def _bad(path: str | os.PathLike[str], what: str) -> InputError:
     return InputError(
         f"corrupt .nnc artifact: {what}", path=str(path), hint="Re-create it with nncompress compress"
     )
 
 
-def _read_npy(z: zipfile.ZipFile, member: str, path: str | Path) -> np.ndarray:
+def _read_npy(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> np.ndarray:
     try:
         raw = z.read(member)  # zipfile checks the CRC here
         a = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -143,7 +144,7 @@ def _read_npy(z: zipfile.ZipFile, member: str, path: str | Path) -> np.ndarray:
     return a
 
 
-def read_artifact(path: str | Path) -> Artifact:
+def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     """Read and validate a `.nnc` file (formats validate their own arrays when decoded)."""
     p = Path(path)
     try:

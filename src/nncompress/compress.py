@@ -150,7 +150,7 @@ def _recipe_from(method: str | None, pipeline: str | None) -> Recipe:
         passes, fmt = PRESETS[name]
         return Recipe(passes, fmt, {"method": name})
     steps = [s.strip() for s in pipeline.split(",") if s.strip()]
-    fmt, fparams = "dense", {}
+    fmt, fparams = "dense", dict[str, Any]()
     if steps and steps[-1].split(":")[0].strip() in FORMATS:
         fmt, fparams = _format_step(steps.pop())
     for s in steps:
@@ -281,10 +281,12 @@ def compress_graph(
     g2 = graph.copy()
     for i, (passes, names) in enumerate(groups.items()):
         if passes:
-            members = set(names)
-            g2, _ = run_pipeline(
-                g2, passes, seed=seed + i, select=lambda w, m=members: w.name in m, detailed=False
-            )  # type: ignore[misc]
+            members = frozenset(names)
+
+            def in_group(w: Weight, m: frozenset[str] = members) -> bool:
+                return w.name in m
+
+            g2, _ = run_pipeline(g2, passes, seed=seed + i, select=in_group, detailed=False)
     entries: list[TensorEntry] = []
     rows: list[dict[str, Any]] = []
     for name, w in g2.weights.items():

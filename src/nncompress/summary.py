@@ -155,7 +155,7 @@ def summarize_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
         for t in art.tensors
     ]
     size = Path(path).stat().st_size
-    payload = sum(t["bytes"] for t in tensors)
+    payload = sum(int(t.payload_bytes) for t in art.tensors)
     return {
         "schema": "nncompress.inspect-artifact/1",
         "file": str(path),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import operator
+import os
 import re
 import warnings
 import zipfile
@@ -59,7 +60,7 @@ _RESAVE_HINT = (
 # =================================================================================================
 
 
-def load_torch(path: str | Path, *, trust_pickle: bool = False) -> Graph:
+def load_torch(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Graph:
     """Load a torch.save, TorchScript or torch.export file into the IR."""
     p = Path(path)
     kind = _sniff(p)
