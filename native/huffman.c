@@ -10,7 +10,10 @@
  * symbol E = n_gap_len - 1 followed by escape_bits raw bits; 1 = exp-Golomb of order gap_order.
  *
  * Decoding: a 2^11-entry first-level table gives (symbol, length) for codes of <= 11 bits; longer
- * codes (up to 24) take the canonical per-length comparison on a 24-bit peek. ham also uses a
+ * codes (up to 24) take the canonical per-length comparison on a 24-bit peek.
+ * ham: when the first canonical code (all 0 bits) stands for 0.0, a run of zeros is counted with one
+ * clz on the bit buffer. sham with Huffman gaps: a 2^12-entry pair table decodes a whole [gap][value]
+ * entry in one lookup; batch 1 decodes two rows in step (two independent dependency chains). ham also uses a
  * second 2^11-entry table giving up to 4 whole short codes per window (many symbols per lookup). Bits come from a
  * 64-bit buffer refilled a word at a time; words past the stream read as zero, so a corrupt code
  * can never read outside the array; it is caught by the row end check (NNC_ECODE). Row offsets
@@ -23,6 +26,8 @@
 
 typedef struct {
     int max_len, lut_bits, n_present;
+    int zlen;      /* length of the all-zero-bits code (the first canonical code); 0: no code */
+    uint16_t zsym; /* its symbol */
     int64_t first[MAX_LEN + 2], count[MAX_LEN + 2], offset[MAX_LEN + 2];
     uint32_t lut[1 << LUT_BITS]; /* (symbol << 8) | length; length 0: longer code or no code */
     uint16_t sorted[65536];      /* symbols ranked by (length, symbol) */
@@ -60,6 +65,14 @@ static int huff_build(huff *h, const uint8_t *lens, int64_t k) {
     for (int64_t s = 0; s < k; s++)
         if (lens[s]) h->sorted[fill[lens[s]]++] = (uint16_t)s;
     h->lut_bits = h->max_len < LUT_BITS ? h->max_len : LUT_BITS;
+    h->zlen = 0;
+    h->zsym = 0;
+    for (int L = 1; L <= MAX_LEN && h->n_present; L++)
+        if (h->count[L]) {
+            h->zlen = L;
+            h->zsym = h->sorted[0];
+            break;
+        }
     memset(h->lut, 0, sizeof h->lut);
     for (int L = 1; L <= h->lut_bits; L++)
         for (int64_t j = 0; j < h->count[L]; j++) {
@@ -190,6 +203,7 @@ int nnc_ham_dot_naive(HAM_ARGS) {
 typedef struct {
     const huff *h;
     int64_t n_out, n_in, n_words, batch;
+    int zskip; /* the all-zero-bits code stands for 0.0: its runs are counted with clz, not decoded */
     const float *codebook;
     const uint32_t *stream;
     const void *row_bits;
@@ -214,6 +228,30 @@ typedef struct {
         nnc_br br;                                                                                           \
         nnc_br_init(&br, q->stream, q->n_words, start);                                                      \
         int64_t used = 0, c = 0;                                                                             \
+        const int zl = h->zlen;                                                                              \
+        while (q->zskip && c < n_in) { /* a run of zero codes, then one other code */                        \
+            nnc_br_refill(&br); /* >= 33 bits buffered, the bits below them zero */                          \
+            int z = br.buf ? __builtin_clzll(br.buf) : 64;                                                   \
+            if (z > 32) z = 32;                                                                              \
+            int64_t run = zl == 1 ? z : z / zl;                                                              \
+            if (run > n_in - c) run = n_in - c;                                                              \
+            const int zb = (int)run * zl;                                                                    \
+            br.buf <<= zb;                                                                                   \
+            br.cnt -= zb;                                                                                    \
+            used += zb;                                                                                      \
+            c += run;                                                                                        \
+            if (z == 32 || c == n_in) continue; /* the run may go on */                                      \
+            int len;                                                                                         \
+            int64_t s = huff_decode(h, &br, &len);                                                           \
+            if (s < 0) return NNC_ECODE;                                                                     \
+            used += len;                                                                                     \
+            double w = cb[s];                                                                                \
+            if ((NB) == 1)                                                                                   \
+                a0 += w * xb[c];                                                                             \
+            else                                                                                             \
+                for (int b = 0; b < nb; b++) acc[b] += w * xb[b * n_in + c];                                 \
+            c++;                                                                                             \
+        }                                                                                                    \
         while (c < n_in) {                                                                                   \
             nnc_br_refill(&br);                                                                              \
             if (lb) { /* several short codes per table lookup */                                             \
@@ -271,7 +309,8 @@ int nnc_ham_dot(HAM_ARGS) {
     int st = ham_prepare(n_out, n_in, codebook, code_len, k, stream, n_words, row_bits, n_rbits, rbits_width, x,
                          batch, y, threads, &h);
     if (st) return st;
-    ham_ctx q = {h, n_out, n_in, n_words, batch, codebook, stream, row_bits, rbits_width, x, y};
+    const int zskip = h->zlen > 0 && codebook[h->zsym] == 0.0f;
+    ham_ctx q = {h, n_out, n_in, n_words, batch, zskip, codebook, stream, row_bits, rbits_width, x, y};
     st = nnc_run_rows(ham_rows, &q, n_out, threads);
     free(h);
     return st;
@@ -361,8 +400,34 @@ int nnc_sham_dot_naive(SHAM_ARGS) {
     return st;
 }
 
+/* Huffman gaps: one lookup on PAIR_BITS stream bits gives a whole [gap][value code] entry when both
+ * codes fit in the window and the gap is no escape (len 0: decode the two codes one by one). */
+#define PAIR_BITS 12
+typedef struct {
+    uint16_t gap, sym;
+    uint8_t len;
+} pair_entry;
+
+static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t escape) {
+    const uint32_t mask = ((uint32_t)1 << PAIR_BITS) - 1;
+    for (uint32_t v = 0; v <= mask; v++) {
+        t[v].len = 0;
+        if (!hg->lut_bits || !hv->lut_bits) continue;
+        uint32_t eg = hg->lut[v >> (PAIR_BITS - hg->lut_bits)];
+        int lg = (int)(eg & 0xff);
+        if (!lg || (int64_t)(eg >> 8) == escape) continue;
+        uint32_t ev = hv->lut[((v << lg) & mask) >> (PAIR_BITS - hv->lut_bits)];
+        int lv = (int)(ev & 0xff);
+        if (!lv || lg + lv > PAIR_BITS) continue;
+        t[v].gap = (uint16_t)(eg >> 8);
+        t[v].sym = (uint16_t)(ev >> 8);
+        t[v].len = (uint8_t)(lg + lv);
+    }
+}
+
 typedef struct {
     const huff *hv, *hg;
+    const pair_entry *pair; /* NULL for exp-Golomb gaps */
     int64_t n_out, n_in, n_words, batch, escape;
     int gap_coder, escape_bits, gap_order;
     const float *codebook;
@@ -373,57 +438,183 @@ typedef struct {
     float *y;
 } sham_ctx;
 
-static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
-    const sham_ctx *q = (const sham_ctx *)vctx;
+/* Decode row r once and accumulate for the nb batch items at b0 (NB a compile-time constant when
+ * nonzero, so the sums stay in registers). */
+static inline __attribute__((always_inline)) int sham_row(const sham_ctx *q, int64_t r, int64_t b0, const int NB,
+                                                          int nbv) {
     const int64_t n_in = q->n_in;
-    for (int64_t r = r0; r < r1; r++) {
-        int64_t start = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r);
-        int64_t end = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r + 1);
-        for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
-            int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
-            const float *xb = q->x + b0 * n_in;
-            double acc[NNC_BCH] = {0};
-            int64_t p = start, col = -1;
-            nnc_br br;
-            if (p < end) nnc_br_init(&br, q->stream, q->n_words, p);
-            while (p < end) {
-                int64_t gap;
-                int len;
-                if (q->gap_coder == 0) {
-                    gap = huff_decode(q->hg, &br, &len);
-                    if (gap < 0) return NNC_ECODE;
-                    p += len;
-                    if (gap == q->escape) {
-                        nnc_br_refill(&br);
-                        gap += (int64_t)nnc_br_take(&br, q->escape_bits);
-                        p += q->escape_bits;
-                    }
-                } else {
-                    nnc_br_refill(&br);
-                    uint32_t top = (uint32_t)(br.buf >> 32);
-                    if (top == 0) return NNC_ECODE;
-                    int zeros = __builtin_clz(top), nbits = zeros + q->gap_order + 1;
-                    if (nbits > 32) return NNC_ECODE;
-                    nnc_br_take(&br, zeros);
-                    nnc_br_refill(&br);
-                    gap = (int64_t)nnc_br_take(&br, nbits) - ((int64_t)1 << q->gap_order);
-                    p += zeros + nbits;
-                }
-                col += 1 + gap;
+    const int nb = NB ? NB : nbv;
+    const int64_t start = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r);
+    const int64_t end = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r + 1);
+    const float *xb = q->x + b0 * n_in;
+    const float *cb = q->codebook;
+    const pair_entry *pair = q->pair;
+    double acc[NNC_BCH] = {0}, a0 = 0.0;
+    int64_t p = start, col = -1;
+    nnc_br br;
+    if (p < end) nnc_br_init(&br, q->stream, q->n_words, p);
+#define SHAM_ACC(V)                                                                                          \
+    do {                                                                                                     \
+        const double v_ = (V);                                                                               \
+        if (NB == 1)                                                                                         \
+            a0 += v_ * xb[col];                                                                              \
+        else                                                                                                 \
+            for (int b = 0; b < nb; b++) acc[b] += v_ * xb[b * n_in + col];                                  \
+    } while (0)
+    while (p < end) {
+        int64_t gap;
+        int len;
+        if (pair) {
+            nnc_br_refill(&br);
+            const pair_entry e = pair[br.buf >> (64 - PAIR_BITS)];
+            if (e.len) {
+                br.buf <<= e.len;
+                br.cnt -= e.len;
+                p += e.len;
+                col += 1 + (int64_t)e.gap;
                 if (col >= n_in) return NNC_EBOUNDS;
-                int64_t s = huff_decode(q->hv, &br, &len);
-                if (s < 0) return NNC_ECODE;
-                p += len;
                 if (p > end) return NNC_ECODE;
-                double v = q->codebook[s];
-                if (nb == 1)
-                    acc[0] += v * xb[col];
-                else
-                    for (int b = 0; b < nb; b++) acc[b] += v * xb[b * n_in + col];
+                SHAM_ACC(cb[e.sym]);
+                continue;
             }
-            for (int b = 0; b < nb; b++) q->y[(b0 + b) * q->n_out + r] = (float)acc[b];
+        }
+        if (q->gap_coder == 0) {
+            gap = huff_decode(q->hg, &br, &len);
+            if (gap < 0) return NNC_ECODE;
+            p += len;
+            if (gap == q->escape) {
+                nnc_br_refill(&br);
+                gap += (int64_t)nnc_br_take(&br, q->escape_bits);
+                p += q->escape_bits;
+            }
+        } else {
+            nnc_br_refill(&br);
+            uint32_t top = (uint32_t)(br.buf >> 32);
+            if (top == 0) return NNC_ECODE;
+            int zeros = __builtin_clz(top), nbits = zeros + q->gap_order + 1;
+            if (nbits > 32) return NNC_ECODE;
+            nnc_br_take(&br, zeros);
+            nnc_br_refill(&br);
+            gap = (int64_t)nnc_br_take(&br, nbits) - ((int64_t)1 << q->gap_order);
+            p += zeros + nbits;
+        }
+        col += 1 + gap;
+        if (col >= n_in) return NNC_EBOUNDS;
+        int64_t s = huff_decode(q->hv, &br, &len);
+        if (s < 0) return NNC_ECODE;
+        p += len;
+        if (p > end) return NNC_ECODE;
+        SHAM_ACC(cb[s]);
+    }
+#undef SHAM_ACC
+    if (NB == 1) acc[0] = a0;
+    for (int b = 0; b < nb; b++) q->y[(b0 + b) * q->n_out + r] = (float)acc[b];
+    return NNC_OK;
+}
+
+/* One row's decoding state, for the batch-1 kernel that decodes two rows in step (two independent
+ * dependency chains through the bit buffers keep more of the core busy). */
+typedef struct {
+    nnc_br br;
+    int64_t p, end, col;
+    double a;
+} sham_state;
+
+static inline __attribute__((always_inline)) void sham_begin(const sham_ctx *q, sham_state *t, int64_t r) {
+    t->p = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r);
+    t->end = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r + 1);
+    t->col = -1;
+    t->a = 0.0;
+    if (t->p < t->end) nnc_br_init(&t->br, q->stream, q->n_words, t->p);
+}
+
+/* Decode one [gap][value] entry of a batch-1 row (the caller checked p < end). */
+static inline __attribute__((always_inline)) int sham_step(const sham_ctx *q, sham_state *t) {
+    int64_t gap;
+    int len;
+    nnc_br_refill(&t->br);
+    if (q->pair) {
+        const pair_entry e = q->pair[t->br.buf >> (64 - PAIR_BITS)];
+        if (e.len) {
+            t->br.buf <<= e.len;
+            t->br.cnt -= e.len;
+            t->p += e.len;
+            t->col += 1 + (int64_t)e.gap;
+            if (t->col >= q->n_in) return NNC_EBOUNDS;
+            if (t->p > t->end) return NNC_ECODE;
+            t->a += (double)q->codebook[e.sym] * q->x[t->col];
+            return NNC_OK;
         }
     }
+    if (q->gap_coder == 0) {
+        gap = huff_decode(q->hg, &t->br, &len);
+        if (gap < 0) return NNC_ECODE;
+        t->p += len;
+        if (gap == q->escape) {
+            nnc_br_refill(&t->br);
+            gap += (int64_t)nnc_br_take(&t->br, q->escape_bits);
+            t->p += q->escape_bits;
+        }
+    } else {
+        uint32_t top = (uint32_t)(t->br.buf >> 32);
+        if (top == 0) return NNC_ECODE;
+        int zeros = __builtin_clz(top), nbits = zeros + q->gap_order + 1;
+        if (nbits > 32) return NNC_ECODE;
+        nnc_br_take(&t->br, zeros);
+        nnc_br_refill(&t->br);
+        gap = (int64_t)nnc_br_take(&t->br, nbits) - ((int64_t)1 << q->gap_order);
+        t->p += zeros + nbits;
+    }
+    t->col += 1 + gap;
+    if (t->col >= q->n_in) return NNC_EBOUNDS;
+    int64_t s = huff_decode(q->hv, &t->br, &len);
+    if (s < 0) return NNC_ECODE;
+    t->p += len;
+    if (t->p > t->end) return NNC_ECODE;
+    t->a += (double)q->codebook[s] * q->x[t->col];
+    return NNC_OK;
+}
+
+/* batch 1: rows r and r + 1 decoded in step, then whichever is longer finished alone */
+static int sham_rows_1(const sham_ctx *q, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 1 < r1; r += 2) {
+        sham_state u, v;
+        sham_begin(q, &u, r);
+        sham_begin(q, &v, r + 1);
+        int st, sv = NNC_OK; /* an error of row r + 1 counts only once row r decoded */
+        while (u.p < u.end && v.p < v.end) {
+            if ((st = sham_step(q, &u))) return st;
+            if ((sv = sham_step(q, &v))) break;
+        }
+        while (u.p < u.end)
+            if ((st = sham_step(q, &u))) return st;
+        if (sv) return sv;
+        while (v.p < v.end)
+            if ((st = sham_step(q, &v))) return st;
+        q->y[r] = (float)u.a;
+        q->y[r + 1] = (float)v.a;
+    }
+    for (; r < r1; r++) {
+        sham_state u;
+        sham_begin(q, &u, r);
+        int st;
+        while (u.p < u.end)
+            if ((st = sham_step(q, &u))) return st;
+        q->y[r] = (float)u.a;
+    }
+    return NNC_OK;
+}
+
+static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
+    const sham_ctx *q = (const sham_ctx *)vctx;
+    if (q->batch == 1) return sham_rows_1(q, r0, r1);
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
+            int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
+            int st = nb == 1 ? sham_row(q, r, b0, 1, 1) : nb == NNC_BCH ? sham_row(q, r, b0, NNC_BCH, nb) : sham_row(q, r, b0, 0, nb);
+            if (st) return st;
+        }
     return NNC_OK;
 }
 
@@ -431,9 +622,20 @@ int nnc_sham_dot(SHAM_ARGS) {
     huff *hv = NULL, *hg = NULL;
     int st = sham_prepare(SHAM_PASS, &hv, &hg);
     if (st) return st;
-    sham_ctx q = {hv, hg, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits, gap_order,
+    pair_entry *pair = NULL;
+    if (gap_coder == 0) {
+        pair = (pair_entry *)malloc(sizeof(pair_entry) << PAIR_BITS);
+        if (!pair) {
+            free(hv);
+            free(hg);
+            return NNC_ENOMEM;
+        }
+        pair_build(pair, hg, hv, n_gap_len - 1);
+    }
+    sham_ctx q = {hv, hg, pair, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits, gap_order,
                   codebook, stream, row_bits, rbits_width, x, y};
     st = nnc_run_rows(sham_rows, &q, n_out, threads);
+    free(pair);
     free(hv);
     free(hg);
     return st;
