@@ -121,3 +121,18 @@ def test_corruption_is_an_input_error(changes: dict[str, Any], match: str) -> No
         (meta if key in meta or key in ("nnz", "inner") else arrays)[key] = value
     with pytest.raises(InputError, match=match):
         PSM.from_arrays(arrays, meta)
+
+
+def test_hierarchical_solver_keeps_stdout_clean(capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyfaust")
+    rng = np.random.default_rng(0)
+    w = (
+        sparse_rows((32, 32), 2, rng) @ sparse_rows((32, 32), 2, rng) @ sparse_rows((32, 32), 2, rng)
+    ).astype(np.float32)
+    fmt = PSM.encode(w, budget=0.4, factors=3, iterations=100, solver="hierarchical")
+    out, _ = capfd.readouterr()
+    assert out == ""  # pyfaust's progress lines must not reach stdout (--json)
+    assert len(fmt.factors) == 3
+    assert fmt.parameters <= 0.4 * w.size
+    assert rel_err(fmt, w) < 0.3
+    check_contract(fmt)

@@ -9,7 +9,11 @@ budget * out * in`` (at least 1), so the stored values never exceed the budget, 
 - ``solver="palm"``: our numpy PALM (proximal alternating linearized minimization): a gradient step on one
   factor at a time with step ``1 / (||left||_2^2 ||right||_2^2)``, then the hard-thresholding projection;
 - ``solver="pyfaust"``: ``pyfaust.fact.palm4msa`` with the same splincol constraints (the ``psm`` extra);
-  its scale lambda is folded into the first factor.
+  its scale lambda is folded into the first factor;
+- ``solver="hierarchical"``: ``pyfaust.fact.hierarchical``, Q - 1 splits from the left, each residual
+  constrained to ``splincol(s * factors_left)`` until the last, which gets ``splincol(s)`` like the others.
+
+pyfaust's progress lines go to the C stdout; they are sent to stderr so that ``--json`` output stays clean.
 
 Arrays, for each factor i = 0..Q-1, a CSR matrix: ``values{i}`` float32 (nnz_i,), ``col_idx{i}`` and
 ``row_ptr{i}`` in the narrowest unsigned dtypes. Meta: ``shape``, ``inner`` (k), ``nnz`` (list per factor).
@@ -18,7 +22,11 @@ Arrays, for each factor i = 0..Q-1, a CSR matrix: ``values{i}`` float32 (nnz_i,)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,7 +52,7 @@ from nncompress.formats.base import (
     take_params,
 )
 
-SOLVERS = ("palm", "pyfaust")
+SOLVERS = ("palm", "pyfaust", "hierarchical")
 
 
 def factor_shapes(shape: tuple[int, int], q: int) -> list[tuple[int, int]]:
@@ -113,20 +121,58 @@ def palm(w: np.ndarray, q: int, s: int, iterations: int, seed: int) -> list[np.n
     return fs
 
 
-def faust(w: np.ndarray, q: int, s: int, iterations: int, seed: int) -> list[np.ndarray]:
-    """pyfaust's palm4msa with splincol constraints; lambda folded into the first factor."""
+def _flush_c_stdio() -> None:
+    import ctypes
+
     try:
-        import pyfaust
-        from pyfaust.fact import palm4msa
-        from pyfaust.factparams import ParamsPalm4MSA, StoppingCriterion
-        from pyfaust.proj import splincol as faust_splincol
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr for the duration: pyfaust's C++ prints progress there."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        _flush_c_stdio()  # C stdout is block-buffered when piped: flush it before fd 1 goes back
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def faust(
+    w: np.ndarray, q: int, s: int, iterations: int, seed: int, hierarchical: bool = False
+) -> list[np.ndarray]:
+    """pyfaust's palm4msa (or hierarchical) with splincol constraints; lambda folded into the first factor."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Did not find einops": an optional speed-up of another module
+            import pyfaust
+            from pyfaust.fact import hierarchical as faust_hierarchical
+            from pyfaust.fact import palm4msa
+            from pyfaust.factparams import ParamsHierarchical, ParamsPalm4MSA, StoppingCriterion
+            from pyfaust.proj import splincol as faust_splincol
     except ImportError:
         raise UnsupportedError(
-            "psm solver='pyfaust' needs pyfaust", hint="pip install 'nncompress[psm]' or use solver='palm'"
+            "psm solvers 'pyfaust' and 'hierarchical' need pyfaust",
+            hint="pip install 'nncompress[psm]' or use solver='palm'",
         ) from None
     pyfaust.seed(seed)
-    cons = [faust_splincol(sh, s) for sh in factor_shapes(w.shape, q)]
-    f = palm4msa(w, ParamsPalm4MSA(cons, StoppingCriterion(num_its=iterations)))
+    shapes = factor_shapes(w.shape, q)
+    stop = StoppingCriterion(num_its=iterations)
+    with _stdout_to_stderr():
+        if hierarchical and q > 1:
+            facts = [faust_splincol(sh, s) for sh in shapes[:-1]]
+            res = [faust_splincol(shapes[-1], s * (q - 1 - i)) for i in range(q - 1)]
+            f = faust_hierarchical(
+                w, ParamsHierarchical(facts, res, stop, StoppingCriterion(num_its=iterations))
+            )
+        else:
+            f = palm4msa(w, ParamsPalm4MSA([faust_splincol(sh, s) for sh in shapes], stop))
     fs = (
         [
             np.asarray(
@@ -137,7 +183,7 @@ def faust(w: np.ndarray, q: int, s: int, iterations: int, seed: int) -> list[np.
         if q > 1
         else [np.asarray(f.toarray(), np.float64)]
     )
-    # Whether palm4msa left lambda in its factors differs across versions: rescale to its own product.
+    # Whether pyfaust left lambda in its factors differs across versions: rescale to its own product.
     p, target = _chain(fs, 0, len(fs), w.shape[0]), np.asarray(f.toarray(), np.float64)
     pp = float(np.vdot(p, p))
     if pp > 0:
@@ -176,8 +222,10 @@ class PSM(Format):
         s = max(1, int(budget * a.size // max(sum(x + y for x, y in shapes), 1)))
         if a.size == 0:
             fs = [np.zeros(sh) for sh in shapes]
+        elif p["solver"] == "palm":
+            fs = palm(a, q, s, its, seed)
         else:
-            fs = (palm if p["solver"] == "palm" else faust)(a, q, s, its, seed)
+            fs = faust(a, q, s, its, seed, hierarchical=p["solver"] == "hierarchical")
         packed = []
         for f in fs:
             f32 = f.astype(np.float32)
