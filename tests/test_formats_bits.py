@@ -89,3 +89,26 @@ def test_check_stream_rejects(words: np.ndarray, nbits: int, match: str) -> None
 def test_check_stream_accepts_a_full_last_word() -> None:
     words, nbits = _bits.pack(np.array([0xFFFFFFFF, 0xFFFFFFFF]), np.array([32, 32]))
     assert nbits == 64 and _bits.check_stream(words, nbits, "s").size == 3
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 32), max_size=12), max_size=6), st.integers(0, 2**16))
+def test_concat_equals_packing_everything_at_once(part_lengths: list[list[int]], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    parts, codes_all, lens_all = [], [], []
+    for lens in part_lengths:
+        ln = np.array(lens, dtype=np.int64)
+        codes = rng.integers(0, 2**32, ln.size, dtype=np.uint64) & (
+            (np.uint64(1) << ln.astype(np.uint64)) - np.uint64(1)
+        )
+        parts.append(_bits.pack(codes, ln))
+        codes_all.append(codes)
+        lens_all.append(ln)
+    want = _bits.pack(
+        np.concatenate(codes_all) if codes_all else np.zeros(0, np.uint64),
+        np.concatenate(lens_all) if lens_all else np.zeros(0, np.int64),
+    )
+    got = _bits.concat(parts)
+    assert got[1] == want[1]
+    np.testing.assert_array_equal(got[0], want[0])
+    _bits.check_stream(got[0], got[1], "joined")

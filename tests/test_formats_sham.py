@@ -179,3 +179,20 @@ def test_corruption_is_an_input_error(coder: str, changes: dict[str, object], ma
     arrays, meta = _corrupt(coder, **changes)
     with pytest.raises(InputError, match=match):
         SparseHuffmanMatrix.from_arrays(arrays, meta)
+
+
+@pytest.mark.parametrize("block", [1, 29, 64, 1000])
+@pytest.mark.parametrize("coder", ["auto", "huffman", "expgolomb"])
+def test_encoding_in_row_blocks_gives_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, block: int, coder: str
+) -> None:
+    import nncompress.formats.sham as sham
+
+    w = quantized((61, 37), 9, 0.7, 8)
+    w[[3, 40]] = 0  # empty rows inside and across blocks
+    whole = SparseHuffmanMatrix.encode(w, gap_coder=coder)
+    monkeypatch.setattr(sham, "_BLOCK", block)
+    parts = SparseHuffmanMatrix.encode(w, gap_coder=coder)
+    assert parts.meta() == whole.meta()
+    for k, a in whole.arrays().items():
+        np.testing.assert_array_equal(parts.arrays()[k], a)

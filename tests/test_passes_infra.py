@@ -267,3 +267,15 @@ def test_passes_replace_slots_without_touching_shared_objects() -> None:
         old.source,
         old.layout,
     )
+
+
+@pytest.mark.parametrize(
+    "spec", ["prune:sparsity=0.7,quantize:k=4", "quantize:k=8,quantize:k=3:method=uniform"]
+)
+def test_later_steps_reuse_scratch_arrays_without_changing_results_or_the_input(spec: str) -> None:
+    g = tiny_model()
+    before = snapshot(g)
+    detailed, _ = run_pipeline(g, spec, seed=3)
+    lean, _ = run_pipeline(g, spec, seed=3, detailed=False)
+    assert snapshot(lean) == snapshot(detailed)
+    assert snapshot(g) == before

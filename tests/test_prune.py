@@ -94,3 +94,32 @@ def test_smallest_is_exact_on_any_ties(values: list[float], sparsity: float) -> 
     assert mask.sum() == n
     order = np.lexsort((np.arange(mag.size), mag))  # by magnitude, then by index
     np.testing.assert_array_equal(np.flatnonzero(mask), np.sort(order[:n]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=4),
+    levels=st.integers(1, 6),
+    sparsity=st.floats(0, 1),
+    dtype=st.sampled_from(["float16", "float32", "float64"]),
+    seed=st.integers(0, 2**16),
+)
+def test_radix_selection_equals_the_partition_on_concatenated_magnitudes(
+    sizes: list[int], levels: int, sparsity: float, dtype: str, seed: int
+) -> None:
+    # Few distinct magnitudes (many ties, signs mixed) across several arrays, in chunks of 7 entries.
+    import nncompress.passes.prune as pr
+
+    rng = np.random.default_rng(seed)
+    arrays = [(rng.integers(-levels, levels + 1, n) * 0.37).astype(dtype) for n in sizes]
+    n = round(sparsity * sum(sizes))
+    old, pr._CHUNK = pr._CHUNK, 7
+    try:
+        news, t = pr.prune_below(arrays, n, np.dtype(dtype))
+    finally:
+        pr._CHUNK = old
+    mask, t_ref = smallest(np.abs(np.concatenate(arrays)).ravel(), n)
+    want = np.where(mask, 0, np.concatenate(arrays)).astype(dtype)
+    np.testing.assert_array_equal(np.concatenate(news), want)
+    if 0 < n:
+        assert t == t_ref

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,15 @@ class Artifact:
     recipe: dict[str, Any]
     seed: int
     tensors: list[TensorEntry]
-    skeleton: bytes = b""
+    # bytes, or a file streamed into the zip when written (a zeroed VGG16 is 553 MB: not held in memory)
+    skeleton: bytes | Path = b""
     skeleton_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def skeleton_size(self) -> int:
+        """Uncompressed bytes of the skeleton."""
+        return self.skeleton.stat().st_size if isinstance(self.skeleton, Path) else len(self.skeleton)
 
     @property
     def recipe_sha256(self) -> str:
@@ -118,7 +125,14 @@ def write_artifact(art: Artifact, path: str | Path) -> int:
             _info(MANIFEST, zipfile.ZIP_DEFLATED), json.dumps(manifest_of(art), sort_keys=True, indent=1)
         )
         if art.skeleton_name:
-            z.writestr(_info(f"skeleton/{art.skeleton_name}", zipfile.ZIP_LZMA), art.skeleton)
+            zi = _info(f"skeleton/{art.skeleton_name}", zipfile.ZIP_LZMA)
+            if isinstance(art.skeleton, Path):
+                # What writestr does, fed in chunks (same bytes); the size picks zip64 up front.
+                zi.file_size = art.skeleton.stat().st_size
+                with art.skeleton.open("rb") as src, z.open(zi, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+            else:
+                z.writestr(zi, art.skeleton)
         for i, t in enumerate(art.tensors):
             for k in sorted(t.arrays):
                 z.writestr(_info(f"t/{i}/{k}.npy", _ARRAY_COMPRESSION), _npy_bytes(t.arrays[k]))

@@ -346,16 +346,20 @@ def _row(src: Weight, after: np.ndarray, fmt: str, payload: int, k: int | None) 
     }
 
 
-def skeleton_bytes(graph: Graph, name: str) -> bytes:
-    """The source file with every weight zeroed, written by the source format's own writer."""
+def skeleton_file(graph: Graph, name: str) -> Path:
+    """The source file with every weight zeroed, written by the source format's own writer.
+
+    It stays on disk (a temp dir removed at exit) and is streamed into the artifact: held as bytes, a
+    zeroed VGG16 would add its full size to the peak memory of compress.
+    """
     from nncompress.io import save
 
     z = graph.copy()
     for w in z.weights.values():
-        w.value = np.zeros(w.shape, dtype=w.dtype)
-    with tempfile.TemporaryDirectory(prefix="nnc-skel-") as d:
-        out = save(z, Path(d) / name)
-        return out.read_bytes()
+        w.value = np.zeros(w.shape, dtype=w.dtype)  # calloc'd pages: no memory until written
+    d = tempfile.mkdtemp(prefix="nnc-skel-")
+    atexit.register(shutil.rmtree, d, True)
+    return save(z, Path(d) / name)
 
 
 def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: int) -> Artifact:
@@ -366,7 +370,7 @@ def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: i
         recipe=plan.origin,
         seed=seed,
         tensors=entries,
-        skeleton=skeleton_bytes(graph, src_name),
+        skeleton=skeleton_file(graph, src_name),
         skeleton_name=src_name,
     )
 
@@ -382,7 +386,10 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     d = tempfile.mkdtemp(prefix="nnc-")
     atexit.register(shutil.rmtree, d, True)
     skel = Path(d) / art.skeleton_name
-    skel.write_bytes(art.skeleton)
+    if isinstance(art.skeleton, Path):
+        shutil.copyfile(art.skeleton, skel)
+    else:
+        skel.write_bytes(art.skeleton)
     g = load(skel)
     for t in art.tensors:
         w = g.weights.get(t.name)

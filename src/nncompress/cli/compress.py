@@ -131,7 +131,7 @@ def compress_cmd(
             "ratio": in_bytes / out_bytes,
             "gzip9_input_bytes": gz_size.result() if gz_size else gzip_baseline(model),
             "payload_bytes": sum(e.payload_bytes for e in entries),
-            "skeleton_member_bytes": len(art.skeleton),
+            "skeleton_member_bytes": art.skeleton_size,
         }
         report["fidelity"] = fid
         failed = _gates(report, fid, max_drop, min_ratio)

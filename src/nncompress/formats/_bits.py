@@ -54,6 +54,25 @@ def pack(codes: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]:
     return words.astype(np.uint32), nbits
 
 
+def concat(parts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """Streams (words, nbits) from `pack` joined back to back at bit granularity: one (words, nbits)."""
+    total = sum(n for _, n in parts)
+    out = np.zeros(stream_words(total) + 1, dtype=np.uint64)  # one spare word for the last spill
+    offset = 0
+    for words, nbits in parts:
+        n = (nbits + WORD_BITS - 1) // WORD_BITS
+        if n:
+            src = words[:n].astype(np.uint64)
+            base, r = offset >> 5, offset & 31
+            if r == 0:
+                out[base : base + n] |= src
+            else:
+                out[base : base + n] |= src >> np.uint64(r)
+                out[base + 1 : base + n + 1] |= (src << np.uint64(WORD_BITS - r)) & np.uint64(0xFFFFFFFF)
+        offset += nbits
+    return out[: stream_words(total)].astype(np.uint32), total
+
+
 def _pack_into(words: np.ndarray, codes: np.ndarray, lengths: np.ndarray, ends: np.ndarray) -> None:
     """OR items (sorted by their end bits) into ``words`` (uint64 holding 32-bit words)."""
     keep = lengths > 0

@@ -104,6 +104,48 @@ def _choose_gap_coder(hist: np.ndarray, coder: str) -> dict[str, Any]:
     return best
 
 
+_BLOCK = 1 << 22  # matrix entries per encoding block
+
+
+def _block_entries(a: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows relative to r0, columns, values) of the nonzeros of rows r0..r1-1, row-major."""
+    sub = a[r0:r1]
+    rows, cols = np.nonzero(sub)
+    return rows, cols, sub[rows, cols]
+
+
+def _gaps(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Zeros skipped before each entry since the previous entry of its row (or the row start)."""
+    first = np.ones(rows.size, dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    prev = np.where(first, -1, np.roll(cols, 1))
+    return cols - prev - 1
+
+
+def _items(
+    gaps: np.ndarray,
+    vidx: np.ndarray,
+    gap: dict[str, Any],
+    gap_code: CanonicalCode | None,
+    value_code: CanonicalCode,
+) -> np.ndarray:
+    """Per entry 3 items of (code, length): gap code, escape or exp-Golomb suffix, value code."""
+    items = np.zeros((gaps.size, 3, 2), dtype=np.uint64)
+    if gap_code is not None:
+        e = gap["gap_escape"]
+        items[:, 0, 0], items[:, 0, 1] = gap_code.encode(np.minimum(gaps, e))
+        escaped = gaps >= e
+        items[escaped, 1, 0] = gaps[escaped] - e
+        items[escaped, 1, 1] = gap["escape_bits"]
+    else:
+        v = gaps + (1 << gap["gap_order"])
+        nb = _bit_length(v)
+        items[:, 0, 1] = nb - gap["gap_order"] - 1  # the zero prefix
+        items[:, 1, 0], items[:, 1, 1] = v, nb
+    items[:, 2, 0], items[:, 2, 1] = value_code.encode(vidx)
+    return items
+
+
 class SparseHuffmanMatrix(Format):
     """Huffman-coded nonzero values with entropy-coded column gaps and per-row bit offsets."""
 
@@ -138,46 +180,50 @@ class SparseHuffmanMatrix(Format):
         if p["gap_coder"] not in ("auto", *GAP_CODERS):
             raise UsageError(f"sham gap_coder must be auto, huffman or expgolomb, got {p['gap_coder']!r}")
         a = as_matrix(w, cls.name, finite=True)
-        rows, cols = np.nonzero(a)
-        vals = a[rows, cols]
-        cb = codebook_of(vals, cls.name)
-        vidx = np.searchsorted(cb, vals)
-        value_code = CanonicalCode.from_counts(np.bincount(vidx, minlength=cb.size))
-        first = np.ones(rows.size, dtype=bool)
-        first[1:] = rows[1:] != rows[:-1]
-        prev = np.where(first, -1, np.roll(cols, 1))
-        gaps = cols - prev - 1
-        if rows.size:
-            gap = _choose_gap_coder(np.bincount(gaps), p["gap_coder"])
+        # Row blocks of about _BLOCK entries: a pass to count values and gaps (the codes need all of
+        # them), a pass to code; the per-entry temporaries of a 25088x4096 layer would take 2 GB.
+        step = max(1, _BLOCK // max(a.shape[1], 1))
+        blocks = [(r, min(r + step, a.shape[0])) for r in range(0, a.shape[0], step)]
+        cb = np.zeros(0, np.float32)
+        counts = np.zeros(0, np.int64)
+        gap_hist = np.zeros(0, np.int64)
+        nnz = 0
+        for r0, r1 in blocks:
+            rows, cols, vals = _block_entries(a, r0, r1)
+            nnz += vals.size
+            u, c = np.unique(vals, return_counts=True)
+            cb, inv = np.unique(np.concatenate([cb, u.astype(np.float32)]), return_inverse=True)
+            if cb.size > MAX_CODEBOOK:
+                codebook_of(cb, cls.name)  # raises its one-line UsageError
+            counts = np.bincount(inv, weights=np.concatenate([counts, c]), minlength=cb.size).astype(np.int64)
+            g = np.bincount(_gaps(rows, cols)) if vals.size else np.zeros(0, np.int64)
+            if g.size > gap_hist.size:
+                gap_hist = np.concatenate([gap_hist, np.zeros(g.size - gap_hist.size, np.int64)])
+            gap_hist[: g.size] += g
+        value_code = CanonicalCode.from_counts(counts)
+        if nnz:
+            gap = _choose_gap_coder(gap_hist, p["gap_coder"])
         else:
             gap = {"gap_coder": "expgolomb", "gap_order": 0}
         gap.pop("bits", None)
-        items = np.zeros((rows.size, 3, 2), dtype=np.uint64)  # per entry: 3 items of (code, length)
-        if gap["gap_coder"] == "huffman":
-            gap_code = CanonicalCode(gap["gap_len"], "gap_len")
-            e = gap["gap_escape"]
-            items[:, 0, 0], items[:, 0, 1] = gap_code.encode(np.minimum(gaps, e))
-            escaped = gaps >= e
-            items[escaped, 1, 0] = gaps[escaped] - e
-            items[escaped, 1, 1] = gap["escape_bits"]
-        else:
-            gap_code = None
-            v = gaps + (1 << gap["gap_order"])
-            nb = _bit_length(v)
-            items[:, 0, 1] = nb - gap["gap_order"] - 1  # the zero prefix
-            items[:, 1, 0], items[:, 1, 1] = v, nb
-        items[:, 2, 0], items[:, 2, 1] = value_code.encode(vidx)
-        stream, nbits = _bits.pack(items[:, :, 0], items[:, :, 1])
-        entry_bits = items[:, :, 1].sum(axis=1).astype(np.int64)
-        row_end = np.cumsum(np.bincount(rows, weights=entry_bits, minlength=a.shape[0])).astype(np.int64)
-        row_bits = np.concatenate([[0], row_end])
+        gap_code = CanonicalCode(gap["gap_len"], "gap_len") if gap["gap_coder"] == "huffman" else None
+        parts: list[tuple[np.ndarray, int]] = []
+        row_bits = np.zeros(a.shape[0] + 1, dtype=np.int64)
+        for r0, r1 in blocks:
+            rows, cols, vals = _block_entries(a, r0, r1)
+            items = _items(_gaps(rows, cols), np.searchsorted(cb, vals), gap, gap_code, value_code)
+            parts.append(_bits.pack(items[:, :, 0], items[:, :, 1]))
+            entry_bits = items[:, :, 1].sum(axis=1).astype(np.int64)
+            row_end = np.cumsum(np.bincount(rows, weights=entry_bits, minlength=r1 - r0)).astype(np.int64)
+            row_bits[r0 + 1 : r1 + 1] = row_bits[r0] + row_end
+        stream, nbits = _bits.concat(parts) if len(parts) != 1 else parts[0]
         return cls(
             a.shape,
             cb,
             value_code.lengths.astype(np.uint8),
             stream,
             as_uint(row_bits, nbits),
-            int(rows.size),
+            nnz,
             gap,
             (value_code, gap_code),
         )

@@ -155,6 +155,15 @@ def profile_from_counts(counts: np.ndarray, size: int) -> dict[str, float | int]
 # Distinct values and entropy need a sort of every weight, twice per pass: seconds per 100 M weights.
 # A caller that reports its own figures (compress) turns them off for the pipeline it runs.
 DETAILED_STATS: contextvars.ContextVar[bool] = contextvars.ContextVar("DETAILED_STATS", default=True)
+# ids of the arrays an earlier step of the running pipeline made: nobody else holds them, so a step
+# that needs no before/after statistics may overwrite them instead of allocating a copy (a second
+# VGG16 is 553 MB).
+_SCRATCH: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("_SCRATCH", default=frozenset())
+
+
+def may_overwrite(a: np.ndarray) -> bool:
+    """Whether a pass may write into ``a``, an array of its input graph (see run_pipeline)."""
+    return not DETAILED_STATS.get() and id(a) in _SCRATCH.get()
 
 
 def weight_stats(
@@ -302,6 +311,8 @@ def run_pipeline(
     plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
     seeds = np.random.SeedSequence(seed).spawn(len(plan))
     stats: list[Stats] = []
+    given = {id(w.value) for w in graph.weights.values()}
+    scratch: frozenset[int] = frozenset()
     for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
         cls = reg.get(name)
         if cls is None:
@@ -309,11 +320,17 @@ def run_pipeline(
         opts = cls.Options() if opts is None else opts
         if not isinstance(opts, cls.Options):
             raise TypeError(f"step {i} ({name}) got {type(opts).__name__}, expected {cls.__name__}.Options")
-        token = DETAILED_STATS.set(detailed)
+        token, owned = DETAILED_STATS.set(detailed), _SCRATCH.set(scratch)
         try:
             res = cls()(graph, opts, select=select or default_select, rng=np.random.default_rng(ss))
         finally:
             DETAILED_STATS.reset(token)
+            _SCRATCH.reset(owned)
         graph = res.graph
+        scratch = frozenset(
+            id(w.value)
+            for w in graph.weights.values()
+            if isinstance(w.value, np.ndarray) and id(w.value) not in given
+        )
         stats.extend({"step": i, **s} for s in res.stats)
     return graph, stats

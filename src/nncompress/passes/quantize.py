@@ -25,6 +25,7 @@ from nncompress.passes._infra import (
     PassOptions,
     PassResult,
     Select,
+    may_overwrite,
     option,
     profile_from_counts,
     selected,
@@ -98,7 +99,11 @@ class Quantize(Pass):
                 else:
                     idx = km.assign(v, breaks, pts.grid)
                 stored = levels.astype(a.dtype)
-                new = np.zeros_like(a)
+                if may_overwrite(a):
+                    new = a
+                    new[~m] = 0  # -0.0 becomes 0.0, as in a fresh array
+                else:
+                    new = np.zeros_like(a)
                 new[m] = stored[idx]
                 out.weights[w.name].value = new
                 # Levels are distinct in a.dtype and, unless one underflowed, nonzero: then their
