@@ -7,7 +7,8 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["dense.c", "sparse.c", "im.c", "cser.c", "huffman.c"]
+SOURCES = ["dense.c", "sparse.c", "im.c", "cser.c", "huffman.c", "lowrank.c", "psm.c", "sss.c", "dct.c"]
+HEADERS = ["include/nnc_kernels.h", "nnc_common.h", "nnc_csr.h", "nnc_mv.h"]
 
 
 def _cdef() -> str:
@@ -30,6 +31,8 @@ ffibuilder.set_source(
     '#include "nnc_kernels.h"',
     sources=[f"native/{s}" for s in SOURCES],
     include_dirs=["native/include", "native"],
+    depends=[f"native/{h}" for h in HEADERS],
+    libraries=["m"],  # cos/sin/sqrt of the dct kernels
     extra_compile_args=["-O3", "-std=c11", "-pthread"],
     extra_link_args=["-pthread"],
 )

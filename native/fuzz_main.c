@@ -1,7 +1,8 @@
 /* Standalone fuzz driver for the kernels (built by sanitize.sh with ASan + UBSan).
  * For every format it builds random valid inputs (random complete canonical codes, random
  * matrices, random index widths), then thousands of mutated copies (flipped stream bits, moved or
- * corrupted offsets, truncated arrays, changed code lengths, out-of-range indices). Each array is
+ * corrupted offsets, truncated arrays, changed code lengths, out-of-range indices; for the structured
+ * kernels random dims and factor counts, lengths one off, blocks/state/rank one off). Each array is
  * copied into a buffer of exactly its length so any overread is reported by ASan. It checks that
  * naive and optimized kernels agree: both fail, or both succeed with close results.
  * Usage: fuzz_main [iterations] [seed] */
@@ -279,7 +280,7 @@ static void fuzz_im(void) {
 static void fuzz_sparse(void) {
     int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
     static float W[MAXD * MAXD], vals[MAXD * MAXD];
-    static uint64_t ri[MAXD * MAXD], ci[MAXD * MAXD], rp[MAXD + 1], cp[MAXD + 1];
+    static uint64_t ri[MAXD * MAXD], ci[MAXD * MAXD], rp[MAXD + 1];
     int64_t nnz = 0;
     rp[0] = 0;
     for (int64_t r = 0; r < n_out; r++) {
@@ -336,6 +337,162 @@ static void fuzz_sparse(void) {
     }
 }
 
+/* ---- structured formats: exact-size x and y buffers too, so ASan also sees overwrites ---- */
+static float *rand_floats(int64_t n) {
+    float *a = malloc(n > 0 ? (size_t)n * 4 : 1);
+    for (int64_t i = 0; i < n; i++) a[i] = rfloat();
+    return a;
+}
+
+/* a random CSR pattern of (rows, cols) with about 1/3 of the cells kept */
+static int64_t random_csr(int64_t rows, int64_t cols, uint64_t *ci, uint64_t *rp) {
+    int64_t nnz = 0;
+    rp[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++)
+            if (!rint_(3)) ci[nnz++] = (uint64_t)c;
+        rp[r + 1] = (uint64_t)nnz;
+    }
+    return nnz;
+}
+
+#define MAXQ 4
+static void fuzz_psm(void) {
+    int q = 1 + (int)rint_(MAXQ);
+    int64_t dims[MAXQ + 1], batch = 1 + rint_(9);
+    for (int i = 0; i <= q; i++) dims[i] = rint_(MAXD);
+    static uint64_t ci[MAXQ][MAXD * MAXD], rp[MAXQ][MAXD + 1];
+    int64_t nnz[MAXQ];
+    float *vals[MAXQ];
+    for (int i = 0; i < q; i++) {
+        nnz[i] = random_csr(dims[i], dims[i + 1], ci[i], rp[i]);
+        vals[i] = rand_floats(nnz[i]);
+    }
+    for (int m = 0; m < 8; m++) {
+        expect_ok = m == 0;
+        uarr col[MAXQ], ptr[MAXQ];
+        const float *v2[MAXQ];
+        const void *c2[MAXQ], *p2[MAXQ];
+        int64_t nv[MAXQ], nc[MAXQ], np[MAXQ], d2[MAXQ + 1];
+        int cw[MAXQ], pw[MAXQ];
+        memcpy(d2, dims, sizeof d2);
+        int victim = (int)rint_(q), how = m ? (int)rint_(5) : -1;
+        for (int i = 0; i < q; i++) {
+            col[i] = uarr_make(ci[i], nnz[i], (uint64_t)dims[i + 1]);
+            ptr[i] = uarr_make(rp[i], dims[i] + 1, (uint64_t)nnz[i]);
+            nv[i] = nnz[i];
+            if (i == victim) switch (how) {
+                case 0: uarr_mutate(&col[i], (uint64_t)dims[i + 1]); break;
+                case 1: uarr_mutate(&ptr[i], (uint64_t)nnz[i]); break;
+                case 2: nv[i] -= nv[i] > 0; break;
+                case 3: d2[i + rint_(2)] += 1; break;
+                default: break;
+                }
+            v2[i] = dup_exact(vals[i], (size_t)nv[i] * 4);
+            c2[i] = dup_exact(col[i].p, (size_t)(col[i].n * col[i].w));
+            p2[i] = dup_exact(ptr[i].p, (size_t)(ptr[i].n * ptr[i].w));
+            nc[i] = col[i].n, np[i] = ptr[i].n, cw[i] = col[i].w, pw[i] = ptr[i].w;
+        }
+        int64_t n_out = dims[0], n_in = dims[q];
+        float *x = rand_floats(batch * n_in), *y1 = rand_floats(batch * n_out), *y2 = rand_floats(batch * n_out);
+        int s1 = nnc_psm_dot(n_out, n_in, q, d2, v2, nv, c2, nc, cw, p2, np, pw, x, batch, y1, 1 + (int)rint_(3));
+        int s2 = nnc_psm_dot_naive(n_out, n_in, q, d2, v2, nv, c2, nc, cw, p2, np, pw, x, batch, y2, 1);
+        compare("psm", s1, s2, y1, y2, batch * n_out);
+        for (int i = 0; i < q; i++) {
+            free(col[i].p), free(ptr[i].p);
+            free((void *)v2[i]), free((void *)c2[i]), free((void *)p2[i]);
+        }
+        free(x), free(y1), free(y2);
+    }
+    for (int i = 0; i < q; i++) free(vals[i]);
+}
+
+static void fuzz_sss(void) {
+    int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
+    int64_t mn = n_out < n_in ? n_out : n_in;
+    int64_t n = 1 + rint_(mn > 1 ? mn : 1), d = rint_(mn + 1);
+    int64_t rs[MAXD + 1], cs[MAXD + 1], sum_d = 0;
+    for (int64_t k = 0; k < n; k++) {
+        rs[k] = n_out / n + (k < n_out % n);
+        cs[k] = n_in / n + (k < n_in % n);
+        sum_d += rs[k] * cs[k];
+    }
+    int64_t want[7] = {(n > 2 ? n - 2 : 0) * d * d, (n_out - rs[0]) * d, d * (n_in - cs[n - 1]),
+                       (n > 2 ? n - 2 : 0) * d * d, (n_out - rs[n - 1]) * d, d * (n_in - cs[0]), sum_d};
+    for (int m = 0; m < 8; m++) {
+        expect_ok = m == 0;
+        int64_t len[7], n2 = n, d2 = d;
+        memcpy(len, want, sizeof len);
+        if (m) switch (rint_(3)) {
+            case 0: len[rint_(7)] += rint_(2) ? 1 : -1; break;
+            case 1: n2 += rint_(2) ? 1 : -1; break;
+            default: d2 += rint_(2) ? 1 : -1;
+            }
+        float *a[7];
+        for (int i = 0; i < 7; i++) a[i] = rand_floats(len[i]); /* a length of -1 gets a 1-byte buffer */
+        float *x = rand_floats(batch * n_in), *y1 = rand_floats(batch * n_out), *y2 = rand_floats(batch * n_out);
+        int s1 = nnc_sss_dot(n_out, n_in, n2, d2, a[0], len[0], a[1], len[1], a[2], len[2], a[3], len[3], a[4],
+                             len[4], a[5], len[5], a[6], len[6], x, batch, y1, 1 + (int)rint_(3));
+        int s2 = nnc_sss_dot_naive(n_out, n_in, n2, d2, a[0], len[0], a[1], len[1], a[2], len[2], a[3], len[3],
+                                   a[4], len[4], a[5], len[5], a[6], len[6], x, batch, y2, 1);
+        compare("sss", s1, s2, y1, y2, batch * n_out);
+        for (int i = 0; i < 7; i++) free(a[i]);
+        free(x), free(y1), free(y2);
+    }
+}
+
+static void fuzz_dct(void) {
+    /* lengths past MAXD now and then, so Bluestein runs on more than a handful of sizes */
+    int64_t lim = rint_(4) ? MAXD : 70;
+    int64_t n_out = rint_(lim), n_in = rint_(lim), batch = 1 + rint_(9);
+    int kernel = (int)rint_(3);
+    int64_t g = kernel == 2 && n_in ? n_in / 2 + 1 : n_in;
+    static uint64_t ci[70 * 70], rp[71];
+    int64_t nnz = random_csr(n_out, g, ci, rp), per = kernel == 2 ? 2 : 1;
+    float *vals = rand_floats(per * nnz);
+    for (int m = 0; m < 8; m++) {
+        expect_ok = m == 0;
+        uarr col = uarr_make(ci, nnz, (uint64_t)g), ptr = uarr_make(rp, n_out + 1, (uint64_t)nnz);
+        int64_t nv = per * nnz;
+        int k2 = kernel;
+        if (m) switch (rint_(4)) {
+            case 0: uarr_mutate(&col, (uint64_t)g); break;
+            case 1: uarr_mutate(&ptr, (uint64_t)nnz); break;
+            case 2: nv -= nv > 0; break;
+            default: k2 = (int)rint_(4);
+            }
+        float *v2 = dup_exact(vals, (size_t)nv * 4);
+        void *c2 = dup_exact(col.p, (size_t)(col.n * col.w)), *p2 = dup_exact(ptr.p, (size_t)(ptr.n * ptr.w));
+        float *x = rand_floats(batch * n_in), *y1 = rand_floats(batch * n_out), *y2 = rand_floats(batch * n_out);
+        int s1 = nnc_dct_dot(n_out, n_in, k2, v2, nv, c2, col.n, col.w, p2, ptr.n, ptr.w, x, batch, y1,
+                             1 + (int)rint_(3));
+        int s2 = nnc_dct_dot_naive(n_out, n_in, k2, v2, nv, c2, col.n, col.w, p2, ptr.n, ptr.w, x, batch, y2, 1);
+        compare("dct", s1, s2, y1, y2, batch * n_out);
+        free(col.p), free(ptr.p), free(v2), free(c2), free(p2), free(x), free(y1), free(y2);
+    }
+    free(vals);
+}
+
+static void fuzz_lowrank(void) {
+    int64_t n_out = rint_(MAXD), n_in = rint_(MAXD), batch = 1 + rint_(9);
+    int64_t mn = n_out < n_in ? n_out : n_in, rank = rint_(mn + 1);
+    for (int m = 0; m < 6; m++) {
+        expect_ok = m == 0;
+        int64_t r2 = rank, na = n_out * rank, nb = rank * n_in;
+        if (m) switch (rint_(3)) {
+            case 0: r2 += rint_(2) ? 1 : -1; break;
+            case 1: na -= na > 0; break;
+            default: nb -= nb > 0;
+            }
+        float *a = rand_floats(na), *b = rand_floats(nb);
+        float *x = rand_floats(batch * n_in), *y1 = rand_floats(batch * n_out), *y2 = rand_floats(batch * n_out);
+        int s1 = nnc_lowrank_dot(n_out, n_in, r2, a, na, b, nb, x, batch, y1, 1 + (int)rint_(3));
+        int s2 = nnc_lowrank_dot_naive(n_out, n_in, r2, a, na, b, nb, x, batch, y2, 1);
+        compare("lowrank", s1, s2, y1, y2, batch * n_out);
+        free(a), free(b), free(x), free(y1), free(y2);
+    }
+}
+
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 2000;
     if (argc > 2) rs ^= (uint64_t)atoll(argv[2]) * 0x9E3779B97F4A7C15ULL;
@@ -344,6 +501,10 @@ int main(int argc, char **argv) {
         fuzz_sham();
         fuzz_im();
         fuzz_sparse();
+        fuzz_psm();
+        fuzz_sss();
+        fuzz_dct();
+        fuzz_lowrank();
     }
     printf("fuzz: %ld kernel pairs run, %ld decoded, %ld rejected with a status, no crash\n", n_runs, n_ok, n_fail);
     return 0;

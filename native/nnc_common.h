@@ -25,6 +25,13 @@ static inline int nnc_check_dims(int64_t n_out, int64_t n_in, const float *x, in
     return NNC_OK;
 }
 
+/* a * b for a, b >= 0, or -1 when it overflows or either is negative: array lengths derived from
+ * untrusted dimensions then simply fail to match the lengths given. -1 propagates through chains. */
+static inline int64_t nnc_mul(int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || (a && b > INT64_MAX / a)) return -1;
+    return a * b;
+}
+
 static inline int nnc_width_ok(int w) { return w == 1 || w == 2 || w == 4 || w == 8; }
 
 static inline uint64_t nnc_uget(const void *a, int w, int64_t i) {
@@ -41,6 +48,25 @@ static inline int nnc_check_array(const void *a, int64_t n, int w) {
     if (!nnc_width_ok(w) || n < 0 || (n > 0 && !a)) return NNC_EARG;
     return NNC_OK;
 }
+
+/* The largest of n entries of an index array (0 when empty), by a width-specific loop the compiler
+ * can vectorize: how kernels that check every index up front do so cheaply. */
+#define NNC_UMAX_LOOP(T)                                                                                     \
+    {                                                                                                        \
+        const T *p = (const T *)a;                                                                           \
+        T m = 0;                                                                                             \
+        for (int64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;                                             \
+        return m;                                                                                            \
+    }
+static inline uint64_t nnc_umax(const void *a, int w, int64_t n) {
+    switch (w) {
+    case 1: NNC_UMAX_LOOP(uint8_t)
+    case 2: NNC_UMAX_LOOP(uint16_t)
+    case 4: NNC_UMAX_LOOP(uint32_t)
+    default: NNC_UMAX_LOOP(uint64_t)
+    }
+}
+#undef NNC_UMAX_LOOP
 
 /* A pointer array of n entries starts at 0, never decreases and ends at total. */
 static inline int nnc_check_ptr(const void *p, int64_t n, int w, uint64_t total) {

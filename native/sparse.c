@@ -4,7 +4,7 @@
  * Every pointer array must run 0..nnz monotonically and every index be below its dimension
  * (else NNC_EBOUNDS). Ordering inside a row/column is not required. csc and coo scatter into a
  * double scratch of batch * n_out (NNC_ENOMEM if it cannot be had) and always run on one thread. */
-#include "nnc_common.h"
+#include "nnc_csr.h"
 
 static int common_check(int64_t n_out, int64_t n_in, const float *values, int64_t n_values, const void *idx,
                         int64_t n_idx, int idx_width, const float *x, int64_t batch, const float *y,
@@ -19,10 +19,9 @@ static int common_check(int64_t n_out, int64_t n_in, const float *values, int64_
 static int csr_check(int64_t n_out, int64_t n_in, const float *values, int64_t n_values, const void *col_idx,
                      int64_t n_col, int col_width, const void *row_ptr, int64_t n_ptr, int ptr_width,
                      const float *x, int64_t batch, const float *y, int threads) {
-    int st = common_check(n_out, n_in, values, n_values, col_idx, n_col, col_width, x, batch, y, threads);
+    int st = nnc_check_dims(n_out, n_in, x, batch, y, threads);
     if (st) return st;
-    if (n_ptr != n_out + 1) return NNC_EARG;
-    return nnc_check_ptr(row_ptr, n_ptr, ptr_width, (uint64_t)n_values);
+    return nnc_csr_check(n_out, values, n_values, col_idx, n_col, col_width, row_ptr, n_ptr, ptr_width);
 }
 
 int nnc_csr_dot_naive(int64_t n_out, int64_t n_in, const float *values, int64_t n_values, const void *col_idx,
@@ -45,68 +44,7 @@ int nnc_csr_dot_naive(int64_t n_out, int64_t n_in, const float *values, int64_t 
     return NNC_OK;
 }
 
-typedef struct {
-    int64_t n_out, n_in, batch;
-    const float *values;
-    const void *col_idx, *row_ptr;
-    int col_width, ptr_width;
-    const float *x;
-    float *y;
-} csr_ctx;
-
-/* One row range for a fixed index type T: the hot loop has no width switch. */
-#define CSR_ROWS(NAME, T)                                                                                    \
-    static int NAME(const csr_ctx *k, int64_t r0, int64_t r1) {                                              \
-        const T *ci = (const T *)k->col_idx;                                                                 \
-        const uint64_t n_in = (uint64_t)k->n_in;                                                             \
-        for (int64_t r = r0; r < r1; r++) {                                                                  \
-            int64_t i0 = (int64_t)nnc_uget(k->row_ptr, k->ptr_width, r);                                     \
-            int64_t i1 = (int64_t)nnc_uget(k->row_ptr, k->ptr_width, r + 1);                                 \
-            for (int64_t b0 = 0; b0 < k->batch; b0 += NNC_BCH) {                                             \
-                int nb = (int)(k->batch - b0 < NNC_BCH ? k->batch - b0 : NNC_BCH);                           \
-                const float *xb = k->x + b0 * k->n_in;                                                       \
-                double acc[NNC_BCH] = {0};                                                                   \
-                if (nb == 1) {                                                                               \
-                    double a0 = 0, a1 = 0;                                                                   \
-                    int64_t i = i0;                                                                          \
-                    for (; i + 2 <= i1; i += 2) {                                                            \
-                        uint64_t c0 = ci[i], c1 = ci[i + 1];                                                 \
-                        if (c0 >= n_in || c1 >= n_in) return NNC_EBOUNDS;                                    \
-                        a0 += (double)k->values[i] * xb[c0];                                                 \
-                        a1 += (double)k->values[i + 1] * xb[c1];                                             \
-                    }                                                                                        \
-                    if (i < i1) {                                                                            \
-                        if ((uint64_t)ci[i] >= n_in) return NNC_EBOUNDS;                                     \
-                        a0 += (double)k->values[i] * xb[ci[i]];                                              \
-                    }                                                                                        \
-                    acc[0] = a0 + a1;                                                                        \
-                } else {                                                                                     \
-                    for (int64_t i = i0; i < i1; i++) {                                                      \
-                        uint64_t c = ci[i];                                                                  \
-                        if (c >= n_in) return NNC_EBOUNDS;                                                   \
-                        double v = k->values[i];                                                             \
-                        for (int b = 0; b < nb; b++) acc[b] += v * xb[b * k->n_in + (int64_t)c];             \
-                    }                                                                                        \
-                }                                                                                            \
-                for (int b = 0; b < nb; b++) k->y[(b0 + b) * k->n_out + r] = (float)acc[b];                  \
-            }                                                                                                \
-        }                                                                                                    \
-        return NNC_OK;                                                                                       \
-    }
-CSR_ROWS(csr_rows_u8, uint8_t)
-CSR_ROWS(csr_rows_u16, uint16_t)
-CSR_ROWS(csr_rows_u32, uint32_t)
-CSR_ROWS(csr_rows_u64, uint64_t)
-
-static int csr_rows(const void *vctx, int64_t r0, int64_t r1) {
-    const csr_ctx *k = (const csr_ctx *)vctx;
-    switch (k->col_width) {
-    case 1: return csr_rows_u8(k, r0, r1);
-    case 2: return csr_rows_u16(k, r0, r1);
-    case 4: return csr_rows_u32(k, r0, r1);
-    default: return csr_rows_u64(k, r0, r1);
-    }
-}
+NNC_CSR_ROWS_FN(csr_rows, float, float)
 
 int nnc_csr_dot(int64_t n_out, int64_t n_in, const float *values, int64_t n_values, const void *col_idx,
                 int64_t n_col, int col_width, const void *row_ptr, int64_t n_ptr, int ptr_width, const float *x,
@@ -114,7 +52,7 @@ int nnc_csr_dot(int64_t n_out, int64_t n_in, const float *values, int64_t n_valu
     int st = csr_check(n_out, n_in, values, n_values, col_idx, n_col, col_width, row_ptr, n_ptr, ptr_width, x,
                        batch, y, threads);
     if (st) return st;
-    csr_ctx k = {n_out, n_in, batch, values, col_idx, row_ptr, col_width, ptr_width, x, y};
+    nnc_csr_job k = {n_out, n_in, batch, values, col_idx, row_ptr, col_width, ptr_width, x, y};
     return nnc_run_rows(csr_rows, &k, n_out, threads);
 }
 

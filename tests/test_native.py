@@ -1,4 +1,9 @@
-"""Native C kernels against the numpy references: every format, batch 1 and 8, naive == optimized, corruption."""
+"""Native C kernels against the numpy references: every format, batch 1 and 8, naive == optimized, corruption.
+
+The codebook and sparse formats run over the shared MATRICES; the structured ones (lowrank, psm, sss, dct)
+have encodings of their own (STRUCTURED_CASES) that reach their parameters' corners, and are compared at a
+looser tolerance since their intermediates and FFT rounding differ from numpy's.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,13 @@ from nncompress.formats.coo import COO
 from nncompress.formats.csc import CSC
 from nncompress.formats.cser import CSER
 from nncompress.formats.csr import CSR
+from nncompress.formats.dct import DCT
 from nncompress.formats.ham import HuffmanMatrix
 from nncompress.formats.im import IndexMap
+from nncompress.formats.lowrank import LowRank
+from nncompress.formats.psm import PSM
 from nncompress.formats.sham import SparseHuffmanMatrix
+from nncompress.formats.sss import SSS
 from nncompress.native import NATIVE_FORMATS, available, native_dot
 
 from .test_formats_ham import quantized
@@ -68,6 +77,7 @@ MATRICES: dict[str, Callable[[], np.ndarray]] = {
     ).astype(np.float32),
 }
 CODEBOOK_FORMATS = {"im", "cser", "ham", "sham"}  # want few distinct values
+STRUCTURED = {"lowrank", "psm", "sss", "dct"}  # own encodings below
 
 
 def _encodings(name: str, w: np.ndarray) -> list[Format]:
@@ -77,7 +87,7 @@ def _encodings(name: str, w: np.ndarray) -> list[Format]:
 
 
 @pytest.mark.parametrize("case", sorted(MATRICES))
-@pytest.mark.parametrize("name", sorted(NATIVE_FORMATS))
+@pytest.mark.parametrize("name", sorted(set(NATIVE_FORMATS) - STRUCTURED))
 def test_native_matches_the_reference(name: str, case: str) -> None:
     w = MATRICES[case]()
     rng = np.random.default_rng(11)
@@ -90,6 +100,106 @@ def test_native_matches_the_reference(name: str, case: str) -> None:
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
             np.testing.assert_array_equal(native_dot(fmt, x, naive=True), got)
             np.testing.assert_array_equal(native_dot(fmt, x, threads=3), got)
+
+
+def _normal(shape: tuple[int, int], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _structured_cases() -> dict[str, Callable[[], Format]]:
+    cases: dict[str, Callable[[], Format]] = {}
+    shapes = ((23, 41), (41, 23), (16, 16), (1, 17), (17, 1), (1, 1), (0, 5), (5, 0))
+    for q in (1, 2, 3):
+        for sh in shapes:
+            cases[f"psm_q{q}_{sh[0]}x{sh[1]}"] = lambda q=q, sh=sh: PSM.encode(
+                _normal(sh, q), factors=q, iterations=3
+            )
+        cases[f"psm_q{q}_all_zero"] = lambda q=q: PSM.encode(np.zeros((6, 9), np.float32), factors=q)
+    # (shape, blocks, state): uneven array_split on both sides, blocks=1, state 0, full state, vectors
+    for sh, n, d in [
+        ((24, 24), 4, 3),
+        ((20, 33), 5, 0),
+        ((13, 7), 7, 7),
+        ((9, 16), 2, 9),
+        ((23, 41), 6, 2),
+        ((41, 23), 6, 23),
+        ((64, 48), 8, 5),
+        ((30, 30), 1, 0),
+        ((10, 12), 1, 4),
+        ((1, 1), 1, 1),
+        ((1, 9), 1, 1),
+        ((9, 1), 1, 1),
+    ]:
+        cases[f"sss_{sh[0]}x{sh[1]}_n{n}_d{d}"] = lambda sh=sh, n=n, d=d: SSS.encode(
+            _normal(sh, n + d), blocks=n, state=d
+        )
+    cases["sss_budget"] = lambda: SSS.encode(_normal((37, 50), 3), budget=0.3)
+    for sh in ((0, 5), (5, 0)):
+        cases[f"sss_{sh[0]}x{sh[1]}"] = lambda sh=sh: SSS.encode(np.zeros(sh, np.float32))
+    # dct: power-of-two, even, odd and prime lengths on either side, vectors, 1x1, nothing kept
+    for kernel in ("dct", "dst", "dft"):
+        for sh in (
+            (16, 32),
+            (7, 13),
+            (10, 100),
+            (12, 9),
+            (31, 64),
+            (2, 3),
+            (1, 17),
+            (17, 1),
+            (1, 1),
+            (0, 5),
+            (5, 0),
+        ):
+            cases[f"{kernel}_{sh[0]}x{sh[1]}"] = lambda kernel=kernel, sh=sh: DCT.encode(
+                _normal(sh, 5), kernel=kernel, budget=0.3
+            )
+        cases[f"{kernel}_full"] = lambda kernel=kernel: DCT.encode(
+            _normal((20, 21), 6), kernel=kernel, budget=1.0
+        )
+        cases[f"{kernel}_all_zero"] = lambda kernel=kernel: DCT.encode(
+            np.zeros((7, 11), np.float32), kernel=kernel
+        )
+    for sh, rank in [((23, 41), None), ((23, 41), 23), ((1, 9), None), ((9, 1), None), ((0, 5), None)]:
+        cases[f"lowrank_{sh[0]}x{sh[1]}_r{rank}"] = lambda sh=sh, rank=rank: LowRank.encode(
+            _normal(sh, 7), rank=rank
+        )
+    cases["lowrank_all_zero"] = lambda: LowRank.encode(np.zeros((6, 9), np.float32))
+    return cases
+
+
+STRUCTURED_CASES = _structured_cases()
+
+
+def test_every_native_format_is_tested() -> None:
+    assert {
+        c.split("_")[0].replace("dst", "dct").replace("dft", "dct") for c in STRUCTURED_CASES
+    } == STRUCTURED
+    assert set(NATIVE_FORMATS) == set(FORMATS)
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURED_CASES))
+def test_structured_native_matches_the_reference(case: str) -> None:
+    fmt = STRUCTURED_CASES[case]()
+    x8 = np.random.default_rng(12).standard_normal((8, fmt.shape[1])).astype(np.float32)
+    for x in (x8[0], x8):
+        want = fmt.dot(x)
+        for kw in ({}, {"naive": True}, {"threads": 3}):
+            got = native_dot(fmt, x, **kw)
+            assert got.shape == want.shape and got.dtype == np.float32, kw
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=str(kw))
+
+
+def test_structured_cases_reach_their_corners() -> None:
+    dct = [STRUCTURED_CASES[c]() for c in ("dct_all_zero", "dct_full", "dft_full")]
+    assert all(isinstance(f, DCT) for f in dct)
+    assert [f.values.shape for f in dct] == [(0,), (20 * 21,), (20 * 21 // 2, 2)]  # type: ignore[attr-defined]
+    sss = STRUCTURED_CASES["sss_23x41_n6_d2"]()
+    assert isinstance(sss, SSS) and len(set(sss._rs.tolist())) == 2 and len(set(sss._cs.tolist())) == 2
+    budget = STRUCTURED_CASES["sss_budget"]()
+    assert isinstance(budget, SSS) and budget.blocks > 1 and budget.state > 0
+    psm = STRUCTURED_CASES["psm_q3_23x41"]()
+    assert isinstance(psm, PSM) and len(psm.factors) == 3 and all(v.size for v, _, _ in psm.factors)
 
 
 def test_the_cases_reach_what_they_claim() -> None:
@@ -179,6 +289,89 @@ CORRUPTIONS: dict[str, Callable[[], Format]] = {
         )
     )(SparseHuffmanMatrix.encode(W, gap_coder="expgolomb")),
 }
+
+
+def _psm_factor(i: int, **arrays: np.ndarray) -> PSM:
+    """A 2-factor PSM of W (9, 40) whose factor i has some arrays replaced."""
+    f = PSM.encode(W, factors=2, iterations=2)
+    factors = list(f.factors)
+    v, c, p = factors[i]
+    factors[i] = (arrays.get("values", v), arrays.get("col_idx", c), arrays.get("row_ptr", p))
+    return PSM(f.shape, f.inner, factors)
+
+
+def _sss(blocks_by: int = 0, state_by: int = 0, **stages: np.ndarray) -> SSS:
+    f = SSS.encode(_normal((20, 33), 1), blocks=4, state=3)
+    return SSS(f.shape, f.blocks + blocks_by, f.state + state_by, f.stages | stages)
+
+
+def _dct(kernel: str, **arrays: np.ndarray) -> DCT:
+    f = DCT.encode(W, kernel=kernel, budget=0.5)
+    a = f.arrays() | arrays
+    return DCT(f.shape, kernel, a["values"], a["col_idx"], a["row_ptr"])
+
+
+LR = LowRank.encode(W)
+S0 = SSS.encode(_normal((20, 33), 1), blocks=4, state=3).stages
+D0 = DCT.encode(W, budget=0.5)
+F0 = DCT.encode(W, kernel="dft", budget=0.5)
+P0 = PSM.encode(W, factors=2, iterations=2).factors
+CORRUPTIONS |= {
+    "psm_col_past_inner": lambda: _psm_factor(0, col_idx=_bump(P0[0][1].astype(np.uint16), -1, 9)),
+    "psm_col_past_in": lambda: _psm_factor(1, col_idx=_bump(P0[1][1].astype(np.uint16), 0, 40)),
+    "psm_ptr_backwards": lambda: _psm_factor(
+        1, row_ptr=_bump(P0[1][2].astype(np.uint32), 3, -int(P0[1][2][3]))
+    ),
+    "psm_ptr_short": lambda: _psm_factor(0, row_ptr=P0[0][2][:-1]),
+    "psm_truncated_values": lambda: _psm_factor(1, values=P0[1][0][:-1]),
+    "psm_no_factors": lambda: PSM(W.shape, 9, []),
+    "sss_truncated_cl": lambda: _sss(cl=S0["cl"][:-1]),
+    "sss_wide_bl": lambda: _sss(bl=np.zeros((3, S0["bl"].shape[1] + 1), np.float32)),
+    "sss_extra_al": lambda: _sss(al=np.zeros((3, 3, 3), np.float32)),
+    "sss_short_bu": lambda: _sss(bu=S0["bu"][:, :-1]),
+    "sss_truncated_d": lambda: _sss(d=S0["d"][:-1]),
+    "sss_state_off": lambda: _sss(state_by=1),
+    "sss_blocks_off": lambda: _sss(blocks_by=1),
+    "sss_blocks_past_min": lambda: _sss(blocks_by=30),
+    "dct_col_past_grid": lambda: _dct("dct", col_idx=_bump(D0.col_idx.astype(np.uint16), -1, 40)),
+    "dct_ptr_backwards": lambda: _dct(
+        "dst", row_ptr=_bump(D0.row_ptr.astype(np.uint32), 3, -int(D0.row_ptr[3]))
+    ),
+    "dct_ptr_past_end": lambda: _dct("dct", row_ptr=_bump(D0.row_ptr.astype(np.uint32), -1, 1)),
+    "dct_truncated_values": lambda: _dct("dct", values=D0.values[:-1]),
+    "dft_col_past_half_spectrum": lambda: _dct("dft", col_idx=_bump(F0.col_idx.astype(np.uint16), -1, 21)),
+    "dft_real_values_only": lambda: _dct("dft", values=np.ascontiguousarray(F0.values[:, 0])),
+    "lowrank_rank_mismatch": lambda: LowRank(LR.shape, LR.a, LR.b[:-1]),
+    "lowrank_truncated_a": lambda: LowRank(LR.shape, LR.a[:-1], LR.b),
+}
+
+
+def test_the_structured_corruptions_reach_the_kernel() -> None:
+    assert int(P0[0][1].max()) < 9 and int(F0.col_idx.max()) <= 20  # so the bumps land just out of range
+    assert D0.values.size and F0.values.size and all(v.size for v, _, _ in P0)
+    assert int(D0.row_ptr[2]) > 0 and int(P0[1][2][2]) > 0  # so zeroing row_ptr[3] makes it decrease
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        _sss(cl=S0["cl"].astype(np.float64)),
+        _dct("dct", values=D0.values.astype(np.float64)),
+        _dct("dft", values=F0.values.astype(np.float16)),
+        LowRank(LR.shape, LR.a, LR.b.astype(np.float64)),
+        _psm_factor(0, col_idx=P0[0][1].astype(np.int64)),
+    ],
+    ids=["sss", "dct", "dft", "lowrank", "psm"],
+)
+def test_structured_wrong_dtypes_are_input_errors(fmt: Format) -> None:
+    with pytest.raises(InputError):
+        native_dot(fmt, np.ones(fmt.shape[1], np.float32))
+
+
+def test_unknown_dct_kernel_is_an_input_error() -> None:
+    bad = DCT(D0.shape, "haar", D0.values, D0.col_idx, D0.row_ptr)
+    with pytest.raises(InputError, match="haar"):
+        native_dot(bad, np.ones(D0.shape[1], np.float32))
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))

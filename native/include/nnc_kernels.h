@@ -5,8 +5,9 @@
  * implied by the dimensions). Integer index/pointer arrays are passed as untyped pointers plus their
  * element width in bytes (the formats store the narrowest unsigned dtype: 1, 2, 4 or 8).
  * Bit streams are uint32 words, MSB-first (see src/nncompress/formats/_bits.py).
- * `threads` >= 1: row-parallel kernels split output rows over that many pthreads; csc, coo and
- * every *_naive kernel run on one thread whatever it says. Accumulation is in double. */
+ * `threads` >= 1: row-parallel kernels split output rows over that many pthreads (sss and dct split
+ * batch items instead); csc, coo and every *_naive kernel run on one thread whatever it says.
+ * Accumulation is in double, and so are the intermediates of the structured kernels. */
 #ifndef NNC_KERNELS_H
 #define NNC_KERNELS_H
 
@@ -85,5 +86,57 @@ int nnc_sham_dot_naive(int64_t n_out, int64_t n_in, const float *codebook, const
                        int gap_coder, const uint8_t *gap_len, int64_t n_gap_len, int escape_bits, int gap_order,
                        const uint32_t *stream, int64_t n_words, const void *row_bits, int64_t n_rbits,
                        int rbits_width, const float *x, int64_t batch, float *y, int threads);
+
+/* ---- structured formats (src/nncompress/formats/{lowrank,psm,sss,dct}.py) ---- */
+
+/* lowrank: a (n_out, rank) and b (rank, n_in) row-major, 0 <= rank <= min(n_out, n_in);
+ * n_a = n_out * rank, n_b = rank * n_in. y = (x @ b.T) @ a.T. */
+int nnc_lowrank_dot(int64_t n_out, int64_t n_in, int64_t rank, const float *a, int64_t n_a,
+                    const float *b, int64_t n_b, const float *x, int64_t batch, float *y, int threads);
+int nnc_lowrank_dot_naive(int64_t n_out, int64_t n_in, int64_t rank, const float *a, int64_t n_a,
+                          const float *b, int64_t n_b, const float *x, int64_t batch, float *y, int threads);
+
+/* psm: q (1..64) CSR factors, W = S_0 S_1 ... S_{q-1}; factor i has shape (dims[i], dims[i+1]),
+ * dims has q + 1 entries with dims[0] = n_out and dims[q] = n_in. Every other argument is an array
+ * of q entries, one per factor, laid out as nnc_csr_dot's: values[i] (n_values[i] floats),
+ * col_idx[i] (n_col[i] = n_values[i] entries of col_width[i] bytes), row_ptr[i] (n_ptr[i] =
+ * dims[i] + 1 entries of ptr_width[i] bytes). */
+int nnc_psm_dot(int64_t n_out, int64_t n_in, int q, const int64_t *dims,
+                const float *const *values, const int64_t *n_values,
+                const void *const *col_idx, const int64_t *n_col, const int *col_width,
+                const void *const *row_ptr, const int64_t *n_ptr, const int *ptr_width,
+                const float *x, int64_t batch, float *y, int threads);
+int nnc_psm_dot_naive(int64_t n_out, int64_t n_in, int q, const int64_t *dims,
+                      const float *const *values, const int64_t *n_values,
+                      const void *const *col_idx, const int64_t *n_col, const int *col_width,
+                      const void *const *row_ptr, const int64_t *n_ptr, const int *ptr_width,
+                      const float *x, int64_t batch, float *y, int threads);
+
+/* sss: N = blocks in 1..max(1, min(n_out, n_in)), d = state in 0..min(n_out, n_in); rows and columns
+ * split as numpy.array_split into n_k, m_k. All float32, row-major, lengths exactly:
+ * al, au (N-2, d, d) [max(N-2, 0) d^2]; cl (n_out - n_1, d); cu (n_out - n_N, d);
+ * bl (d, n_in - m_N); bu (d, n_in - m_1); d: the blocks D_k (n_k, m_k) concatenated. */
+int nnc_sss_dot(int64_t n_out, int64_t n_in, int64_t blocks, int64_t state,
+                const float *al, int64_t n_al, const float *cl, int64_t n_cl, const float *bl, int64_t n_bl,
+                const float *au, int64_t n_au, const float *cu, int64_t n_cu, const float *bu, int64_t n_bu,
+                const float *d, int64_t n_d, const float *x, int64_t batch, float *y, int threads);
+int nnc_sss_dot_naive(int64_t n_out, int64_t n_in, int64_t blocks, int64_t state,
+                      const float *al, int64_t n_al, const float *cl, int64_t n_cl, const float *bl,
+                      int64_t n_bl, const float *au, int64_t n_au, const float *cu, int64_t n_cu,
+                      const float *bu, int64_t n_bu, const float *d, int64_t n_d,
+                      const float *x, int64_t batch, float *y, int threads);
+
+/* dct: kernel 0 = dct, 1 = dst, 2 = dft. CSR over the coefficient grid, (n_out, n_in) for dct/dst and
+ * (n_out, n_in / 2 + 1) for dft when n_in > 0: col_idx (n_col entries), row_ptr (n_out + 1 entries);
+ * values n_col floats (dct/dst) or n_col (re, im) pairs, n_values = 2 * n_col (dft).
+ * y = T_out^T (S (T_in x)) with O(n log n) transforms (FFT, Bluestein for other lengths). */
+int nnc_dct_dot(int64_t n_out, int64_t n_in, int kernel, const float *values, int64_t n_values,
+                const void *col_idx, int64_t n_col, int col_width,
+                const void *row_ptr, int64_t n_ptr, int ptr_width,
+                const float *x, int64_t batch, float *y, int threads);
+int nnc_dct_dot_naive(int64_t n_out, int64_t n_in, int kernel, const float *values, int64_t n_values,
+                      const void *col_idx, int64_t n_col, int col_width,
+                      const void *row_ptr, int64_t n_ptr, int ptr_width,
+                      const float *x, int64_t batch, float *y, int threads);
 
 #endif

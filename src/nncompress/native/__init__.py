@@ -2,11 +2,13 @@
 
 `available()` says whether the extension built; without it everything still imports and
 `native_dot` raises UsageError. Each family has a thin wrapper module (dense, sparse, im, cser,
-huffman) that checks dtypes and shapes, calls the kernel and maps its status to InputError.
+huffman, and structured for lowrank, psm, sss and dct) that checks dtypes and shapes, calls the kernel
+and maps its status to InputError.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +24,8 @@ def available() -> bool:
     return loaded()
 
 
-# Formats with a C kernel; the structured ones (lowrank, sss, dct, psm) have numpy products only.
-NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham")
+# Formats with a C kernel (every format of nncompress.formats).
+NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham", "lowrank", "psm", "sss", "dct")
 
 
 def supports(name: str) -> bool:
@@ -31,12 +33,14 @@ def supports(name: str) -> bool:
     return name in NATIVE_FORMATS and available()
 
 
+@functools.cache  # built once: re-running the imports cost more than a small product
 def _dispatch() -> dict[str, Callable[..., np.ndarray]]:
     from nncompress.native.cser import cser_dot
     from nncompress.native.dense import dense_dot
     from nncompress.native.huffman import ham_dot, sham_dot
     from nncompress.native.im import im_dot
     from nncompress.native.sparse import sparse_dot
+    from nncompress.native.structured import dct_dot, lowrank_dot, psm_dot, sss_dot
 
     return {
         "dense": dense_dot,
@@ -47,6 +51,10 @@ def _dispatch() -> dict[str, Callable[..., np.ndarray]]:
         "cser": cser_dot,
         "ham": ham_dot,
         "sham": sham_dot,
+        "lowrank": lowrank_dot,
+        "psm": psm_dot,
+        "sss": sss_dot,
+        "dct": dct_dot,
     }
 
 
