@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -10,26 +9,9 @@ import pytest
 import scipy.fft
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.base import Format
 from nncompress.formats.dct import DCT
 
-
-def check_contract(fmt: Format, seed: int = 0) -> None:
-    """dot equals x @ to_dense().T, exact byte count, and a lossless round trip through arrays/meta."""
-    dense = fmt.to_dense()
-    assert dense.dtype == np.float32 and dense.shape == fmt.shape
-    arrays = fmt.arrays()
-    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "uif" for a in arrays.values())
-    assert fmt.nbytes == sum(a.nbytes for a in arrays.values())
-    again = type(fmt).from_arrays(arrays, json.loads(json.dumps(fmt.meta())))
-    np.testing.assert_array_equal(again.to_dense(), dense)
-    rng = np.random.default_rng(seed)
-    for x in (rng.standard_normal(fmt.shape[1]), rng.standard_normal((4, fmt.shape[1]))):
-        y = fmt.dot(x.astype(np.float32))
-        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], fmt.shape[0])
-        ref = x.astype(np.float32).astype(np.float64) @ dense.T.astype(np.float64)
-        scale = np.abs(x) @ np.abs(dense.astype(np.float64)).T
-        assert np.all(np.abs(y - ref) <= 1e-5 * scale + 1e-30)
+from .test_formats import check_lossy_contract
 
 
 def few_frequencies(kernel: str, shape: tuple[int, int], k: int, seed: int) -> np.ndarray:
@@ -47,7 +29,7 @@ def test_a_matrix_with_few_frequencies_is_recovered(kernel: str) -> None:
     fmt = DCT.encode(w, kernel=kernel, budget=0.05)  # 48 floats allowed, 30 needed
     assert fmt.parameters <= 48
     np.testing.assert_allclose(fmt.to_dense(), w, atol=1e-5)
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_dft_recovers_a_few_sinusoids() -> None:
@@ -57,7 +39,7 @@ def test_dft_recovers_a_few_sinusoids() -> None:
     )
     fmt = DCT.encode(w, kernel="dft", budget=0.05)
     np.testing.assert_allclose(fmt.to_dense(), w, atol=1e-5)
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 @pytest.mark.parametrize("kernel", ["dct", "dst", "dft"])
@@ -67,7 +49,7 @@ def test_budget_and_contract(kernel: str, shape: tuple[int, int], budget: float)
     w = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
     fmt = DCT.encode(w, kernel=kernel, budget=budget)
     assert fmt.parameters <= budget * w.size
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_more_budget_lowers_the_error() -> None:
@@ -86,7 +68,7 @@ def test_index_dtypes_are_the_narrowest_and_counted() -> None:
 
 
 def test_empty_matrix_and_bad_parameters() -> None:
-    check_contract(DCT.encode(np.zeros((0, 5), np.float32)))
+    check_lossy_contract(DCT.encode(np.zeros((0, 5), np.float32)))
     for bad in ({"kernel": "haar"}, {"budget": 0.0}, {"bogus": 1}):
         with pytest.raises(UsageError):
             DCT.encode(np.ones((4, 4), np.float32), **bad)

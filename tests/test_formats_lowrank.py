@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.base import Format
 from nncompress.formats.lowrank import LowRank
 
-
-def check_contract(fmt: Format, seed: int = 0) -> None:
-    """dot equals x @ to_dense().T, exact byte count, and a lossless round trip through arrays/meta."""
-    dense = fmt.to_dense()
-    assert dense.dtype == np.float32 and dense.shape == fmt.shape
-    arrays = fmt.arrays()
-    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "uif" for a in arrays.values())
-    assert fmt.nbytes == sum(a.nbytes for a in arrays.values())
-    again = type(fmt).from_arrays(arrays, json.loads(json.dumps(fmt.meta())))
-    np.testing.assert_array_equal(again.to_dense(), dense)
-    rng = np.random.default_rng(seed)
-    for x in (rng.standard_normal(fmt.shape[1]), rng.standard_normal((4, fmt.shape[1]))):
-        y = fmt.dot(x.astype(np.float32))
-        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], fmt.shape[0])
-        ref = x.astype(np.float32).astype(np.float64) @ dense.T.astype(np.float64)
-        scale = np.abs(x) @ np.abs(dense.astype(np.float64)).T
-        assert np.all(np.abs(y - ref) <= 1e-5 * scale + 1e-30)
+from .test_formats import check_lossy_contract
 
 
 @pytest.mark.parametrize("budget", [0.05, 0.1, 0.3, 1.0])
@@ -37,7 +19,7 @@ def test_budget_is_respected_and_rank_is_the_largest_that_fits(budget: float) ->
     fmt = LowRank.encode(w, budget=budget)
     assert fmt.parameters == fmt.rank * (40 + 70) <= budget * w.size
     assert (fmt.rank + 1) * 110 > budget * w.size or fmt.rank == 40
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_exact_for_a_low_rank_matrix_and_optimal_otherwise() -> None:
@@ -45,7 +27,7 @@ def test_exact_for_a_low_rank_matrix_and_optimal_otherwise() -> None:
     w = (rng.standard_normal((30, 3)) @ rng.standard_normal((3, 50))).astype(np.float32)
     fmt = LowRank.encode(w, rank=3)
     np.testing.assert_allclose(fmt.to_dense(), w, atol=1e-4)
-    check_contract(fmt)
+    check_lossy_contract(fmt)
     noisy = rng.standard_normal((30, 50)).astype(np.float32)
     s = np.linalg.svd(noisy.astype(np.float64), compute_uv=False)
     err = np.linalg.norm(LowRank.encode(noisy, rank=5).to_dense() - noisy)
@@ -53,9 +35,9 @@ def test_exact_for_a_low_rank_matrix_and_optimal_otherwise() -> None:
 
 
 def test_tiny_and_empty_matrices() -> None:
-    check_contract(LowRank.encode(np.array([[2.0]], np.float32)))
+    check_lossy_contract(LowRank.encode(np.array([[2.0]], np.float32)))
     assert LowRank.encode(np.array([[2.0]], np.float32)).rank == 1
-    check_contract(LowRank.encode(np.zeros((0, 4), np.float32)))
+    check_lossy_contract(LowRank.encode(np.zeros((0, 4), np.float32)))
 
 
 def test_bad_parameters_are_usage_errors() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -10,26 +9,9 @@ import numpy as np
 import pytest
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.base import Format
 from nncompress.formats.psm import PSM, factor_shapes, splincol
 
-
-def check_contract(fmt: Format, seed: int = 0) -> None:
-    """dot equals x @ to_dense().T, exact byte count, and a lossless round trip through arrays/meta."""
-    dense = fmt.to_dense()
-    assert dense.dtype == np.float32 and dense.shape == fmt.shape
-    arrays = fmt.arrays()
-    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "uif" for a in arrays.values())
-    assert fmt.nbytes == sum(a.nbytes for a in arrays.values())
-    again = type(fmt).from_arrays(arrays, json.loads(json.dumps(fmt.meta())))
-    np.testing.assert_array_equal(again.to_dense(), dense)
-    rng = np.random.default_rng(seed)
-    for x in (rng.standard_normal(fmt.shape[1]), rng.standard_normal((4, fmt.shape[1]))):
-        y = fmt.dot(x.astype(np.float32))
-        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], fmt.shape[0])
-        ref = x.astype(np.float32).astype(np.float64) @ dense.T.astype(np.float64)
-        scale = np.abs(x) @ np.abs(dense.astype(np.float64)).T
-        assert np.all(np.abs(y - ref) <= 1e-5 * scale + 1e-30)
+from .test_formats import check_lossy_contract
 
 
 def sparse_rows(shape: tuple[int, int], k: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,7 +37,7 @@ def test_our_palm_recovers_a_product_of_sparse_factors(seed: int) -> None:
     fmt = PSM.encode(w, budget=0.25, iterations=300)
     assert rel_err(fmt, w) < 0.05
     assert fmt.parameters <= 0.25 * w.size
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_pyfaust_solver_matches_within_a_few_percent() -> None:
@@ -67,7 +49,7 @@ def test_pyfaust_solver_matches_within_a_few_percent() -> None:
         pytest.skip("pyfaust took over 10 s on this machine")
     assert rel_err(fmt, w) < 0.1
     assert fmt.parameters <= 0.25 * w.size
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 @pytest.mark.parametrize(("shape", "q"), [((24, 40), 2), ((40, 24), 3), ((20, 20), 1), ((1, 7), 2)])
@@ -79,7 +61,7 @@ def test_budget_and_contract_on_rectangular_matrices(shape: tuple[int, int], q: 
     assert fmt.parameters <= s * sum(a + b for a, b in factor_shapes(shape, q))
     if s * sum(a + b for a, b in factor_shapes(shape, q)) <= budget * w.size:  # not the 1-per-row floor
         assert fmt.parameters <= budget * w.size
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_more_budget_lowers_the_error() -> None:
@@ -95,7 +77,7 @@ def test_splincol_keeps_the_top_entries_of_each_row_and_column() -> None:
 
 
 def test_empty_matrix_and_bad_parameters() -> None:
-    check_contract(PSM.encode(np.zeros((0, 5), np.float32)))
+    check_lossy_contract(PSM.encode(np.zeros((0, 5), np.float32)))
     w = np.ones((4, 4), np.float32)
     for bad in ({"solver": "admm"}, {"factors": 0}, {"budget": -1}, {"iterations": 0}, {"bogus": 1}):
         with pytest.raises(UsageError):
@@ -135,4 +117,4 @@ def test_hierarchical_solver_keeps_stdout_clean(capfd: pytest.CaptureFixture[str
     assert len(fmt.factors) == 3
     assert fmt.parameters <= 0.4 * w.size
     assert rel_err(fmt, w) < 0.3
-    check_contract(fmt)
+    check_lossy_contract(fmt)

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.base import Format
 from nncompress.formats.sss import SSS, block_sizes, parameter_count
 
-
-def check_contract(fmt: Format, seed: int = 0) -> None:
-    """dot equals x @ to_dense().T, exact byte count, and a lossless round trip through arrays/meta."""
-    dense = fmt.to_dense()
-    assert dense.dtype == np.float32 and dense.shape == fmt.shape
-    arrays = fmt.arrays()
-    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "uif" for a in arrays.values())
-    assert fmt.nbytes == sum(a.nbytes for a in arrays.values())
-    again = type(fmt).from_arrays(arrays, json.loads(json.dumps(fmt.meta())))
-    np.testing.assert_array_equal(again.to_dense(), dense)
-    rng = np.random.default_rng(seed)
-    for x in (rng.standard_normal(fmt.shape[1]), rng.standard_normal((4, fmt.shape[1]))):
-        y = fmt.dot(x.astype(np.float32))
-        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], fmt.shape[0])
-        ref = x.astype(np.float32).astype(np.float64) @ dense.T.astype(np.float64)
-        scale = np.abs(x) @ np.abs(dense.astype(np.float64)).T
-        assert np.all(np.abs(y - ref) <= 1e-5 * scale + 1e-30)
+from .test_formats import check_lossy_contract
 
 
 def semiseparable(shape: tuple[int, int], n: int, rank: int, seed: int) -> np.ndarray:
@@ -54,7 +36,7 @@ def test_exact_reconstruction_at_full_state_dimension(shape: tuple[int, int], n:
     fmt = SSS.encode(w, blocks=n, state=min(shape))
     np.testing.assert_allclose(fmt.to_dense(), w, atol=2e-5)
     assert fmt.parameters == parameter_count(shape, n, min(shape))
-    check_contract(fmt)
+    check_lossy_contract(fmt)
 
 
 def test_exact_at_the_hankel_rank_and_lossy_below_it() -> None:
@@ -62,10 +44,10 @@ def test_exact_at_the_hankel_rank_and_lossy_below_it() -> None:
     exact = SSS.encode(w, blocks=8, state=3)
     np.testing.assert_allclose(exact.to_dense(), w, atol=1e-4)
     assert exact.parameters < w.size / 2
-    check_contract(exact)
+    check_lossy_contract(exact)
     lossy = SSS.encode(w, blocks=8, state=2)
     assert np.linalg.norm(lossy.to_dense() - w) > 1e-2 * np.linalg.norm(w)
-    check_contract(lossy)
+    check_lossy_contract(lossy)
 
 
 def test_parameter_count_matches_the_textbook_formula_minus_unused_boundary_stages() -> None:
@@ -83,7 +65,7 @@ def test_budget_search_stays_within_the_budget(budget: float) -> None:
     w = semiseparable((64, 64), 8, 4, 10)
     fmt = SSS.encode(w, budget=budget)
     assert fmt.parameters <= budget * w.size
-    check_contract(fmt)
+    check_lossy_contract(fmt)
     if budget >= 0.4:  # 8 blocks at state 4 fit (1600 floats): the search finds an (almost) exact realization
         assert np.linalg.norm(fmt.to_dense() - w) < 1e-3 * np.linalg.norm(w)
 
@@ -94,7 +76,7 @@ def test_dot_on_a_large_batch_and_edge_shapes() -> None:
     x = np.random.default_rng(12).standard_normal((300, 50))
     np.testing.assert_allclose(fmt.dot(x), x @ fmt.to_dense().T.astype(np.float64), rtol=1e-4, atol=1e-4)
     for shape in ((1, 1), (1, 9), (9, 1), (0, 4)):
-        check_contract(SSS.encode(np.ones(shape, np.float32)))
+        check_lossy_contract(SSS.encode(np.ones(shape, np.float32)))
 
 
 def test_bad_parameters_are_usage_errors() -> None:
