@@ -425,9 +425,26 @@ static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t es
     }
 }
 
+/* The batch-1 lane kernel's table: the same PAIR_BITS window packed in 4 bytes (16 KB, beside x in
+ * L1) with the value's codebook index as a byte; len 0: decode by the general path. */
+typedef struct {
+    uint8_t len, sym;
+    uint16_t gap1; /* gap + 1: the column step */
+} pair4;
+
+static void pair4_build(pair4 *t, const pair_entry *pair) {
+    for (uint32_t v = 0; v < (1u << PAIR_BITS); v++) {
+        const pair_entry e = pair[v];
+        const int fits = e.len && e.sym < 256 && e.gap < 65535;
+        t[v] = (pair4){fits ? e.len : 0, fits ? (uint8_t)e.sym : 0, fits ? (uint16_t)(e.gap + 1) : 0};
+    }
+}
+
 typedef struct {
     const huff *hv, *hg;
     const pair_entry *pair; /* NULL for exp-Golomb gaps */
+    const pair4 *pair4;     /* NULL unless pair and k <= 256 */
+    const double *cbd;      /* the codebook in double (with pair4) */
     int64_t n_out, n_in, n_words, batch, escape;
     int gap_coder, escape_bits, gap_order;
     const float *codebook;
@@ -606,9 +623,115 @@ static int sham_rows_1(const sham_ctx *q, int64_t r0, int64_t r1) {
     return NNC_OK;
 }
 
+/* The general path for one entry of a lane's row (escapes, long codes), out of the hot loop. */
+typedef struct {
+    int64_t pos, col;
+    double acc;
+    int st;
+} lane_out;
+
+static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int64_t pos, int64_t end, int64_t col,
+                                                         double acc) {
+    sham_state t = {.p = pos, .end = end, .col = col, .a = acc};
+    nnc_br_init(&t.br, q->stream, q->n_words, pos);
+    int st = sham_step(q, &t);
+    return (lane_out){t.p, t.col, t.a, st};
+}
+
+/* 64 stream bits from bit p on, the first 33 or more valid: words w[p/32] and w[p/32 + 1] in one
+ * unaligned load (the caller keeps p < a row end, so p/32 + 1 is at most the guard word). */
+static inline uint64_t peek64(const uint32_t *w, int64_t p) {
+    uint64_t v;
+    memcpy(&v, w + (p >> 5), 8);
+    return ((v << 32) | (v >> 32)) << (p & 31);
+}
+
+/* batch 1 with the pair4 table: SHAM_LANES rows decoded in step, each lane taking the next row when
+ * its own ends, so that the decoders' dependency chains (peek, table lookup, shift) of different
+ * rows overlap. Any error reruns the rows in order with sham_rows_1, so the status is the one the
+ * first bad row gives. */
+#define SHAM_LANES 4
+static int sham_rows_lanes(const sham_ctx *q, int64_t r0, int64_t r1) {
+    const pair4 *T = q->pair4;
+    const uint32_t *w = q->stream;
+    const double *cbd = q->cbd;
+    const float *x = q->x;
+    const int64_t n_in = q->n_in, escape = q->escape;
+    const uint32_t *glut = q->hg->lut, *vlut = q->hv->lut; /* both lut_bits >= 1: pair4 was built */
+    const int gshift = 64 - q->hg->lut_bits, vshift = 64 - q->hv->lut_bits;
+    /* lane state in plain scalars (not arrays) so that it stays in registers */
+    int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
+    int64_t col0 = -1, col1 = -1, col2 = -1, col3 = -1, row0 = -1, row1 = -1, row2 = -1, row3 = -1;
+    double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
+    int64_t next = r0;
+#define LANE_STEP(j)                                                                                         \
+    if (__builtin_expect(pos##j < end##j, 1)) {                                                              \
+        const pair4 e = T[peek64(w, pos##j) >> (64 - PAIR_BITS)];                                            \
+        if (__builtin_expect(e.len != 0, 1)) {                                                               \
+            pos##j += e.len;                                                                                 \
+            col##j += e.gap1;                                                                                \
+            if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                              \
+            acc##j += cbd[e.sym] * (double)x[col##j];                                                        \
+        } else { /* the two codes one by one, by the first-level tables, when neither is long */           \
+            const uint64_t v = peek64(w, pos##j);                                                            \
+            const uint32_t eg = glut[v >> gshift];                                                           \
+            const int lg = (int)(eg & 0xff);                                                                 \
+            const uint32_t ev = vlut[(v << lg) >> vshift];                                                   \
+            const int lv = (int)(ev & 0xff);                                                                 \
+            if (lg && lv && (int64_t)(eg >> 8) != escape) {                                                  \
+                pos##j += lg + lv;                                                                           \
+                col##j += (int64_t)(eg >> 8) + 1;                                                            \
+                if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                          \
+                acc##j += (double)q->codebook[ev >> 8] * (double)x[col##j];                                  \
+            } else {                                                                                         \
+                const lane_out o = sham_lane_slow(q, pos##j, end##j, col##j, acc##j);                        \
+                if (o.st) goto fail;                                                                         \
+                pos##j = o.pos;                                                                              \
+                col##j = o.col;                                                                              \
+                acc##j = o.acc;                                                                              \
+            }                                                                                                \
+        }                                                                                                    \
+    } else {                                                                                                 \
+        if (row##j >= 0) {                                                                                   \
+            if (pos##j != end##j) goto fail;                                                                 \
+            q->y[row##j] = (float)acc##j;                                                                    \
+            row##j = -1;                                                                                     \
+        }                                                                                                    \
+        if (next >= r1) goto drain;                                                                          \
+        row##j = next++;                                                                                     \
+        pos##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j);                                     \
+        end##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j + 1);                                 \
+        col##j = -1;                                                                                         \
+        acc##j = 0.0;                                                                                        \
+    }
+    for (;;) {
+        LANE_STEP(0)
+        LANE_STEP(1)
+        LANE_STEP(2)
+        LANE_STEP(3)
+    }
+#undef LANE_STEP
+drain:; /* the rows still in the other lanes, one at a time */
+    const int64_t rows[SHAM_LANES] = {row0, row1, row2, row3}, poss[SHAM_LANES] = {pos0, pos1, pos2, pos3};
+    const int64_t ends[SHAM_LANES] = {end0, end1, end2, end3}, cols[SHAM_LANES] = {col0, col1, col2, col3};
+    const double accs[SHAM_LANES] = {acc0, acc1, acc2, acc3};
+    for (int j = 0; j < SHAM_LANES; j++) {
+        if (rows[j] < 0) continue;
+        sham_state t = {.p = poss[j], .end = ends[j], .col = cols[j], .a = accs[j]};
+        if (t.p < t.end) nnc_br_init(&t.br, q->stream, q->n_words, t.p);
+        while (t.p < t.end)
+            if (sham_step(q, &t)) goto fail;
+        if (t.p != t.end) goto fail;
+        q->y[rows[j]] = (float)t.a;
+    }
+    return NNC_OK;
+fail:
+    return sham_rows_1(q, r0, r1);
+}
+
 static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const sham_ctx *q = (const sham_ctx *)vctx;
-    if (q->batch == 1) return sham_rows_1(q, r0, r1);
+    if (q->batch == 1) return q->pair4 ? sham_rows_lanes(q, r0, r1) : sham_rows_1(q, r0, r1);
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
             int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
@@ -632,9 +755,26 @@ int nnc_sham_dot(SHAM_ARGS) {
         }
         pair_build(pair, hg, hv, n_gap_len - 1);
     }
-    sham_ctx q = {hv, hg, pair, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits, gap_order,
-                  codebook, stream, row_bits, rbits_width, x, y};
+    pair4 *p4 = NULL;
+    double *cbd = NULL;
+    if (pair && batch == 1 && k <= 256 && hg->lut_bits && hv->lut_bits) {
+        p4 = (pair4 *)malloc(sizeof(pair4) << PAIR_BITS);
+        cbd = (double *)malloc(sizeof(double) * (size_t)(k ? k : 1));
+        if (p4 && cbd) {
+            pair4_build(p4, pair);
+            for (int64_t s = 0; s < k; s++) cbd[s] = codebook[s];
+        } else {
+            free(p4);
+            free(cbd);
+            p4 = NULL;
+            cbd = NULL;
+        }
+    }
+    sham_ctx q = {hv, hg, pair, p4, cbd, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits,
+                  gap_order, codebook, stream, row_bits, rbits_width, x, y};
     st = nnc_run_rows(sham_rows, &q, n_out, threads);
+    free(p4);
+    free(cbd);
     free(pair);
     free(hv);
     free(hg);
