@@ -44,35 +44,99 @@ int nnc_im_dot_naive(int64_t n_out, int64_t n_in, const float *codebook, int64_t
 typedef struct {
     int64_t n_out, n_in, k, n_words, batch;
     int bits;
-    const float *codebook;
+    const float *codebook, *cbp; /* cbp: the codebook padded with zeros to 2^bits entries */
     const uint32_t *stream;
     const float *x;
     float *y;
 } im_ctx;
 
+/* sum of a[c] * b[c] in double; four independent sums the compiler pairs into SIMD (an AVX2 clone
+ * where the CPU has it, picked at load time) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NNC_NO_CLONES)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+static double dot_f32(const float *a, const float *b, int64_t n) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t c = 0;
+    for (; c + 4 <= n; c += 4)
+        for (int j = 0; j < 4; j++) s[j] += (double)a[c + j] * (double)b[c + j];
+    for (; c < n; c++) s[0] += (double)a[c] * (double)b[c];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Row decoders, one per field width B so that shifts and the fields per refill are constants. cb is
+ * the codebook padded with zeros to 2^B entries; the return value is nonzero when an index >= k was
+ * read (a flag or-ed per field: no compare chain through a running maximum). */
+#define IM_DECODE(B)                                                                                         \
+    static uint64_t im_decode_##B(nnc_br *br, const float *cb, uint64_t k, float *row, int64_t n_in) {       \
+        enum { PER = 32 / (B) };                                                                             \
+        uint64_t bad = 0;                                                                                    \
+        int64_t c = 0;                                                                                       \
+        for (; c + PER <= n_in; c += PER) {                                                                  \
+            nnc_br_refill(br); /* >= 33 bits: PER whole fields */                                            \
+            uint64_t buf = br->buf;                                                                          \
+            for (int j = 0; j < PER; j++) {                                                                  \
+                const uint64_t idx = buf >> (64 - (B));                                                      \
+                buf <<= (B);                                                                                 \
+                bad |= idx >= k;                                                                             \
+                row[c + j] = cb[idx];                                                                        \
+            }                                                                                                \
+            br->buf = buf;                                                                                   \
+            br->cnt -= PER * (B);                                                                            \
+        }                                                                                                    \
+        for (; c < n_in; c++) {                                                                              \
+            nnc_br_refill(br);                                                                               \
+            const uint64_t idx = nnc_br_take(br, (B));                                                       \
+            bad |= idx >= k;                                                                                 \
+            row[c] = cb[idx];                                                                                \
+        }                                                                                                    \
+        return bad;                                                                                          \
+    }
+IM_DECODE(1)
+IM_DECODE(2)
+IM_DECODE(3)
+IM_DECODE(4)
+IM_DECODE(5)
+IM_DECODE(6)
+IM_DECODE(7)
+IM_DECODE(8)
+IM_DECODE(9)
+IM_DECODE(10)
+IM_DECODE(11)
+IM_DECODE(12)
+IM_DECODE(13)
+IM_DECODE(14)
+IM_DECODE(15)
+IM_DECODE(16)
+#undef IM_DECODE
+
+typedef uint64_t (*im_decoder)(nnc_br *, const float *, uint64_t, float *, int64_t);
+static const im_decoder IM_DECODERS[17] = {NULL,          im_decode_1,  im_decode_2,  im_decode_3,  im_decode_4,
+                                           im_decode_5,  im_decode_6,  im_decode_7,  im_decode_8,  im_decode_9,
+                                           im_decode_10, im_decode_11, im_decode_12, im_decode_13, im_decode_14,
+                                           im_decode_15, im_decode_16};
+
+/* Each row is decoded once into a float buffer, then dotted with every batch item. */
 static int im_rows(const void *vctx, int64_t r0, int64_t r1) {
     const im_ctx *q = (const im_ctx *)vctx;
     const int64_t n_in = q->n_in;
     const int bits = q->bits;
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
-            int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
-            const float *xb = q->x + b0 * n_in;
-            double acc[NNC_BCH] = {0};
+    float *row = (float *)malloc(sizeof(float) * (size_t)(n_in ? n_in : 1));
+    if (!row) return NNC_ENOMEM;
+    for (int64_t r = r0; r < r1; r++) {
+        if (!bits) {
+            for (int64_t c = 0; c < n_in; c++) row[c] = q->codebook[0];
+        } else {
             nnc_br br;
             nnc_br_init(&br, q->stream, q->n_words, r * n_in * bits);
-            for (int64_t c = 0; c < n_in; c++) {
-                nnc_br_refill(&br);
-                uint64_t idx = nnc_br_take(&br, bits);
-                if (idx >= (uint64_t)q->k) return NNC_ECODE;
-                double v = q->codebook[idx];
-                if (nb == 1)
-                    acc[0] += v * xb[c];
-                else
-                    for (int b = 0; b < nb; b++) acc[b] += v * xb[b * n_in + c];
+            if (IM_DECODERS[bits](&br, q->cbp, (uint64_t)q->k, row, n_in)) {
+                free(row);
+                return NNC_ECODE;
             }
-            for (int b = 0; b < nb; b++) q->y[(b0 + b) * q->n_out + r] = (float)acc[b];
         }
+        for (int64_t b = 0; b < q->batch; b++) q->y[b * q->n_out + r] = (float)dot_f32(row, q->x + b * n_in, n_in);
+    }
+    free(row);
     return NNC_OK;
 }
 
@@ -80,6 +144,12 @@ int nnc_im_dot(int64_t n_out, int64_t n_in, const float *codebook, int64_t k, co
                int64_t n_words, const float *x, int64_t batch, float *y, int threads) {
     int st = im_check(n_out, n_in, codebook, k, stream, n_words, x, batch, y, threads);
     if (st) return st;
-    im_ctx q = {n_out, n_in, k, n_words, batch, index_bits(k), codebook, stream, x, y};
-    return nnc_run_rows(im_rows, &q, n_out, threads);
+    const int bits = index_bits(k);
+    float *cbp = (float *)calloc((size_t)1 << bits, sizeof(float));
+    if (!cbp) return NNC_ENOMEM;
+    memcpy(cbp, codebook, sizeof(float) * (size_t)k);
+    im_ctx q = {n_out, n_in, k, n_words, batch, bits, codebook, cbp, stream, x, y};
+    st = nnc_run_rows(im_rows, &q, n_out, threads);
+    free(cbp);
+    return st;
 }
