@@ -122,6 +122,15 @@ static inline int64_t huff_decode(const huff *h, nnc_br *br, int *len) {
     return -1;
 }
 
+/* 64 stream bits from bit p on, the first 33 or more valid: words w[p/32] and w[p/32 + 1] in one
+ * unaligned load (the caller keeps p below the stream's
+ * end, so p/32 + 1 is at most the guard word). */
+static inline uint64_t peek64(const uint32_t *w, int64_t p) {
+    uint64_t v;
+    memcpy(&v, w + (p >> 5), 8);
+    return ((v << 32) | (v >> 32)) << (p & 31);
+}
+
 /* Bit-by-bit reference decode at stream bit *p (bits at or past limit read as zero). */
 static int64_t huff_decode_naive(const huff *h, const uint32_t *w, int64_t limit, int64_t *p) {
     int64_t code = 0;
@@ -293,8 +302,99 @@ HAM_ROW(ham_row_1, 1)
 HAM_ROW(ham_row_8, NNC_BCH)
 HAM_ROW(ham_row_n, 0)
 
+static int ham_rows_plain(const ham_ctx *q, int64_t r0, int64_t r1);
+
+/* A long code (past the first-level table) of a lane's row, out of the hot loop: its symbol and
+ * length, or a negative symbol for a bit pattern that is no code. */
+typedef struct {
+    int64_t sym;
+    int len;
+} code_out;
+
+static __attribute__((noinline)) code_out ham_lane_slow(const ham_ctx *q, int64_t pos) {
+    nnc_br br;
+    nnc_br_init(&br, q->stream, q->n_words, pos);
+    code_out o = {0, 0};
+    o.sym = huff_decode(q->h, &br, &o.len);
+    return o;
+}
+
+/* batch 1 when the 1-bit code 0 stands for 0.0 (any matrix more than half zeros): four rows decoded
+ * in step, each lane taking the next row when its own ends. A step counts a run of zero codes with
+ * one clz on a 64-bit peek and decodes the nonzero after it from a second peek, so the cost goes
+ * with the nonzeros, and the lanes' dependency chains (peek, clz, table lookup) overlap. Any error
+ * reruns the rows in order with ham_row_1, so the status is the one the first bad row gives. */
+static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
+    const uint32_t *w = q->stream;
+    const uint32_t *lut = q->h->lut;
+    const int lshift = 64 - q->h->lut_bits;
+    const float *x = q->x, *cb = q->codebook;
+    const int64_t n_in = q->n_in, limit = nnc_stream_bits(q->n_words);
+    int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
+    int64_t col0 = n_in, col1 = n_in, col2 = n_in, col3 = n_in; /* lanes start with no row */
+    int64_t row0 = -1, row1 = -1, row2 = -1, row3 = -1;
+    double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
+    int64_t next = r0;
+#define HAM_LANE(j)                                                                                          \
+    if (__builtin_expect(col##j < n_in, 1)) {                                                                \
+        if (__builtin_expect(pos##j >= end##j, 0)) goto fail; /* the row's bits ran out */                    \
+        /* clz of the peek with a 1 planted at bit 31: a run of at most 32 zero codes (33 bits valid) */      \
+        const int64_t z = __builtin_clzll(peek64(w, pos##j) | ((uint64_t)1 << 31));                          \
+        const int64_t rest = n_in - col##j, run = z < rest ? z : rest;                                       \
+        pos##j += run;                                                                                       \
+        col##j += run;                                                                                       \
+        if (__builtin_expect(z < rest && z < 32, 1)) { /* a nonzero code follows the run */                    \
+            if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                             \
+            const uint32_t e = lut[peek64(w, pos##j) >> lshift];                                             \
+            int64_t sym = e >> 8;                                                                            \
+            int len = (int)(e & 0xff);                                                                       \
+            if (__builtin_expect(!len, 0)) {                                                                 \
+                const code_out o = ham_lane_slow(q, pos##j);                                                 \
+                if (o.sym < 0) goto fail;                                                                    \
+                sym = o.sym;                                                                                 \
+                len = o.len;                                                                                 \
+            }                                                                                                \
+            pos##j += len;                                                                                   \
+            acc##j += (double)cb[sym] * (double)x[col##j];                                                   \
+            col##j++;                                                                                        \
+        }                                                                                                    \
+    } else {                                                                                                 \
+        if (row##j >= 0) {                                                                                   \
+            if (pos##j != end##j) goto fail;                                                                 \
+            q->y[row##j] = (float)acc##j;                                                                    \
+            row##j = -1;                                                                                     \
+        }                                                                                                    \
+        if (next >= r1) goto drain;                                                                          \
+        row##j = next++;                                                                                     \
+        pos##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j);                                     \
+        end##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j + 1);                                 \
+        col##j = 0;                                                                                          \
+        acc##j = 0.0;                                                                                        \
+    }
+    if (n_in == 0) return ham_rows_plain(q, r0, r1);
+    for (;;) {
+        HAM_LANE(0)
+        HAM_LANE(1)
+        HAM_LANE(2)
+        HAM_LANE(3)
+    }
+#undef HAM_LANE
+drain:; /* the rows still in the other lanes, from the start, one at a time */
+    const int64_t rows[4] = {row0, row1, row2, row3};
+    for (int j = 0; j < 4; j++)
+        if (rows[j] >= 0 && ham_row_1(q, rows[j], 0, 1)) goto fail;
+    return NNC_OK;
+fail:
+    return ham_rows_plain(q, r0, r1);
+}
+
 static int ham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const ham_ctx *q = (const ham_ctx *)vctx;
+    if (q->batch == 1 && q->zskip && q->h->zlen == 1 && q->h->lut_bits) return ham_rows_lanes(q, r0, r1);
+    return ham_rows_plain(q, r0, r1);
+}
+
+static int ham_rows_plain(const ham_ctx *q, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
             int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
@@ -638,13 +738,6 @@ static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int6
     return (lane_out){t.p, t.col, t.a, st};
 }
 
-/* 64 stream bits from bit p on, the first 33 or more valid: words w[p/32] and w[p/32 + 1] in one
- * unaligned load (the caller keeps p < a row end, so p/32 + 1 is at most the guard word). */
-static inline uint64_t peek64(const uint32_t *w, int64_t p) {
-    uint64_t v;
-    memcpy(&v, w + (p >> 5), 8);
-    return ((v << 32) | (v >> 32)) << (p & 31);
-}
 
 /* batch 1 with the pair4 table: SHAM_LANES rows decoded in step, each lane taking the next row when
  * its own ends, so that the decoders' dependency chains (peek, table lookup, shift) of different

@@ -59,6 +59,13 @@ def _long_codes() -> np.ndarray:
     return (symbols.astype(np.float32) - 10.0).reshape(96, 300)
 
 
+def _sparse_long_codes() -> np.ndarray:
+    # Most entries zero (the 1-bit code: ham's batch-1 lanes) and the rest with codes past the table.
+    w = _long_codes()
+    w[np.random.default_rng(4).random(w.shape) < 0.7] = 0.0
+    return w
+
+
 MATRICES: dict[str, Callable[[], np.ndarray]] = {
     "sparse": lambda: quantized((40, 57), 9, 0.8, 0),
     "dense_k5": lambda: quantized((13, 29), 5, 0.0, 1),
@@ -72,6 +79,8 @@ MATRICES: dict[str, Callable[[], np.ndarray]] = {
     "bit_offsets_ham": _bit_offsets_ham,
     "bit_offsets_sham": lambda: quantized((300, 70), 20, 0.85, 5),
     "long_codes": _long_codes,
+    "sparse_long_codes": _sparse_long_codes,
+    "runs_past_32": lambda: quantized((50, 333), 9, 0.97, 12),  # zero runs longer than a peek
     "float_values": lambda: (
         np.random.default_rng(6).standard_normal((17, 33)) * (np.random.default_rng(7).random((17, 33)) < 0.3)
     ).astype(np.float32),
@@ -209,6 +218,8 @@ def test_the_cases_reach_what_they_claim() -> None:
     starts = sham.row_bits[:-1].astype(np.int64)[np.diff(sham.row_bits.astype(np.int64)) > 0]
     assert set((starts % 32).tolist()) == set(range(32))
     assert int(HuffmanMatrix.encode(_long_codes()).code_len.max()) > 11  # the second-level decode path
+    lanes = HuffmanMatrix.encode(_sparse_long_codes())  # zero has the 1-bit code, others are long
+    assert int(lanes.code_len[np.flatnonzero(lanes.codebook == 0)[0]]) == 1 and int(lanes.code_len.max()) > 11
     wide = SparseHuffmanMatrix.encode(wide_gaps(2), gap_coder="huffman")
     assert wide.gap["escape_bits"] > 0
 
