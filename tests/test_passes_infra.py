@@ -22,7 +22,7 @@ from nncompress.passes import (
     parse_pipeline,
     run_pipeline,
 )
-from nncompress.passes._infra import option, selected, weight_stats
+from nncompress.passes._infra import option, pipeline_per_weight, selected, weight_stats
 
 
 def tiny_model(seed: int = 0) -> Graph:
@@ -279,3 +279,43 @@ def test_later_steps_reuse_scratch_arrays_without_changing_results_or_the_input(
     lean, _ = run_pipeline(g, spec, seed=3, detailed=False)
     assert snapshot(lean) == snapshot(detailed)
     assert snapshot(g) == before
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "prune:sparsity=0.8:scope=global,quantize:method=kmeans:k=32",
+        "prune:sparsity=0.5,quantize:method=pws:k=8",
+        "quantize:method=kmeans:k=16",  # the first step gets the originals: it must not overwrite them
+        "prune:sparsity=0.6:scope=global",
+        "prune:sparsity=0.0:scope=global,quantize:method=ecsq:k=8",
+    ],
+)
+def test_per_weight_pipeline_equals_run_pipeline(steps: str) -> None:
+    g = tiny_model(3)
+    # few distinct magnitudes: the global threshold has ties in several weights, which the
+    # per-weight path must take in the same order
+    rng = np.random.default_rng(0)
+    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
+        w = g.weights[name]
+        w.value = rng.choice(np.float32([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03]), size=w.shape)
+    before = {n: w.array.copy() for n, w in g.weights.items()}
+    want, _ = run_pipeline(g, steps, seed=5)
+    one = pipeline_per_weight(g, steps, seed=5)
+    assert one is not None
+    for name, w in g.weights.items():
+        got = one(w) if np.issubdtype(w.dtype, np.floating) and default_select(w) else w.array
+        np.testing.assert_array_equal(got, want.weights[name].array, err_msg=f"{steps}: {name}")
+    for name, w in g.weights.items():
+        np.testing.assert_array_equal(w.array, before[name])  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "prune:sparsity=0.5,prune:sparsity=0.8:scope=global",  # a global step after another
+        "prune:sparsity=0.5,quantize:method=kmeans:k=8:share=type",  # one codebook for all Dense
+    ],
+)
+def test_per_weight_pipeline_declines_what_needs_every_weight(steps: str) -> None:
+    assert pipeline_per_weight(tiny_model(), steps) is None

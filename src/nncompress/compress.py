@@ -26,6 +26,7 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats import FORMATS, LOSSY, Format, load_format
 from nncompress.ir import Graph, Weight
 from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
+from nncompress.passes._infra import pipeline_per_weight
 
 # Preset -> (pass pipeline, storage format). The sHAM preset is Marinò et al.'s: prune, share, code.
 # Pruning is global (one magnitude threshold): with no retraining, a per-layer 80 % cut ruins small
@@ -279,6 +280,10 @@ def compress_graph(
     for n, r in assigned.items():
         groups.setdefault(r.passes, []).append(n)
     g2 = graph.copy()
+    # Where every step can run one weight at a time, the pipeline runs inside the encoding loop
+    # below, so that only one weight's pruned and quantized copies exist at once (peak memory near
+    # the model's size, not twice it); otherwise it runs over the whole group first.
+    streamed: dict[str, Callable[[Weight], np.ndarray]] = {}
     for i, (passes, names) in enumerate(groups.items()):
         if passes:
             members = frozenset(names)
@@ -286,16 +291,22 @@ def compress_graph(
             def in_group(w: Weight, m: frozenset[str] = members) -> bool:
                 return w.name in m
 
-            g2, _ = run_pipeline(g2, passes, seed=seed + i, select=in_group, detailed=False)
+            one = pipeline_per_weight(graph, passes, seed=seed + i, select=in_group)
+            if one is not None:
+                streamed.update(dict.fromkeys(names, one))
+            else:
+                g2, _ = run_pipeline(g2, passes, seed=seed + i, select=in_group, detailed=False)
     entries: list[TensorEntry] = []
     rows: list[dict[str, Any]] = []
-    for name, w in g2.weights.items():
+    for name, w in g2.weights.items():  # graph order: what the per-weight steps expect
         src = graph.weights[name]
         recipe = assigned.get(name)
         if on_weight is not None:
             on_weight(name)
         chosen = recipe.format if recipe is not None and w.size > 0 else RAW
-        dense = w.array
+        one = streamed.get(name)
+        base = one(src) if one is not None else w.array  # the pipeline's output
+        dense = base
         if chosen in LOSSY and min(_matrix(dense).shape) < MIN_STRUCTURED_SIDE:
             chosen = RAW
         if chosen != RAW:
@@ -305,11 +316,15 @@ def compress_graph(
             if f.nbytes >= src.array.nbytes:
                 chosen = RAW  # the format would not save bytes on this tensor: keep it as it is
         if chosen == RAW:
-            stored = w.array.astype(src.dtype, copy=False)
+            stored = base.astype(src.dtype, copy=False)
+            w.value = stored
             entries.append(TensorEntry(name, RAW, src.shape, str(src.dtype), {}, {"values": stored}))
             payload = stored.nbytes
         else:
-            w.value = Shaped(f, src.shape, dense)
+            # A streamed weight's dense copy is dropped once its row is made: fidelity decodes it
+            # again, one layer at a time.
+            keep = dense if one is None or chosen in LOSSY else None
+            w.value = Shaped(f, src.shape, keep)
             entries.append(TensorEntry(name, chosen, src.shape, str(src.dtype), f.meta(), f.arrays()))
             payload = f.nbytes
         if recipe is not None:

@@ -400,6 +400,14 @@ class _Builder:
                 layout=layout,
             )
             self.datasets[name] = var.path
+            ir = self.weights[name].array
+            if layout and ir is not var.array and all(kind == "transpose" for kind, _ in layout):
+                # Keep the variable as a view of the IR copy, so that the file's copy is freed now
+                # rather than when loading ends (two copies of a large model at once otherwise).
+                view = ir
+                for _, arg in reversed(layout):
+                    view = np.transpose(view, np.argsort(arg))
+                var.array = view
         return name
 
     # models

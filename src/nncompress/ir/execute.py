@@ -172,12 +172,17 @@ class _Runner:
 
     def weight(self, g: Graph, name: str) -> Arr:
         key = (id(g), name)
-        if key not in self.cache:
-            a = np.asarray(g.weights[name].array)
-            if np.issubdtype(a.dtype, np.floating):
-                a = a.astype(self.dtype, copy=False)
+        if key in self.cache:
+            return self.cache[key]
+        w = g.weights[name]
+        a = np.asarray(w.array)
+        if np.issubdtype(a.dtype, np.floating):
+            a = a.astype(self.dtype, copy=False)
+        # A compressed slot is decoded on each use rather than kept: holding every decoded weight
+        # of a large model would double the memory a fidelity check needs.
+        if isinstance(w.value, np.ndarray) or a.size < (1 << 20):
             self.cache[key] = a
-        return self.cache[key]
+        return a
 
     def run(self, feeds: dict[str, Arr]) -> list[Arr]:
         return self.run_graph(self.graph, None, dict(feeds))

@@ -111,6 +111,9 @@ class PassResult:
     stats: list[Stats]
 
 
+PerWeight = Callable[[Weight, np.ndarray, bool], np.ndarray]
+
+
 class Pass(ABC):
     """A compression pass: ``name`` is its CLI word, its module's name and its registry key."""
 
@@ -120,6 +123,19 @@ class Pass(ABC):
     @abstractmethod
     def __call__(self, graph: Graph, options: Any, *, select: Select, rng: np.random.Generator) -> PassResult:
         """Return a rewritten copy of ``graph``; ``graph`` itself stays untouched."""
+
+    def per_weight(
+        self, graph: Graph | None, options: Any, *, select: Select, rng: np.random.Generator
+    ) -> PerWeight | None:
+        """This step as a function of one weight's array, or None where it needs every result at once.
+
+        Called on the selected weights one at a time, in graph order, the function must give the
+        arrays ``__call__`` gives. ``graph`` is the input graph when this is the pipeline's first
+        step (a global statistic of the originals, such as one pruning threshold, may be fitted on
+        it first) and None after another step, whose outputs do not exist all at once. The
+        function's ``owned`` argument says the array is a scratch copy it may overwrite.
+        """
+        return None
 
 
 def rel_error(before: np.ndarray, after: np.ndarray) -> float:
@@ -334,3 +350,44 @@ def run_pipeline(
         )
         stats.extend({"step": i, **s} for s in res.stats)
     return graph, stats
+
+
+def pipeline_per_weight(
+    graph: Graph,
+    steps: str | Sequence[tuple[str, PassOptions | None]],
+    *,
+    seed: int = 0,
+    select: Select | None = None,
+    registry: Mapping[str, type[Pass]] | None = None,
+) -> Callable[[Weight], np.ndarray] | None:
+    """`run_pipeline` as a function of one weight, or None where a step needs all weights at once.
+
+    Called on the selected weights in graph order it returns the arrays `run_pipeline` would give
+    (same steps, seed and generators), while only one weight's intermediate arrays exist at a time:
+    what lets compress run a 500 MB model without a second full copy of it.
+    """
+    reg = _registry(registry)
+    plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
+    seeds = np.random.SeedSequence(seed).spawn(len(plan))
+    fns: list[PerWeight] = []
+    for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
+        cls = reg.get(name)
+        if cls is None:
+            raise UsageError(f"unknown pass {name!r}", hint=f"Valid passes: {', '.join(reg)}")
+        opts = cls.Options() if opts is None else opts
+        fn = cls().per_weight(
+            graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
+        )
+        if fn is None:
+            return None
+        fns.append(fn)
+
+    def run(w: Weight) -> np.ndarray:
+        a, owned = w.array, False
+        if np.issubdtype(a.dtype, np.floating):
+            for fn in fns:
+                b = fn(w, a, owned)
+                owned, a = owned or b is not a, b  # a step may hand back its input untouched
+        return a
+
+    return run

@@ -12,8 +12,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nncompress.ir import Graph
-from nncompress.passes._infra import Pass, PassOptions, PassResult, Select, option, selected, weight_stats
+from nncompress.ir import Graph, Weight
+from nncompress.passes._infra import (
+    Pass,
+    PassOptions,
+    PassResult,
+    PerWeight,
+    Select,
+    option,
+    selected,
+    weight_stats,
+)
 
 
 def smallest(mag: np.ndarray, n: int) -> tuple[np.ndarray, float]:
@@ -72,6 +81,32 @@ def nth_magnitude(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) ->
     return float(np.array(prefix, dtype=_UINT[dtype.itemsize]).view(dtype))
 
 
+def _threshold(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> tuple[float, int]:
+    """(t, ties): the n smallest magnitudes over all arrays are those < t and the first ``ties`` == t.
+
+    For 0 < n < total entries.
+    """
+    t = nth_magnitude(arrays, n, dtype)
+    below = sum(
+        int(np.count_nonzero(np.abs(c.astype(dtype, copy=False)) < t)) for a in arrays for c in _chunks(a)
+    )
+    return t, n - below
+
+
+def _zero_below(a: np.ndarray, t: float, ties: int, dtype: np.dtype[Any]) -> tuple[np.ndarray, int]:
+    """A copy of ``a`` with magnitudes < t and the first ``ties`` equal to t zeroed; the ties left."""
+    new = a.copy()  # C order, so reshape(-1) is a view
+    for c in _chunks(new):
+        mag = np.abs(c.astype(dtype, copy=False))
+        m = mag < t
+        if ties:
+            eq = np.flatnonzero(mag == t)[:ties]
+            m[eq] = True
+            ties -= eq.size
+        c[m] = 0
+    return new, ties
+
+
 def prune_below(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> tuple[list[np.ndarray], float]:
     """Copies of ``arrays`` with the n smallest magnitudes over all of them zeroed (ties: first by index).
 
@@ -83,22 +118,10 @@ def prune_below(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> t
     if n >= total:
         top = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
         return [np.zeros_like(a) for a in arrays], top
-    t = nth_magnitude(arrays, n, dtype)
-    below = sum(
-        int(np.count_nonzero(np.abs(c.astype(dtype, copy=False)) < t)) for a in arrays for c in _chunks(a)
-    )
-    ties = n - below  # entries equal to t to prune, first ones by global index
+    t, ties = _threshold(arrays, n, dtype)
     out = []
     for a in arrays:
-        new = a.copy()  # C order, so reshape(-1) is a view
-        for c in _chunks(new):
-            mag = np.abs(c.astype(dtype, copy=False))
-            m = mag < t
-            if ties:
-                eq = np.flatnonzero(mag == t)[:ties]
-                m[eq] = True
-                ties -= eq.size
-            c[m] = 0
+        new, ties = _zero_below(a, t, ties, dtype)
         out.append(new)
     return out, t
 
@@ -119,6 +142,39 @@ class Prune(Pass):
         scope: Literal["layer", "global"] = option(
             "layer", doc="layer: each weight reaches the sparsity; global: one threshold over all"
         )
+
+    def per_weight(
+        self, graph: Graph | None, options: Prune.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerWeight | None:
+        if options.scope == "layer":
+
+            def layer(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
+                n = round(options.sparsity * a.size)
+                if a.dtype.kind == "f" and a.dtype.itemsize in _UINT:
+                    return prune_below([a], n, a.dtype)[0][0]
+                m, _ = smallest(np.abs(a).ravel(), n)
+                new = a.copy()
+                new.reshape(-1)[m] = 0
+                return new
+
+            return layer
+        if graph is None:
+            return None  # one threshold over outputs of an earlier step: they never exist together
+        arrays = [w.array for w in selected(graph, select)]
+        common = np.result_type(*arrays) if arrays else np.dtype(np.float32)
+        if not (common.kind == "f" and common.itemsize in _UINT):
+            return None
+        n, total = round(options.sparsity * sum(a.size for a in arrays)), sum(a.size for a in arrays)
+        if n <= 0 or n >= total:
+            return lambda w, a, owned: a.copy() if n <= 0 else np.zeros_like(a)
+        t, ties = _threshold(arrays, n, common)
+        left = [ties]  # the ties still to prune, in graph order as prune_below takes them
+
+        def global_(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
+            new, left[0] = _zero_below(a, t, left[0], common)
+            return new
+
+        return global_
 
     def __call__(
         self, graph: Graph, options: Prune.Options, *, select: Select, rng: np.random.Generator

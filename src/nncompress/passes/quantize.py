@@ -12,8 +12,9 @@ and no level is 0 (a level that comes out 0 is moved to the nearest nonzero valu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from nncompress.passes._infra import (
     Pass,
     PassOptions,
     PassResult,
+    PerWeight,
     Select,
     may_overwrite,
     option,
@@ -77,56 +79,84 @@ class Quantize(Pass):
             groups.setdefault(share_key(w, options.share), []).append(w)
         stats = []
         for key, ws in groups.items():
-            arrays = [w.array for w in ws]
-            masks = [a != 0 for a in arrays]
-            nonzero = [a[m] for a, m in zip(arrays, masks, strict=True)]
-            if sum(v.size for v in nonzero) == 0:
-                continue  # nothing but zeros: nothing to quantize
-            for w, v in zip(ws, nonzero, strict=True):
-                if v.size and not np.isfinite(v).all():
-                    raise UnsupportedError(
-                        f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
-                        path=graph.meta.path or None,
-                        hint="Fix or retrain the model; leave this weight out of the selection",
-                    )
-            pooled = nonzero[0] if len(nonzero) == 1 else np.concatenate(nonzero)
-            pts = km.condense(pooled, options.bins)
-            del pooled
-            levels, breaks, extra = self._levels(pts, options, arrays[0].dtype)
-            for w, a, m, v in zip(ws, arrays, masks, nonzero, strict=True):
-                if options.method == "pws":
-                    idx = km.stochastic_round(v, levels, rng)
-                else:
-                    idx = km.assign(v, breaks, pts.grid)
-                stored = levels.astype(a.dtype)
-                if may_overwrite(a):
-                    new = a
-                    new[~m] = 0  # -0.0 becomes 0.0, as in a fresh array
-                else:
-                    new = np.zeros_like(a)
-                new[m] = stored[idx]
+            done = self._group(ws, [w.array for w in ws], options, rng, may_overwrite, graph.meta.path)
+            for w, a, new, fields in done:
                 out.weights[w.name].value = new
-                # Levels are distinct in a.dtype and, unless one underflowed, nonzero: then their
-                # use counts give the stats without sorting the output again.
-                used = np.bincount(idx, minlength=levels.size)
-                profile = profile_from_counts(used, a.size) if stored.all() else None
-                stats.append(
-                    weight_stats(
-                        self.name,
-                        w,
-                        a,
-                        new,
-                        after_profile=profile,
-                        method=options.method,
-                        k=options.k,
-                        levels=int(np.count_nonzero(used)),
-                        codebook=key,
-                        codebook_size=int(levels.size),
-                        mode="exact" if pts.grid is None else "histogram",
-                        **extra,
-                    )
-                )
+                stats.append(weight_stats(self.name, w, a, new, **{**fields, "codebook": key}))
         return PassResult(out, stats)
+
+    def per_weight(
+        self, graph: Graph | None, options: Quantize.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerWeight | None:
+        if options.share != "layer":
+            return None  # a codebook shared by a layer type is fitted on all its weights at once
+        path = graph.meta.path if graph is not None else None
+
+        def one(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
+            done = self._group([w], [a], options, rng, lambda _: owned, path)
+            return done[0][2] if done else a
+
+        return one
+
+    def _group(
+        self,
+        ws: list[Weight],
+        arrays: list[np.ndarray],
+        options: Quantize.Options,
+        rng: np.random.Generator,
+        overwrite: Callable[[np.ndarray], bool],
+        path: str | None,
+    ) -> list[tuple[Weight, np.ndarray, np.ndarray, dict[str, Any]]]:
+        """(weight, before, after, stats fields) for weights sharing one codebook; [] for all zeros."""
+        masks = [a != 0 for a in arrays]
+        nonzero = [a[m] for a, m in zip(arrays, masks, strict=True)]
+        if sum(v.size for v in nonzero) == 0:
+            return []  # nothing but zeros: nothing to quantize
+        for w, v in zip(ws, nonzero, strict=True):
+            if v.size and not np.isfinite(v).all():
+                raise UnsupportedError(
+                    f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
+                    path=path or None,
+                    hint="Fix or retrain the model; leave this weight out of the selection",
+                )
+        pooled = nonzero[0] if len(nonzero) == 1 else np.concatenate(nonzero)
+        pts = km.condense(pooled, options.bins)
+        del pooled
+        levels, breaks, extra = self._levels(pts, options, arrays[0].dtype)
+        done = []
+        for w, a, m, v in zip(ws, arrays, masks, nonzero, strict=True):
+            if options.method == "pws":
+                idx = km.stochastic_round(v, levels, rng)
+            else:
+                idx = km.assign(v, breaks, pts.grid)
+            stored = levels.astype(a.dtype)
+            if overwrite(a):
+                new = a
+                new[~m] = 0  # -0.0 becomes 0.0, as in a fresh array
+            else:
+                new = np.zeros_like(a)
+            new[m] = stored[idx]
+            # Levels are distinct in a.dtype and, unless one underflowed, nonzero: then their
+            # use counts give the stats without sorting the output again.
+            used = np.bincount(idx, minlength=levels.size)
+            done.append(
+                (
+                    w,
+                    a,
+                    new,
+                    {
+                        "after_profile": profile_from_counts(used, a.size) if stored.all() else None,
+                        "method": options.method,
+                        "k": options.k,
+                        "levels": int(np.count_nonzero(used)),
+                        "codebook": "",  # the caller's share key
+                        "codebook_size": int(levels.size),
+                        "mode": "exact" if pts.grid is None else "histogram",
+                        **extra,
+                    },
+                )
+            )
+        return done
 
     @staticmethod
     def _levels(
