@@ -488,3 +488,19 @@ def test_shape_mismatch_inside_the_graph_is_an_input_error() -> None:
     g.inputs[0].shape = None
     with pytest.raises(InputError, match="node 'n' \\(Dense\\) failed"):
         run(g, data((2, 5)))
+
+
+def test_a_large_conv_batch_is_convolved_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nncompress.ir.execute as ex
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    attrs = {"pads": [1, 1, 1, 1], "group": 2}
+    whole = ex._conv([x, w, b], attrs)
+    per_sample = 9 * 9 * 4 * 9 * 4  # im2col bytes of one sample
+    monkeypatch.setattr(ex, "_IM2COL_BYTES", 3 * per_sample)  # slices of 3, 3 and 1 samples
+    sliced = ex._conv([x, w, b], attrs)
+    assert sliced.shape == whole.shape == (7, 6, 9, 9)
+    np.testing.assert_allclose(sliced, whole, rtol=1e-6, atol=1e-6)

@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail("aborted", 130)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
+    except MemoryError as e:  # a resource limit, not a bug: say what to turn down
+        code = _fail(
+            f"out of memory ({e}); for compress/eval use fewer --samples or a smaller --data file",
+            EXIT_INTERNAL,
+        )
     except Exception as e:  # a bug: say so in one line; the traceback only on request
         if os.environ.get("NNCOMPRESS_DEBUG"):
             raise

@@ -304,13 +304,20 @@ def _windows(xp: Arr, kern: Sequence[int], s: Sequence[int], d: Sequence[int], o
 # -- convolutions ----------------------------------------------------------------------------------
 
 
+_IM2COL_BYTES = 1 << 28  # above this the batch is convolved in slices (VGG16's conv2: 115 MB a sample)
+
+
 def _conv(ins: Ins, a: Attrs) -> Arr:
     x, w = ins[0], ins[1].astype(ins[0].dtype, copy=False)
     g, kern = int(a.get("group", 1)), w.shape[2:]
     geo = pb, pe, s, d = _pads(a, x.shape[2:], kern)
-    xp = _pad(x, pb, pe, 0)
     out = _out_sizes(x.shape[2:], geo, kern, ceil=False)
     n, c, m, nk = x.shape[0], x.shape[1], w.shape[0], len(kern)
+    per = math.prod(out) * c * math.prod(kern) * x.dtype.itemsize  # im2col bytes of one sample
+    if n > 1 and n * per > _IM2COL_BYTES:
+        step = max(1, _IM2COL_BYTES // max(1, per))
+        return np.concatenate([_conv([x[i : i + step], *ins[1:]], a) for i in range(0, n, step)])
+    xp = _pad(x, pb, pe, 0)
     win = _windows(xp, kern, s, d, out).reshape(n, g, c // g, *out, *kern)
     # im2col: rows are (sample, output position), columns (channel, kernel tap), one matmul per group
     axes = (1, 0, *range(3, 3 + nk), 2, *range(3 + nk, 3 + 2 * nk))
