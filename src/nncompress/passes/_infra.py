@@ -307,6 +307,27 @@ def parse_pipeline(
     return steps
 
 
+def _resolve(
+    steps: str | Sequence[tuple[str, PassOptions | None]],
+    seed: int,
+    registry: Mapping[str, type[Pass]] | None,
+) -> list[tuple[type[Pass], PassOptions, np.random.SeedSequence]]:
+    """Each step's pass class, its options (defaults where None) and its own seed, spawned from ``seed``."""
+    reg = _registry(registry)
+    plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
+    seeds = np.random.SeedSequence(seed).spawn(len(plan))
+    out = []
+    for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
+        cls = reg.get(name)
+        if cls is None:
+            raise UsageError(f"unknown pass {name!r}", hint=f"Valid passes: {', '.join(reg)}")
+        opts = cls.Options() if opts is None else opts
+        if not isinstance(opts, cls.Options):
+            raise TypeError(f"step {i} ({name}) got {type(opts).__name__}, expected {cls.__name__}.Options")
+        out.append((cls, opts, ss))
+    return out
+
+
 def run_pipeline(
     graph: Graph,
     steps: str | Sequence[tuple[str, PassOptions | None]],
@@ -323,19 +344,10 @@ def run_pipeline(
     Each step draws from its own generator, spawned from ``seed``, so adding a step does not
     change the random numbers of the others. Stats carry the step's index.
     """
-    reg = _registry(registry)
-    plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
-    seeds = np.random.SeedSequence(seed).spawn(len(plan))
     stats: list[Stats] = []
     given = {id(w.value) for w in graph.weights.values()}
     scratch: frozenset[int] = frozenset()
-    for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
-        cls = reg.get(name)
-        if cls is None:
-            raise UsageError(f"unknown pass {name!r}", hint=f"Valid passes: {', '.join(reg)}")
-        opts = cls.Options() if opts is None else opts
-        if not isinstance(opts, cls.Options):
-            raise TypeError(f"step {i} ({name}) got {type(opts).__name__}, expected {cls.__name__}.Options")
+    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
         token, owned = DETAILED_STATS.set(detailed), _SCRATCH.set(scratch)
         try:
             res = cls()(graph, opts, select=select or default_select, rng=np.random.default_rng(ss))
@@ -366,15 +378,8 @@ def pipeline_per_weight(
     (same steps, seed and generators), while only one weight's intermediate arrays exist at a time:
     what lets compress run a 500 MB model without a second full copy of it.
     """
-    reg = _registry(registry)
-    plan = parse_pipeline(steps, reg) if isinstance(steps, str) else list(steps)
-    seeds = np.random.SeedSequence(seed).spawn(len(plan))
     fns: list[PerWeight] = []
-    for i, ((name, opts), ss) in enumerate(zip(plan, seeds, strict=True)):
-        cls = reg.get(name)
-        if cls is None:
-            raise UsageError(f"unknown pass {name!r}", hint=f"Valid passes: {', '.join(reg)}")
-        opts = cls.Options() if opts is None else opts
+    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
         fn = cls().per_weight(
             graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
         )

@@ -126,6 +126,18 @@ def prune_below(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> t
     return out, t
 
 
+def _prune_layer(a: np.ndarray, sparsity: float, radix: bool) -> tuple[np.ndarray, float]:
+    """A copy of one weight with its ``round(sparsity * size)`` smallest magnitudes zeroed; the threshold."""
+    n = round(sparsity * a.size)
+    if radix:
+        (new,), t = prune_below([a], n, a.dtype)
+        return new, t
+    m, t = smallest(np.abs(a).ravel(), n)
+    new = a.copy()
+    new.reshape(-1)[m] = 0
+    return new, t
+
+
 class Prune(Pass):
     """Zero the smallest-magnitude ``round(sparsity * size)`` entries, per weight or over all selected weights.
 
@@ -149,13 +161,8 @@ class Prune(Pass):
         if options.scope == "layer":
 
             def layer(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
-                n = round(options.sparsity * a.size)
-                if a.dtype.kind == "f" and a.dtype.itemsize in _UINT:
-                    return prune_below([a], n, a.dtype)[0][0]
-                m, _ = smallest(np.abs(a).ravel(), n)
-                new = a.copy()
-                new.reshape(-1)[m] = 0
-                return new
+                radix = a.dtype.kind == "f" and a.dtype.itemsize in _UINT
+                return _prune_layer(a, options.sparsity, radix)[0]
 
             return layer
         if graph is None:
@@ -188,13 +195,7 @@ class Prune(Pass):
         radix = common.kind == "f" and common.itemsize in _UINT
         if options.scope == "layer":
             for a in arrays:
-                n = round(options.sparsity * a.size)
-                if radix:
-                    (new,), t = prune_below([a], n, a.dtype)
-                else:
-                    m, t = smallest(np.abs(a).ravel(), n)
-                    new = a.copy()
-                    new.reshape(-1)[m] = 0
+                new, t = _prune_layer(a, options.sparsity, radix)
                 news.append(new)
                 thresholds.append(t)
         elif arrays:
