@@ -504,3 +504,22 @@ def test_a_large_conv_batch_is_convolved_in_slices(monkeypatch: pytest.MonkeyPat
     sliced = ex._conv([x, w, b], attrs)
     assert sliced.shape == whole.shape == (7, 6, 9, 9)
     np.testing.assert_allclose(sliced, whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("budget_rows", [1, 2, 4])
+def test_one_sample_over_the_im2col_budget_runs_in_bands_of_output_rows(
+    monkeypatch: pytest.MonkeyPatch, budget_rows: int
+) -> None:
+    import nncompress.ir.execute as ex
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 4, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    attrs = {"pads": [1, 0, 1, 2], "strides": [2, 1], "group": 2}
+    whole = ex._conv([x, w], attrs)
+    rows, cols = whole.shape[2:]
+    per_sample = rows * cols * 4 * 9 * 4
+    monkeypatch.setattr(ex, "_IM2COL_BYTES", per_sample * budget_rows // rows)  # bands of budget_rows
+    banded = ex._conv([x, w], attrs)
+    assert banded.shape == whole.shape == (1, 6, 6, 9)
+    np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-6)

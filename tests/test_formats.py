@@ -227,3 +227,13 @@ def test_corruption_is_a_clean_input_error_or_a_valid_decode(
     dense = got.to_dense()
     assert dense.shape == got.shape and dense.dtype == np.float32
     assert got.dot(np.ones(got.shape[1], np.float32)).shape == (got.shape[0],)
+
+
+@pytest.mark.parametrize("name", LOSSLESS)
+def test_encode_rows_equals_encode(name: str) -> None:
+    w = quantized((23, 17), 5, 0.6, 3)
+    got = FORMATS[name].encode_rows(w.shape, lambda r0, r1: w[r0:r1])
+    want = FORMATS[name].encode(w)
+    assert got.meta() == want.meta()
+    for k, a in want.arrays().items():
+        np.testing.assert_array_equal(got.arrays()[k], a)

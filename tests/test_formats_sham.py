@@ -196,3 +196,29 @@ def test_encoding_in_row_blocks_gives_the_same_bytes(
     assert parts.meta() == whole.meta()
     for k, a in whole.arrays().items():
         np.testing.assert_array_equal(parts.arrays()[k], a)
+
+
+def test_encode_rows_reads_rows_on_demand_and_checks_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What compress feeds it: rows made on demand, read once to count and once to code.
+    import nncompress.formats.sham as sham
+
+    w = quantized((61, 37), 9, 0.7, 8)
+    monkeypatch.setattr(sham, "_BLOCK", 29)
+    asked: list[tuple[int, int]] = []
+
+    def rows(r0: int, r1: int) -> np.ndarray:
+        asked.append((r0, r1))
+        return w[r0:r1].astype(np.float64)  # any real dtype: rows are taken as float32
+
+    got = SparseHuffmanMatrix.encode_rows(w.shape, rows)
+    want = SparseHuffmanMatrix.encode(w)
+    assert got.meta() == want.meta()
+    for k, a in want.arrays().items():
+        np.testing.assert_array_equal(got.arrays()[k], a)
+    assert sorted(set(asked)) == [(r, min(r + 1, 61)) for r in range(61)] and len(asked) == 2 * 61
+    with pytest.raises(ValueError, match="gave shape"):
+        SparseHuffmanMatrix.encode_rows((61, 37), lambda r0, r1: w[r0 : r1 + 1])
+    bad = w.copy()
+    bad[30, 3] = np.nan
+    with pytest.raises(UsageError, match="finite"):
+        SparseHuffmanMatrix.encode_rows(bad.shape, lambda r0, r1: bad[r0:r1])

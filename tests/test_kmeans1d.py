@@ -147,3 +147,23 @@ def test_nonzero_levels_moves_a_zero_level_into_its_own_cluster() -> None:
     pts = km.condense(v, bins=0)
     lv = km.nonzero_levels(np.array([-0.95, 0.0, 0.95]), pts)
     np.testing.assert_array_equal(lv, [-0.95, -0.01, 0.95])
+
+
+@pytest.mark.parametrize("bins", [0, 8, 1 << 12])
+def test_condense_chunks_equals_condense_of_the_concatenation(bins: int) -> None:
+    # 7 ragged pieces, some empty: exact below 2*bins values (and for bins=0), a histogram above.
+    v = sample(5_000, seed=4)
+    cuts = [0, 0, 10, 999, 999, 2500, 4990, 5_000]
+    calls = []
+
+    def chunks() -> list[np.ndarray]:
+        calls.append(1)
+        return [v[a:b] for a, b in itertools.pairwise(cuts)]
+
+    got, want = km.condense_chunks(chunks, bins), km.condense(v, bins)
+    assert (got.n, got.lo, got.hi, got.grid) == (want.n, want.lo, want.hi, want.grid)
+    np.testing.assert_array_equal(got.cnt, want.cnt)
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-12)  # bin sums add in another order
+    assert len(calls) == (1 if bins == 0 or v.size <= 2 * bins else 2)
+    with pytest.raises(ValueError, match="no values"):
+        km.condense_chunks(lambda: [v[:0]], bins)

@@ -22,7 +22,7 @@ from nncompress.passes import (
     parse_pipeline,
     run_pipeline,
 )
-from nncompress.passes._infra import option, pipeline_per_weight, selected, weight_stats
+from nncompress.passes._infra import option, pipeline_blocks, pipeline_per_weight, selected, weight_stats
 
 
 def tiny_model(seed: int = 0) -> Graph:
@@ -319,3 +319,56 @@ def test_per_weight_pipeline_equals_run_pipeline(steps: str) -> None:
 )
 def test_per_weight_pipeline_declines_what_needs_every_weight(steps: str) -> None:
     assert pipeline_per_weight(tiny_model(), steps) is None
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "prune:sparsity=0.8:scope=global,quantize:method=kmeans:k=32",
+        "prune:sparsity=0.5,quantize:method=uniform:k=8",
+        "quantize:method=kmeans:k=16:bins=8",  # a histogram: bin sums must add in the same order
+        "prune:sparsity=0.6:scope=global",
+        "prune:sparsity=0.37,prune:sparsity=0.9",
+        "prune:sparsity=0.0:scope=global,quantize:method=ecsq:k=8",
+        "prune:sparsity=1.0:scope=global,quantize:k=4",  # all zeros: quantize leaves them
+    ],
+)
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_block_pipeline_equals_run_pipeline(steps: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ties of the threshold fall in several weights and across pieces of 7 entries; every piece
+    # is read in any order and more than once, as the encoders do.
+    import nncompress.passes._infra as infra
+
+    g = tiny_model(3)
+    rng = np.random.default_rng(0)
+    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
+        w = g.weights[name]
+        w.value = rng.choice(np.float32([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03]), size=w.shape)
+    before = {n: w.array.copy() for n, w in g.weights.items()}
+    want, _ = run_pipeline(g, steps, seed=5)
+    monkeypatch.setattr(infra, "CHUNK", chunk)
+    blocks = pipeline_blocks(g, steps, seed=5)
+    assert blocks is not None
+    for name, w in g.weights.items():
+        if not (np.issubdtype(w.dtype, np.floating) and default_select(w)):
+            continue
+        source = blocks(w)
+        cuts = sorted({0, w.size, *rng.integers(0, w.size, 3).tolist()})
+        pieces = [source(a, b) for a, b in zip(cuts[::-1][1:], cuts[::-1], strict=False)][::-1]
+        got = np.concatenate(pieces).reshape(w.shape)
+        np.testing.assert_array_equal(got, want.weights[name].array, err_msg=f"{steps}: {name}")
+        np.testing.assert_array_equal(source(0, w.size).reshape(w.shape), got)
+    for name, w in g.weights.items():
+        np.testing.assert_array_equal(w.array, before[name])  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "prune:sparsity=0.5,prune:sparsity=0.8:scope=global",
+        "prune:sparsity=0.5,quantize:method=kmeans:k=8:share=type",
+        "prune:sparsity=0.5,quantize:method=pws:k=8",  # a random number per entry, in order
+    ],
+)
+def test_block_pipeline_declines_what_it_cannot_stream(steps: str) -> None:
+    assert pipeline_blocks(tiny_model(), steps) is None

@@ -108,16 +108,17 @@ def test_radix_selection_equals_the_partition_on_concatenated_magnitudes(
     sizes: list[int], levels: int, sparsity: float, dtype: str, seed: int
 ) -> None:
     # Few distinct magnitudes (many ties, signs mixed) across several arrays, in chunks of 7 entries.
+    import nncompress.passes._infra as infra
     import nncompress.passes.prune as pr
 
     rng = np.random.default_rng(seed)
     arrays = [(rng.integers(-levels, levels + 1, n) * 0.37).astype(dtype) for n in sizes]
     n = round(sparsity * sum(sizes))
-    old, pr._CHUNK = pr._CHUNK, 7
+    old, infra.CHUNK = infra.CHUNK, 7
     try:
         news, t = pr.prune_below(arrays, n, np.dtype(dtype))
     finally:
-        pr._CHUNK = old
+        infra.CHUNK = old
     mask, t_ref = smallest(np.abs(np.concatenate(arrays)).ravel(), n)
     want = np.where(mask, 0, np.concatenate(arrays)).astype(dtype)
     np.testing.assert_array_equal(np.concatenate(news), want)

@@ -182,3 +182,17 @@ def test_all_zero_weight_is_left_alone() -> None:
     res = quantize(g, k=4)
     assert "fc1.w" not in {s["weight"] for s in res.stats}
     assert not res.graph.weights["fc1.w"].array.any()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_chunk_size_does_not_change_the_result(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Levels are fitted and weights assigned a chunk at a time; pws draws its random numbers in
+    # order whatever the chunks, so 7-entry chunks give the arrays of one big chunk.
+    import nncompress.passes._infra as infra
+
+    g = pruned()
+    want = quantize(g, seed=3, method=method, k=8).graph
+    monkeypatch.setattr(infra, "CHUNK", 7)
+    got = quantize(g, seed=3, method=method, k=8).graph
+    for name in KERNELS:
+        np.testing.assert_array_equal(got.weights[name].array, want.weights[name].array)

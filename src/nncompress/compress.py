@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,14 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats import FORMATS, LOSSY, Format, load_format
 from nncompress.ir import Graph, Weight
 from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
-from nncompress.passes._infra import pipeline_per_weight
+from nncompress.passes._infra import (
+    Source,
+    flat_chunks,
+    pipeline_blocks,
+    pipeline_per_weight,
+    rel_error,
+    source_chunks,
+)
 
 # Preset -> (pass pipeline, storage format). The sHAM preset is Marinò et al.'s: prune, share, code.
 # Pruning is global (one magnitude threshold): with no retraining, a per-layer 80 % cut ruins small
@@ -272,9 +279,21 @@ def _encode(w: np.ndarray, fmt: str, params: dict[str, Any]) -> Format:
 
 
 def compress_graph(
-    graph: Graph, plan: Plan, *, seed: int = 0, on_weight: Callable[[str], None] | None = None
+    graph: Graph,
+    plan: Plan,
+    *,
+    seed: int = 0,
+    on_weight: Callable[[str], None] | None = None,
+    release: bool = False,
 ) -> tuple[Graph, list[TensorEntry], list[dict[str, Any]]]:
-    """Run the plan; return the graph with encoded slots, the tensors to store, per-weight rows."""
+    """Run the plan; return the graph with encoded slots, the tensors to store, per-weight rows.
+
+    ``release`` drops each original array from ``graph`` once its weight is done: the slot becomes
+    a zero-stride view of zeros with the same shape and dtype (no memory), which is all the
+    skeleton needs. A caller that needs the originals afterwards (fidelity) runs them first; the
+    model is then never held twice, which is what keeps the peak memory of a VGG16 under twice
+    its size.
+    """
     assigned = {n: r for n, w in graph.weights.items() if (r := plan.recipe_for(w)) is not None}
     groups: dict[str, list[str]] = {}
     for n, r in assigned.items():
@@ -282,8 +301,11 @@ def compress_graph(
     g2 = graph.copy()
     # Where every step can run one weight at a time, the pipeline runs inside the encoding loop
     # below, so that only one weight's pruned and quantized copies exist at once (peak memory near
-    # the model's size, not twice it); otherwise it runs over the whole group first.
+    # the model's size, not twice it); where every step can also run on pieces of a weight, the
+    # encoder reads the pipeline's output rows as it makes them and no copy of the weight exists
+    # at all. Otherwise the pipeline runs over the whole group first.
     streamed: dict[str, Callable[[Weight], np.ndarray]] = {}
+    pieced: dict[str, Callable[[Weight], Source]] = {}
     for i, (passes, names) in enumerate(groups.items()):
         if passes:
             members = frozenset(names)
@@ -291,8 +313,13 @@ def compress_graph(
             def in_group(w: Weight, m: frozenset[str] = members) -> bool:
                 return w.name in m
 
-            one = pipeline_per_weight(graph, passes, seed=seed + i, select=in_group)
-            if one is not None:
+            blocks = pipeline_blocks(graph, passes, seed=seed + i, select=in_group)
+            one = (
+                pipeline_per_weight(graph, passes, seed=seed + i, select=in_group) if blocks is None else None
+            )
+            if blocks is not None:
+                pieced.update(dict.fromkeys(names, blocks))
+            elif one is not None:
                 streamed.update(dict.fromkeys(names, one))
             else:
                 g2, _ = run_pipeline(g2, passes, seed=seed + i, select=in_group, detailed=False)
@@ -301,21 +328,35 @@ def compress_graph(
     for name, w in g2.weights.items():  # graph order: what the per-weight steps expect
         src = graph.weights[name]
         recipe = assigned.get(name)
+        params = recipe.format_params if recipe else {}
         if on_weight is not None:
             on_weight(name)
         chosen = recipe.format if recipe is not None and w.size > 0 else RAW
+        source = pieced[name](src) if name in pieced else None
         one = streamed.get(name)
-        base = one(src) if one is not None else w.array  # the pipeline's output
+        # The pipeline's output: made whole, or (source only) read in rows by the encoder.
+        base: np.ndarray | None = None
+        if source is None:
+            base = one(src) if one is not None else w.array
+        elif chosen == RAW or chosen in LOSSY:
+            base = source(0, src.size).reshape(src.shape)
         dense = base
-        if chosen in LOSSY and min(_matrix(dense).shape) < MIN_STRUCTURED_SIDE:
+        if chosen in LOSSY and min(_matrix_shape(src.shape)) < MIN_STRUCTURED_SIDE:
             chosen = RAW
         if chosen != RAW:
-            f = _encode(dense, chosen, recipe.format_params if recipe else {})
+            if dense is not None:
+                f = _encode(dense, chosen, params)
+            else:
+                assert source is not None
+                f = _encode_rows(source, src.shape, chosen, params)
             if chosen in LOSSY:
                 dense = f.to_dense().reshape(src.shape)  # the approximation is what the model gets
             if f.nbytes >= src.array.nbytes:
                 chosen = RAW  # the format would not save bytes on this tensor: keep it as it is
         if chosen == RAW:
+            if base is None and source is not None:
+                base = dense = source(0, src.size).reshape(src.shape)
+            assert base is not None
             stored = base.astype(src.dtype, copy=False)
             w.value = stored
             entries.append(TensorEntry(name, RAW, src.shape, str(src.dtype), {}, {"values": stored}))
@@ -323,28 +364,52 @@ def compress_graph(
         else:
             # A streamed weight's dense copy is dropped once its row is made: fidelity decodes it
             # again, one layer at a time.
-            keep = dense if one is None or chosen in LOSSY else None
+            keep = dense if (one is None and source is None) or chosen in LOSSY else None
             w.value = Shaped(f, src.shape, keep)
             entries.append(TensorEntry(name, chosen, src.shape, str(src.dtype), f.meta(), f.arrays()))
             payload = f.nbytes
         if recipe is not None:
             k = f.meta().get("k") if chosen != RAW else None
-            rows.append(_row(src, dense, chosen, payload, k))
+            after = dense if dense is not None else source
+            assert after is not None
+            rows.append(_row(src, after, chosen, payload, k))
+            del after  # a source holds the original: it must go before the release below
+        del base, dense, source
+        if release:
+            src.value = np.broadcast_to(np.zeros((), dtype=src.dtype), src.shape)
     return g2, entries, rows
 
 
-def _row(src: Weight, after: np.ndarray, fmt: str, payload: int, k: int | None) -> dict[str, Any]:
-    from nncompress.passes._infra import rel_error
+def _matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The 2-D shape a format stores a weight of ``shape`` as (see `_matrix`)."""
+    if len(shape) == 1:
+        return 1, int(shape[0])
+    return int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
 
+
+def _encode_rows(source: Source, shape: tuple[int, ...], fmt: str, params: dict[str, Any]) -> Format:
+    m = _matrix_shape(shape)
+    return FORMATS[fmt].encode_rows(
+        m, lambda r0, r1: source(r0 * m[1], r1 * m[1]).reshape(r1 - r0, m[1]), **params
+    )
+
+
+def _row(src: Weight, after: np.ndarray | Source, fmt: str, payload: int, k: int | None) -> dict[str, Any]:
+    """The report row of one weight; ``after`` is what the model gets, whole or as a source of pieces."""
     before = src.array
-    zeros = int(after.size - np.count_nonzero(after))
+    pieces = list(flat_chunks(after)) if isinstance(after, np.ndarray) else None
+
+    def chunks() -> Iterator[np.ndarray]:
+        return iter(pieces) if pieces is not None else source_chunks(after, src.size)  # type: ignore[arg-type]
+
+    zeros = src.size - sum(int(np.count_nonzero(c)) for c in chunks())
     # a codebook format knows its distinct values; sorting 100 M weights to count them costs seconds
     if fmt in ("ham", "im") and k is not None:  # codebook of every value, zero included
         distinct = int(k)
     elif fmt == "sham" and k is not None:  # codebook of the nonzero values
         distinct = int(k) + (1 if zeros else 0)
     else:
-        distinct = int(np.unique(after).size)
+        distinct = int(np.unique(np.concatenate([np.unique(c) for c in chunks()] or [np.zeros(0)])).size)
     return {
         "weight": src.name,
         "layer": src.layer,
@@ -355,7 +420,7 @@ def _row(src: Weight, after: np.ndarray, fmt: str, payload: int, k: int | None) 
         "bytes_after": int(payload),
         "ratio": before.nbytes / payload if payload else float("inf"),
         "bits_per_weight": 8.0 * payload / max(1, src.size),
-        "sparsity": zeros / max(1, after.size),
+        "sparsity": zeros / max(1, src.size),
         "distinct": distinct,
         "rel_error": rel_error(before, after),
     }

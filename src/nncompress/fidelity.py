@@ -73,9 +73,25 @@ def _top1(out: np.ndarray) -> np.ndarray:
 
 def compare(original: Graph, compressed: Graph, data: EvalData, *, batch_size: int = 256) -> dict[str, Any]:
     """Fidelity figures of ``compressed`` against ``original`` on ``data`` (first output of each)."""
+    return compare_to(
+        reference(original, data, batch_size=batch_size), compressed, data, batch_size=batch_size
+    )
+
+
+def reference(original: Graph, data: EvalData, *, batch_size: int = 256) -> np.ndarray:
+    """The original model's first output on ``data``: what `compare_to` measures against.
+
+    Taken before compressing, it lets compress drop each original weight as soon as it is encoded.
+    """
     from nncompress.ir.execute import run
 
-    a = run(original, data.x, batch_size=batch_size)[0].astype(np.float64)
+    return run(original, data.x, batch_size=batch_size)[0].astype(np.float64)
+
+
+def compare_to(a: np.ndarray, compressed: Graph, data: EvalData, *, batch_size: int = 256) -> dict[str, Any]:
+    """Fidelity figures of ``compressed`` against the reference outputs ``a`` on ``data``."""
+    from nncompress.ir.execute import run
+
     b = run(compressed, data.x, batch_size=batch_size)[0].astype(np.float64)
     diff = np.linalg.norm((a - b).reshape(len(a), -1), axis=1)
     norm = np.linalg.norm(a.reshape(len(a), -1), axis=1)

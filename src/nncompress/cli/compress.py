@@ -78,7 +78,7 @@ def compress_cmd(
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
     from nncompress.errors import GateError, UsageError
-    from nncompress.fidelity import compare, load_data, random_data
+    from nncompress.fidelity import compare_to, load_data, random_data, reference
     from nncompress.io import load
     from nncompress.io._atomic import atomic_path, check_output
 
@@ -98,8 +98,14 @@ def compress_cmd(
     # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
     gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run else None
     gz_size = gz.submit(gzip_baseline, model) if gz else None
+    # The original's outputs come first, so that compress can drop each original weight once it
+    # is encoded: the model is never held twice.
+    ref = None
+    if graph.has_graph and not dry_run:
+        ev = ev or random_data(graph, samples, seed)
+        ref = reference(graph, ev)
     with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
-        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step)
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
     in_bytes = model.stat().st_size
     report: dict[str, Any] = {
         "schema": "nncompress.compress/1",
@@ -118,9 +124,8 @@ def compress_cmd(
         return
     art = build_artifact(graph, entries, plan, seed)
     fid: dict[str, Any] | None = None
-    if graph.has_graph:
-        ev = ev or random_data(graph, samples, seed)
-        fid = compare(graph, g2, ev)
+    if ref is not None and ev is not None:
+        fid = compare_to(ref, g2, ev)
     else:
         notes.append("weights-only input: fidelity is reported as weight error only (no graph to run)")
     with atomic_path(target) as tmp:

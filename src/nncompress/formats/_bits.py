@@ -26,7 +26,7 @@ from nncompress.errors import InputError
 
 WORD_BITS = 32
 MAX_ITEM_BITS = 32  # one `pack` item fills at most one word's worth of bits
-_CHUNK = 1 << 20  # items packed at once
+_CHUNK = 1 << 18  # items packed at once: about eight 8-byte temporaries each
 
 
 def stream_words(nbits: int) -> int:

@@ -17,7 +17,7 @@ the IR's `CompressedTensor` protocol (``shape``, ``dtype``, ``to_dense()``) and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +27,10 @@ from nncompress.errors import InputError, UsageError
 MAX_DIM = 2**31 - 1  # native kernels index rows and columns with int32
 MAX_CODEBOOK = 2**16
 _BATCH_ELEMS = 1 << 24  # the references gather (B, nnz) blocks: cap them at 128 MiB of float64
+
+
+# Rows r0:r1 of a matrix being encoded, as a (r1 - r0, cols) array.
+Rows = Callable[[int, int], np.ndarray]
 
 
 class Format(ABC):
@@ -53,6 +57,16 @@ class Format(ABC):
     @abstractmethod
     def encode(cls, w: np.ndarray, **params: Any) -> Format:
         """Compress a 2-D matrix."""
+
+    @classmethod
+    def encode_rows(cls, shape: tuple[int, int], rows: Rows, **params: Any) -> Format:
+        """Encode the matrix of ``shape`` whose rows ``r0:r1`` are ``rows(r0, r1)``.
+
+        Formats that can code a block of rows at a time override this, so that the matrix never
+        exists whole (compress feeds them pruned and quantized rows made on demand); this default
+        builds the matrix and calls `encode`.
+        """
+        return cls.encode(rows(0, shape[0]), **params)
 
     @abstractmethod
     def to_dense(self) -> np.ndarray:
@@ -113,18 +127,27 @@ class Format(ABC):
 def as_matrix(w: np.ndarray, fmt: str, *, finite: bool = False) -> np.ndarray:
     """The float32 2-D matrix to encode, or a UsageError saying what is wrong with ``w``."""
     a = np.asarray(w)
-    if a.ndim != 2:
-        raise UsageError(
-            f"{fmt} encodes 2-D matrices (out, in), got shape {a.shape}; flatten conv kernels first"
-        )
+    check_matrix_shape(a.shape, fmt)
     if a.dtype.kind not in "fiub":
         raise UsageError(f"{fmt} encodes real numbers, got dtype {a.dtype}")
-    if max(a.shape) > MAX_DIM:
-        raise UsageError(f"{fmt}: dimension {max(a.shape)} exceeds {MAX_DIM}")
     a = np.ascontiguousarray(a, dtype=np.float32)
-    if finite and not np.all(np.isfinite(a)):
-        raise UsageError(f"{fmt} needs finite weights, the matrix holds NaN or Inf")
+    if finite:
+        check_finite(a, fmt)
     return a
+
+
+def check_matrix_shape(shape: tuple[int, ...], fmt: str) -> None:
+    if len(shape) != 2:
+        raise UsageError(
+            f"{fmt} encodes 2-D matrices (out, in), got shape {shape}; flatten conv kernels first"
+        )
+    if max(shape) > MAX_DIM:
+        raise UsageError(f"{fmt}: dimension {max(shape)} exceeds {MAX_DIM}")
+
+
+def check_finite(a: np.ndarray, fmt: str) -> None:
+    if not np.all(np.isfinite(a)):
+        raise UsageError(f"{fmt} needs finite weights, the matrix holds NaN or Inf")
 
 
 def take_params(fmt: str, params: dict[str, Any], **defaults: Any) -> dict[str, Any]:

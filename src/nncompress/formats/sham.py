@@ -37,11 +37,14 @@ from nncompress.formats._huffman import CanonicalCode, code_lengths
 from nncompress.formats.base import (
     MAX_CODEBOOK,
     Format,
+    Rows,
     as_input,
     as_matrix,
     as_output,
     as_uint,
+    check_finite,
     check_keys,
+    check_matrix_shape,
     check_ptr,
     check_sorted_codebook,
     codebook_of,
@@ -104,12 +107,11 @@ def _choose_gap_coder(hist: np.ndarray, coder: str) -> dict[str, Any]:
     return best
 
 
-_BLOCK = 1 << 22  # matrix entries per encoding block
+_BLOCK = 1 << 20  # matrix entries per encoding block: ~50 MB of temporaries at 20 % density
 
 
-def _block_entries(a: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows relative to r0, columns, values) of the nonzeros of rows r0..r1-1, row-major."""
-    sub = a[r0:r1]
+def _block_entries(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows within the block, columns, values) of the nonzeros of a block of rows, row-major."""
     rows, cols = np.nonzero(sub)
     return rows, cols, sub[rows, cols]
 
@@ -176,27 +178,42 @@ class SparseHuffmanMatrix(Format):
     @classmethod
     def encode(cls, w: np.ndarray, **params: Any) -> SparseHuffmanMatrix:
         """Encode; ``gap_coder`` is "auto" (the smaller), "huffman" or "expgolomb"."""
+        a = as_matrix(w, cls.name, finite=True)
+        return cls.encode_rows(a.shape, lambda r0, r1: a[r0:r1], **params)
+
+    @classmethod
+    def encode_rows(cls, shape: tuple[int, int], rows: Rows, **params: Any) -> SparseHuffmanMatrix:
+        """`encode` from row blocks, each read twice (to count values and gaps, then to code)."""
         p = take_params(cls.name, params, gap_coder="auto")
         if p["gap_coder"] not in ("auto", *GAP_CODERS):
             raise UsageError(f"sham gap_coder must be auto, huffman or expgolomb, got {p['gap_coder']!r}")
-        a = as_matrix(w, cls.name, finite=True)
+        check_matrix_shape(shape, cls.name)
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+
+        def block(r0: int, r1: int) -> np.ndarray:
+            b = np.ascontiguousarray(rows(r0, r1), dtype=np.float32)
+            if b.shape != (r1 - r0, n_cols):
+                raise ValueError(f"rows({r0}, {r1}) gave shape {b.shape}, expected {(r1 - r0, n_cols)}")
+            check_finite(b, cls.name)
+            return b
+
         # Row blocks of about _BLOCK entries: a pass to count values and gaps (the codes need all of
         # them), a pass to code; the per-entry temporaries of a 25088x4096 layer would take 2 GB.
-        step = max(1, _BLOCK // max(a.shape[1], 1))
-        blocks = [(r, min(r + step, a.shape[0])) for r in range(0, a.shape[0], step)]
+        step = max(1, _BLOCK // max(n_cols, 1))
+        blocks = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
         cb = np.zeros(0, np.float32)
         counts = np.zeros(0, np.int64)
         gap_hist = np.zeros(0, np.int64)
         nnz = 0
         for r0, r1 in blocks:
-            rows, cols, vals = _block_entries(a, r0, r1)
+            rr, cols, vals = _block_entries(block(r0, r1))
             nnz += vals.size
             u, c = np.unique(vals, return_counts=True)
             cb, inv = np.unique(np.concatenate([cb, u.astype(np.float32)]), return_inverse=True)
             if cb.size > MAX_CODEBOOK:
                 codebook_of(cb, cls.name)  # raises its one-line UsageError
             counts = np.bincount(inv, weights=np.concatenate([counts, c]), minlength=cb.size).astype(np.int64)
-            g = np.bincount(_gaps(rows, cols)) if vals.size else np.zeros(0, np.int64)
+            g = np.bincount(_gaps(rr, cols)) if vals.size else np.zeros(0, np.int64)
             if g.size > gap_hist.size:
                 gap_hist = np.concatenate([gap_hist, np.zeros(g.size - gap_hist.size, np.int64)])
             gap_hist[: g.size] += g
@@ -208,17 +225,17 @@ class SparseHuffmanMatrix(Format):
         gap.pop("bits", None)
         gap_code = CanonicalCode(gap["gap_len"], "gap_len") if gap["gap_coder"] == "huffman" else None
         parts: list[tuple[np.ndarray, int]] = []
-        row_bits = np.zeros(a.shape[0] + 1, dtype=np.int64)
+        row_bits = np.zeros(n_rows + 1, dtype=np.int64)
         for r0, r1 in blocks:
-            rows, cols, vals = _block_entries(a, r0, r1)
-            items = _items(_gaps(rows, cols), np.searchsorted(cb, vals), gap, gap_code, value_code)
+            rr, cols, vals = _block_entries(block(r0, r1))
+            items = _items(_gaps(rr, cols), np.searchsorted(cb, vals), gap, gap_code, value_code)
             parts.append(_bits.pack(items[:, :, 0], items[:, :, 1]))
             entry_bits = items[:, :, 1].sum(axis=1).astype(np.int64)
-            row_end = np.cumsum(np.bincount(rows, weights=entry_bits, minlength=r1 - r0)).astype(np.int64)
+            row_end = np.cumsum(np.bincount(rr, weights=entry_bits, minlength=r1 - r0)).astype(np.int64)
             row_bits[r0 + 1 : r1 + 1] = row_bits[r0] + row_end
         stream, nbits = _bits.concat(parts) if len(parts) != 1 else parts[0]
         return cls(
-            a.shape,
+            (n_rows, n_cols),
             cb,
             value_code.lengths.astype(np.uint8),
             stream,

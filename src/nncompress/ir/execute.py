@@ -304,7 +304,7 @@ def _windows(xp: Arr, kern: Sequence[int], s: Sequence[int], d: Sequence[int], o
 # -- convolutions ----------------------------------------------------------------------------------
 
 
-_IM2COL_BYTES = 1 << 28  # above this the batch is convolved in slices (VGG16's conv2: 115 MB a sample)
+_IM2COL_BYTES = 1 << 26  # above this a conv runs in slices of the batch, then of output rows
 
 
 def _conv(ins: Ins, a: Attrs) -> Arr:
@@ -319,11 +319,19 @@ def _conv(ins: Ins, a: Attrs) -> Arr:
         return np.concatenate([_conv([x[i : i + step], *ins[1:]], a) for i in range(0, n, step)])
     xp = _pad(x, pb, pe, 0)
     win = _windows(xp, kern, s, d, out).reshape(n, g, c // g, *out, *kern)
-    # im2col: rows are (sample, output position), columns (channel, kernel tap), one matmul per group
+    wm = w.reshape(g, m // g, -1).transpose(0, 2, 1)
+    # One sample's im2col can pass the budget too (VGG16's conv2: 115 MB): then bands of output rows.
+    band = out[0] if per <= _IM2COL_BYTES else max(1, out[0] * _IM2COL_BYTES // per)
     axes = (1, 0, *range(3, 3 + nk), 2, *range(3 + nk, 3 + 2 * nk))
-    cols = win.transpose(axes).reshape(g, n * math.prod(out), -1)
-    y = cols @ w.reshape(g, m // g, -1).transpose(0, 2, 1)  # (g, n*P, m/g)
-    y = y.reshape(g, n, *out, m // g).transpose(1, 0, 2 + nk, *range(2, 2 + nk)).reshape(n, m, *out)
+    ys = []
+    for r in range(0, out[0], band):
+        part = win[:, :, :, r : r + band]
+        sub = (part.shape[3], *out[1:])
+        # im2col: rows are (sample, output position), columns (channel, kernel tap), one matmul per group
+        cols = part.transpose(axes).reshape(g, n * math.prod(sub), -1)
+        y = cols @ wm  # (g, n*P, m/g)
+        ys.append(y.reshape(g, n, *sub, m // g).transpose(1, 0, 2 + nk, *range(2, 2 + nk)).reshape(n, m, *sub))
+    y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)
     return _bias(np.ascontiguousarray(y), ins[2] if len(ins) > 2 else None)
 
 

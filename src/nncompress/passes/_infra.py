@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
@@ -112,6 +112,12 @@ class PassResult:
 
 
 PerWeight = Callable[[Weight, np.ndarray, bool], np.ndarray]
+# Entries ``start:stop`` of a weight (C order, flat) as a fresh array the caller may overwrite.
+Source = Callable[[int, int], np.ndarray]
+# Output entries of one step for a piece of its input starting at flat entry ``start``; it may
+# overwrite the piece. It must be a pure function of (piece, start): encoders read twice.
+Transform = Callable[[np.ndarray, int], np.ndarray]
+PerBlock = Callable[[Weight, Source], Transform]
 
 
 class Pass(ABC):
@@ -137,14 +143,54 @@ class Pass(ABC):
         """
         return None
 
+    def per_block(
+        self, graph: Graph | None, options: Any, *, select: Select, rng: np.random.Generator
+    ) -> PerBlock | None:
+        """This step as a fit on one weight's input, read in pieces, then a transform of any piece.
 
-def rel_error(before: np.ndarray, after: np.ndarray) -> float:
-    """||after - before||_F / ||before||_F in float64, in chunks (no full-size float64 copies)."""
-    b, a = before.reshape(-1), after.reshape(-1)
+        Called on the selected weights one at a time in graph order, ``fit(w, source)`` may read
+        ``source`` (this step's input) as often as it needs, a piece at a time, and returns the
+        transform; transforming every piece of the input must give `per_weight`'s array. None where
+        that cannot be (a step that draws random numbers per entry). ``graph`` is as in
+        `per_weight`. No full-size array of the weight then ever exists.
+        """
+        return None
+
+
+CHUNK = 1 << 22  # entries per step of a streaming loop: temporaries stay at tens of MB whatever the layer
+
+
+def flat_chunks(a: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive pieces of ``a`` in C order; views (writable into ``a``) when ``a`` is C-contiguous."""
+    flat = a.reshape(-1)
+    for i in range(0, flat.size, CHUNK):
+        yield flat[i : i + CHUNK]
+
+
+def source_chunks(source: Source, size: int) -> Iterator[np.ndarray]:
+    """The whole of ``source`` in the pieces `flat_chunks` gives (same bounds, so same float sums)."""
+    for i in range(0, size, CHUNK):
+        yield source(i, min(i + CHUNK, size))
+
+
+def rel_error(before: np.ndarray, after: np.ndarray | Source) -> float:
+    """||after - before||_F / ||before||_F in float64, in chunks (no full-size float64 copies).
+
+    ``after`` may be a `Source` of the flat entries rather than an array.
+    """
+    b = before.reshape(-1)
+    if callable(after):
+        source = after
+    else:
+        flat = after.reshape(-1)
+
+        def source(start: int, stop: int) -> np.ndarray:
+            return flat[start:stop]
+
     ref = diff = 0.0
-    for s in range(0, b.size, 1 << 22):
-        bc = b[s : s + (1 << 22)].astype(np.float64)
-        d = a[s : s + (1 << 22)].astype(np.float64) - bc
+    for s in range(0, b.size, CHUNK):
+        bc = b[s : s + CHUNK].astype(np.float64)
+        d = source(s, s + bc.size).astype(np.float64) - bc
         ref += float(bc @ bc)
         diff += float(d @ d)
     return float(np.sqrt(diff / ref)) if ref > 0 else float(np.sqrt(diff))
@@ -396,3 +442,47 @@ def pipeline_per_weight(
         return a
 
     return run
+
+
+def pipeline_blocks(
+    graph: Graph,
+    steps: str | Sequence[tuple[str, PassOptions | None]],
+    *,
+    seed: int = 0,
+    select: Select | None = None,
+    registry: Mapping[str, type[Pass]] | None = None,
+) -> Callable[[Weight], Source] | None:
+    """`pipeline_per_weight` as a source of pieces of each output, or None where a step cannot.
+
+    For each selected weight, in graph order, the steps are fitted one after the other (each
+    reading the previous one's output, recomputed piece by piece) and the returned source gives
+    any entries of the pipeline's output. Only pieces of a weight ever exist: a 400 MB layer is
+    pruned, quantized and encoded with tens of MB beside it.
+    """
+    fits: list[PerBlock] = []
+    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
+        fit = cls().per_block(
+            graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
+        )
+        if fit is None:
+            return None
+        fits.append(fit)
+
+    def run(w: Weight) -> Source:
+        flat = w.array.reshape(-1)
+
+        def original(start: int, stop: int) -> np.ndarray:
+            return flat[start:stop].copy()
+
+        source: Source = original
+        if not np.issubdtype(flat.dtype, np.floating):
+            return source
+        for fit in fits:
+            source = _chain(source, fit(w, source))
+        return source
+
+    return run
+
+
+def _chain(source: Source, transform: Transform) -> Source:
+    return lambda start, stop: transform(source(start, stop), start)

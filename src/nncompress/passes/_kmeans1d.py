@@ -20,6 +20,7 @@ with 1 M values in 2**16 bins, within 3e-4. The final nearest-level assignment o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,19 +76,37 @@ def condense(values: np.ndarray, bins: int = 1 << 20) -> Points:
     if v.size == 0:
         raise ValueError("no values to cluster")
     if bins <= 0 or v.size <= 2 * bins:
-        s = np.sort(v)  # in the input dtype: sorting float32 is much faster than float64
-        starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
-        x = s[starts].astype(np.float64)
-        counts = np.diff(np.append(starts, s.size)).astype(np.float64)
-        return _points(x, counts, x * counts, float(x[0]), float(x[-1]), None)
-    lo, hi = float(v.min()), float(v.max())
+        return _exact(v)
+    return condense_chunks(lambda: (v[s : s + _CHUNK] for s in range(0, v.size, _CHUNK)), bins)
+
+
+def condense_chunks(chunks: Callable[[], Iterable[np.ndarray]], bins: int = 1 << 20) -> Points:
+    """`condense` of the values of all the chunks ``chunks()`` yields, never holding them all at once.
+
+    ``chunks`` is called twice when the values are many (the histogram needs their range first):
+    it must yield the same values each time. This is what lets quantize fit the levels of a 100 M
+    weight layer from its nonzeros a few MB at a time.
+    """
+    n, lo, hi = 0, np.inf, -np.inf
+    kept: list[np.ndarray] | None = []
+    for c in chunks():
+        if c.size:
+            n += c.size
+            lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+        if kept is not None and (bins <= 0 or n <= 2 * bins):
+            kept.append(c)
+        else:
+            kept = None
+    if n == 0:
+        raise ValueError("no values to cluster")
+    if kept is not None:
+        return _exact(np.concatenate(kept))
     if lo == hi:
-        return _points(np.array([lo]), np.array([float(v.size)]), np.array([lo * v.size]), lo, hi, None)
+        return _points(np.array([lo]), np.array([float(n)]), np.array([lo * n]), lo, hi, None)
     grid = Grid(lo=lo, scale=bins / (hi - lo), bins=bins)
     counts = np.zeros(bins)
     sums = np.zeros(bins)
-    for start in range(0, v.size, _CHUNK):
-        c = v[start : start + _CHUNK]
+    for c in chunks():
         i = grid.index(c)
         counts += np.bincount(i, minlength=bins)
         sums += np.bincount(i, weights=c, minlength=bins)
@@ -95,6 +114,14 @@ def condense(values: np.ndarray, bins: int = 1 << 20) -> Points:
     # The bin index is monotone in the value, so bins are contiguous runs of the sorted values
     # and their means are increasing.
     return _points(sums[keep] / counts[keep], counts[keep], sums[keep], lo, hi, grid)
+
+
+def _exact(v: np.ndarray) -> Points:
+    s = np.sort(v)  # in the input dtype: sorting float32 is much faster than float64
+    starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    x = s[starts].astype(np.float64)
+    counts = np.diff(np.append(starts, s.size)).astype(np.float64)
+    return _points(x, counts, x * counts, float(x[0]), float(x[-1]), None)
 
 
 def quantiles(pts: Points, q: np.ndarray) -> np.ndarray:

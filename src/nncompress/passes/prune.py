@@ -6,7 +6,7 @@ Networks". Example: ``nncompress compress model.h5 --pipeline prune:sparsity=0.9
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,13 +14,19 @@ import numpy as np
 
 from nncompress.ir import Graph, Weight
 from nncompress.passes._infra import (
+    CHUNK,
     Pass,
     PassOptions,
     PassResult,
+    PerBlock,
     PerWeight,
     Select,
+    Source,
+    Transform,
+    flat_chunks,
     option,
     selected,
+    source_chunks,
     weight_stats,
 )
 
@@ -42,7 +48,6 @@ def smallest(mag: np.ndarray, n: int) -> tuple[np.ndarray, float]:
     return mask, float(t)
 
 
-_CHUNK = 1 << 22  # entries per pass step: temporaries stay at tens of MB whatever the layer size
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -51,14 +56,15 @@ def _keys(chunk: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     return np.abs(chunk.astype(dtype, copy=False)).view(_UINT[dtype.itemsize])
 
 
-def _chunks(a: np.ndarray) -> Iterator[np.ndarray]:
-    flat = a.reshape(-1)
-    for i in range(0, flat.size, _CHUNK):
-        yield flat[i : i + _CHUNK]
+Chunks = Callable[[], Iterable[np.ndarray]]
 
 
-def nth_magnitude(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> float:
-    """The n-th smallest (1-based) |value| over all ``arrays``, by radix selection on the float bits.
+def _pieces(arrays: Sequence[np.ndarray]) -> Chunks:
+    return lambda: (c for a in arrays for c in flat_chunks(a))
+
+
+def nth_magnitude(chunks: Chunks, n: int, dtype: np.dtype[Any]) -> float:
+    """The n-th smallest (1-based) |value| over all pieces ``chunks()`` yields, by radix selection on the float bits.
 
     16 bits per pass from the top, each pass a bincount over the entries whose higher bits match:
     O(size) time and O(65536) memory, where a partition of the concatenated magnitudes would copy
@@ -68,12 +74,11 @@ def nth_magnitude(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) ->
     prefix, rank = 0, n  # rank within the entries whose top bits equal prefix
     for shift in range(width - 16, -1, -16):
         counts = np.zeros(1 << 16, dtype=np.int64)
-        for a in arrays:
-            for c in _chunks(a):
-                k = _keys(c, dtype)
-                if shift + 16 < width:
-                    k = k[(k >> (shift + 16)) == prefix]
-                counts += np.bincount(((k >> shift) & 0xFFFF).astype(np.intp), minlength=1 << 16)
+        for c in chunks():
+            k = _keys(c, dtype)
+            if shift + 16 < width:
+                k = k[(k >> (shift + 16)) == prefix]
+            counts += np.bincount(((k >> shift) & 0xFFFF).astype(np.intp), minlength=1 << 16)
         cum = np.cumsum(counts)
         digit = int(np.searchsorted(cum, rank))
         rank -= int(cum[digit - 1]) if digit else 0
@@ -81,22 +86,60 @@ def nth_magnitude(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) ->
     return float(np.array(prefix, dtype=_UINT[dtype.itemsize]).view(dtype))
 
 
-def _threshold(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> tuple[float, int]:
-    """(t, ties): the n smallest magnitudes over all arrays are those < t and the first ``ties`` == t.
+def _threshold(chunks: Chunks, n: int, dtype: np.dtype[Any]) -> tuple[float, int]:
+    """(t, ties): the n smallest magnitudes over all pieces are those < t and the first ``ties`` == t.
 
     For 0 < n < total entries.
     """
-    t = nth_magnitude(arrays, n, dtype)
-    below = sum(
-        int(np.count_nonzero(np.abs(c.astype(dtype, copy=False)) < t)) for a in arrays for c in _chunks(a)
-    )
+    t = nth_magnitude(chunks, n, dtype)
+    below = sum(int(np.count_nonzero(np.abs(c.astype(dtype, copy=False)) < t)) for c in chunks())
     return t, n - below
+
+
+def _mag(c: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    return np.abs(c.astype(dtype, copy=False))
+
+
+def _tie_cut(source: Source, size: int, t: float, ties: int, dtype: np.dtype[Any]) -> tuple[int, int]:
+    """(cut, taken): zeroing the entries of magnitude t up to flat index ``cut`` takes the first
+    ``ties`` of them, or all ``taken`` < ``ties`` there are (cut = size); cut = -1 for none."""
+    seen = 0
+    for start in range(0, size, CHUNK) if ties > 0 else ():
+        eq = np.flatnonzero(_mag(source(start, min(start + CHUNK, size)), dtype) == t)
+        if seen + eq.size >= ties:
+            return start + int(eq[ties - seen - 1]), ties
+        seen += eq.size
+    return (size, seen) if ties > 0 else (-1, 0)
+
+
+def _zeroing(t: float, cut: int, dtype: np.dtype[Any]) -> Transform:
+    """Zero magnitudes < t, and those == t up to flat index ``cut`` (what `_zero_below` does in order)."""
+
+    def transform(c: np.ndarray, start: int) -> np.ndarray:
+        mag = _mag(c, dtype)
+        m = mag < t
+        if start <= cut:
+            eq = np.flatnonzero(mag == t)
+            m[eq[eq <= cut - start]] = True
+        c[m] = 0
+        return c
+
+    return transform
+
+
+def _all_or_nothing(zero: bool) -> Transform:
+    def transform(c: np.ndarray, start: int) -> np.ndarray:
+        if zero:
+            c[...] = 0
+        return c
+
+    return transform
 
 
 def _zero_below(a: np.ndarray, t: float, ties: int, dtype: np.dtype[Any]) -> tuple[np.ndarray, int]:
     """A copy of ``a`` with magnitudes < t and the first ``ties`` equal to t zeroed; the ties left."""
     new = a.copy()  # C order, so reshape(-1) is a view
-    for c in _chunks(new):
+    for c in flat_chunks(new):
         mag = np.abs(c.astype(dtype, copy=False))
         m = mag < t
         if ties:
@@ -118,7 +161,7 @@ def prune_below(arrays: Sequence[np.ndarray], n: int, dtype: np.dtype[Any]) -> t
     if n >= total:
         top = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
         return [np.zeros_like(a) for a in arrays], top
-    t, ties = _threshold(arrays, n, dtype)
+    t, ties = _threshold(_pieces(arrays), n, dtype)
     out = []
     for a in arrays:
         new, ties = _zero_below(a, t, ties, dtype)
@@ -174,12 +217,48 @@ class Prune(Pass):
         n, total = round(options.sparsity * sum(a.size for a in arrays)), sum(a.size for a in arrays)
         if n <= 0 or n >= total:
             return lambda w, a, owned: a.copy() if n <= 0 else np.zeros_like(a)
-        t, ties = _threshold(arrays, n, common)
+        t, ties = _threshold(_pieces(arrays), n, common)
         left = [ties]  # the ties still to prune, in graph order as prune_below takes them
 
         def global_(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
             new, left[0] = _zero_below(a, t, left[0], common)
             return new
+
+        return global_
+
+    def per_block(
+        self, graph: Graph | None, options: Prune.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerBlock | None:
+        if options.scope == "layer":
+
+            def layer(w: Weight, source: Source) -> Transform:
+                n = round(options.sparsity * w.size)
+                if not (w.dtype.kind == "f" and w.dtype.itemsize in _UINT):  # no radix keys: whole mask
+                    mask = smallest(np.abs(source(0, w.size)), n)[0]
+                    return lambda c, start: np.where(mask[start : start + c.size], 0, c).astype(c.dtype)
+                if n <= 0 or n >= w.size:
+                    return _all_or_nothing(n > 0)
+                t, ties = _threshold(lambda: source_chunks(source, w.size), n, w.dtype)
+                return _zeroing(t, _tie_cut(source, w.size, t, ties, w.dtype)[0], w.dtype)
+
+            return layer
+        if graph is None:
+            return None
+        arrays = [w.array for w in selected(graph, select)]
+        common = np.result_type(*arrays) if arrays else np.dtype(np.float32)
+        if not (common.kind == "f" and common.itemsize in _UINT):
+            return None
+        total = sum(a.size for a in arrays)
+        n = round(options.sparsity * total)
+        if n <= 0 or n >= total:
+            return lambda w, source: _all_or_nothing(n > 0)
+        t, ties = _threshold(_pieces(arrays), n, common)
+        left = [ties]  # the ties still to prune, in graph order as prune_below takes them
+
+        def global_(w: Weight, source: Source) -> Transform:
+            cut, taken = _tie_cut(source, w.size, t, left[0], common)
+            left[0] -= taken
+            return _zeroing(t, cut, common)
 
         return global_
 

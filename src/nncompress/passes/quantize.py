@@ -12,7 +12,7 @@ and no level is 0 (a level that comes out 0 is moved to the nearest nonzero valu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,12 +25,17 @@ from nncompress.passes._infra import (
     Pass,
     PassOptions,
     PassResult,
+    PerBlock,
     PerWeight,
     Select,
+    Source,
+    Transform,
+    flat_chunks,
     may_overwrite,
     option,
     profile_from_counts,
     selected,
+    source_chunks,
     weight_stats,
 )
 from nncompress.summary import CONV_OPS, DENSE_OPS
@@ -98,6 +103,58 @@ class Quantize(Pass):
 
         return one
 
+    def per_block(
+        self, graph: Graph | None, options: Quantize.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerBlock | None:
+        if options.share != "layer" or options.method == "pws":
+            return None  # a shared codebook needs all its weights; pws draws a number per entry
+        path = graph.meta.path if graph is not None else None
+
+        def fit(w: Weight, source: Source) -> Transform:
+            fitted = self._fit([w], lambda: ((w, c) for c in source_chunks(source, w.size)), options, path)
+            if fitted is None:
+                return lambda c, start: c  # nothing but zeros
+            stored = fitted.levels.astype(w.dtype)
+
+            def transform(c: np.ndarray, start: int) -> np.ndarray:
+                _assign(c, c, True, fitted, stored, options.method, rng)
+                return c
+
+            return transform
+
+        return fit
+
+    def _fit(
+        self,
+        ws: list[Weight],
+        pieces: Callable[[], Iterable[tuple[Weight, np.ndarray]]],
+        options: Quantize.Options,
+        path: str | None,
+    ) -> _Fitted | None:
+        """The levels for the nonzeros of every (weight, piece) ``pieces()`` yields; None if all are zero."""
+        seen = [0]
+
+        def nonzeros() -> Iterator[np.ndarray]:
+            for w, c in pieces():
+                v = c[c != 0]
+                if v.size and not np.isfinite(v).all():
+                    raise UnsupportedError(
+                        f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
+                        path=path or None,
+                        hint="Fix or retrain the model; leave this weight out of the selection",
+                    )
+                seen[0] += v.size
+                yield v
+
+        try:
+            pts = km.condense_chunks(nonzeros, options.bins)
+        except ValueError:
+            if seen[0]:
+                raise
+            return None
+        levels, breaks, extra = self._levels(pts, options, ws[0].dtype)
+        return _Fitted(levels, breaks, pts.grid, extra)
+
     def _group(
         self,
         ws: list[Weight],
@@ -107,38 +164,28 @@ class Quantize(Pass):
         overwrite: Callable[[np.ndarray], bool],
         path: str | None,
     ) -> list[tuple[Weight, np.ndarray, np.ndarray, dict[str, Any]]]:
-        """(weight, before, after, stats fields) for weights sharing one codebook; [] for all zeros."""
-        masks = [a != 0 for a in arrays]
-        nonzero = [a[m] for a, m in zip(arrays, masks, strict=True)]
-        if sum(v.size for v in nonzero) == 0:
+        """(weight, before, after, stats fields) for weights sharing one codebook; [] for all zeros.
+
+        Everything runs a chunk at a time: no full-size mask, list of nonzeros or index array exists,
+        so quantizing a 400 MB layer costs its output array and tens of MB (with ``overwrite``, not
+        even the output).
+        """
+        arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        pairs = list(zip(ws, arrays, strict=True))
+        fitted = self._fit(ws, lambda: ((w, c) for w, a in pairs for c in flat_chunks(a)), options, path)
+        if fitted is None:
             return []  # nothing but zeros: nothing to quantize
-        for w, v in zip(ws, nonzero, strict=True):
-            if v.size and not np.isfinite(v).all():
-                raise UnsupportedError(
-                    f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
-                    path=path or None,
-                    hint="Fix or retrain the model; leave this weight out of the selection",
-                )
-        pooled = nonzero[0] if len(nonzero) == 1 else np.concatenate(nonzero)
-        pts = km.condense(pooled, options.bins)
-        del pooled
-        levels, breaks, extra = self._levels(pts, options, arrays[0].dtype)
         done = []
-        for w, a, m, v in zip(ws, arrays, masks, nonzero, strict=True):
-            if options.method == "pws":
-                idx = km.stochastic_round(v, levels, rng)
-            else:
-                idx = km.assign(v, breaks, pts.grid)
-            stored = levels.astype(a.dtype)
-            if overwrite(a):
-                new = a
-                new[~m] = 0  # -0.0 becomes 0.0, as in a fresh array
-            else:
-                new = np.zeros_like(a)
-            new[m] = stored[idx]
+        for w, a in pairs:
+            stored = fitted.levels.astype(a.dtype)
+            in_place = overwrite(a)
+            new = a if in_place else np.zeros(a.shape, dtype=a.dtype)
+            used = np.zeros(fitted.levels.size, dtype=np.int64)
+            for c, out in zip(flat_chunks(a), flat_chunks(new), strict=True):
+                idx = _assign(c, out, in_place, fitted, stored, options.method, rng)
+                used += np.bincount(idx, minlength=fitted.levels.size)
             # Levels are distinct in a.dtype and, unless one underflowed, nonzero: then their
             # use counts give the stats without sorting the output again.
-            used = np.bincount(idx, minlength=levels.size)
             done.append(
                 (
                     w,
@@ -150,9 +197,9 @@ class Quantize(Pass):
                         "k": options.k,
                         "levels": int(np.count_nonzero(used)),
                         "codebook": "",  # the caller's share key
-                        "codebook_size": int(levels.size),
-                        "mode": "exact" if pts.grid is None else "histogram",
-                        **extra,
+                        "codebook_size": int(fitted.levels.size),
+                        "mode": "exact" if fitted.grid is None else "histogram",
+                        **fitted.extra,
                     },
                 )
             )
@@ -185,6 +232,38 @@ class Quantize(Pass):
             return c[keep], breaks, extra
         c = np.unique(c)
         return c, (c[:-1] + c[1:]) / 2, extra
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """A codebook: sorted levels (float64), the breaks between them, the histogram grid if any."""
+
+    levels: np.ndarray
+    breaks: np.ndarray
+    grid: km.Grid | None
+    extra: dict[str, float]
+
+
+def _assign(
+    c: np.ndarray,
+    out: np.ndarray,
+    in_place: bool,
+    fitted: _Fitted,
+    stored: np.ndarray,
+    method: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Write the level of each nonzero of ``c`` into ``out`` (``c`` itself when in place); the level indices."""
+    m = c != 0
+    v = c[m]
+    if method == "pws":
+        idx = km.stochastic_round(v, fitted.levels, rng)
+    else:
+        idx = km.assign(v, fitted.breaks, fitted.grid)
+    if in_place:
+        out[~m] = 0  # -0.0 becomes 0.0, as in a fresh array
+    out[m] = stored[idx]
+    return idx
 
 
 def _merge_equal(c: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
