@@ -73,6 +73,22 @@ def test_skeleton_of_zeros_is_tiny(tmp_path: Path) -> None:
     assert write_artifact(art, tmp_path / "a.nnc") < 10_000
 
 
+def test_a_large_skeleton_is_bzip2_and_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nncompress.artifact as artifact
+
+    monkeypatch.setattr(artifact, "_BZIP2_ABOVE", 50_000)
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        assert z.getinfo("skeleton/m.onnx").compress_type == zipfile.ZIP_BZIP2
+        assert z.getinfo("manifest.json").compress_type == zipfile.ZIP_DEFLATED
+    assert read_artifact(p).skeleton == b"\0" * 100_000
+    monkeypatch.setattr(artifact, "_BZIP2_ABOVE", 100_000)
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        assert z.getinfo("skeleton/m.onnx").compress_type == zipfile.ZIP_LZMA
+
+
 def test_truncated(tmp_path: Path) -> None:
     p = tmp_path / "a.nnc"
     write_artifact(_art(), p)

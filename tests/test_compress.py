@@ -282,3 +282,41 @@ def test_budget_is_for_structured_formats_only(tmp_path: Path) -> None:
         "0.1",
     )
     assert res.returncode == EXIT_USAGE and "--budget" in res.stderr
+
+
+def test_release_drops_the_originals_and_dense_layers_run_on_compressed_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nncompress import native
+    from nncompress.compress import Shaped, compress_graph, plan_from
+    from nncompress.io import load
+
+    plan = plan_from("sham", None, None)
+    kept, freed = load(MODELS / "lenet300.onnx"), load(MODELS / "lenet300.onnx")
+    _, e1, r1 = compress_graph(kept, plan, seed=0)
+    g2, e2, r2 = compress_graph(freed, plan, seed=0, release=True)
+    assert r1 == r2
+    for a, b in zip(e1, e2, strict=True):
+        assert (a.name, a.format, a.meta) == (b.name, b.format, b.meta)
+        for k in a.arrays:
+            np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+    for name, w in freed.weights.items():  # no memory left behind, shape and dtype kept
+        assert w.shape == kept.weights[name].shape and w.dtype == kept.weights[name].dtype
+        assert not np.any(w.array) and all(s == 0 for s in w.array.strides)
+    calls = []
+    real = Shaped.dot
+
+    def spy(self: Shaped, x: np.ndarray) -> np.ndarray | None:
+        y = real(self, x)
+        calls.append(y is not None)
+        return y
+
+    monkeypatch.setattr(Shaped, "dot", spy)
+    x = np.load(DATA / "mnist_test.npz")["x"][:50]
+    fast = run(g2, x)[0]
+    assert calls and all(calls) == native.available()
+    for w in g2.weights.values():
+        if w.is_compressed:
+            w.value = w.array  # decoded: the plain matmul path
+    slow = run(g2, x)[0]
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * float(np.abs(slow).max()))

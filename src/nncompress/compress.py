@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,9 @@ from nncompress.ir import Graph, Weight
 from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
 from nncompress.passes._infra import (
     Source,
-    flat_chunks,
     pipeline_blocks,
     pipeline_per_weight,
     rel_error,
-    source_chunks,
 )
 
 # Preset -> (pass pipeline, storage format). The sHAM preset is Marinò et al.'s: prune, share, code.
@@ -82,6 +80,15 @@ class Shaped:
         if self._dense is not None:
             return self._dense
         return self.fmt.to_dense().reshape(self._shape)
+
+    def dot(self, x: np.ndarray) -> np.ndarray | None:
+        """``x @ W.T`` by the format's native kernel, for the executor; None where there is none
+        (or the dense copy is at hand), and the executor decodes instead."""
+        from nncompress import native
+
+        if self._dense is not None or len(self._shape) != 2 or not native.supports(self.fmt.name):
+            return None
+        return native.native_dot(self.fmt, x)
 
 
 @dataclass
@@ -397,19 +404,23 @@ def _encode_rows(source: Source, shape: tuple[int, ...], fmt: str, params: dict[
 def _row(src: Weight, after: np.ndarray | Source, fmt: str, payload: int, k: int | None) -> dict[str, Any]:
     """The report row of one weight; ``after`` is what the model gets, whole or as a source of pieces."""
     before = src.array
-    pieces = list(flat_chunks(after)) if isinstance(after, np.ndarray) else None
-
-    def chunks() -> Iterator[np.ndarray]:
-        return iter(pieces) if pieces is not None else source_chunks(after, src.size)  # type: ignore[arg-type]
-
-    zeros = src.size - sum(int(np.count_nonzero(c)) for c in chunks())
     # a codebook format knows its distinct values; sorting 100 M weights to count them costs seconds
+    known = fmt in ("ham", "im", "sham") and k is not None
+    nonzero, uniques = [0], list[np.ndarray]()
+
+    def seen(piece: np.ndarray) -> None:
+        nonzero[0] += int(np.count_nonzero(piece))
+        if not known:
+            uniques.append(np.unique(piece))
+
+    err = rel_error(before, after, seen=seen)  # one pass: a source's pieces are made again each time
+    zeros = src.size - nonzero[0]
     if fmt in ("ham", "im") and k is not None:  # codebook of every value, zero included
         distinct = int(k)
     elif fmt == "sham" and k is not None:  # codebook of the nonzero values
         distinct = int(k) + (1 if zeros else 0)
     else:
-        distinct = int(np.unique(np.concatenate([np.unique(c) for c in chunks()] or [np.zeros(0)])).size)
+        distinct = int(np.unique(np.concatenate(uniques or [np.zeros(0)])).size)
     return {
         "weight": src.name,
         "layer": src.layer,
@@ -422,7 +433,7 @@ def _row(src: Weight, after: np.ndarray | Source, fmt: str, payload: int, k: int
         "bits_per_weight": 8.0 * payload / max(1, src.size),
         "sparsity": zeros / max(1, src.size),
         "distinct": distinct,
-        "rel_error": rel_error(before, after),
+        "rel_error": err,
     }
 
 

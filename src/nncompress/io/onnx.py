@@ -18,7 +18,7 @@ import hashlib
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from nncompress.errors import InputError, NNCError, OutputError, UnsupportedError
+from nncompress.io import _onnxwire
 from nncompress.io._atomic import atomic_path, check_output
+from nncompress.io._onnxwire import RawTensor
 from nncompress.ir import Graph, IRError, ModelMeta, Node, ValueInfo, Weight
 
 __all__ = ["load_onnx", "save_onnx"]
@@ -87,9 +89,9 @@ class _Source:
 def load_onnx(path: str | os.PathLike[str]) -> Graph:
     """Read an ONNX model (external data resolved next to the file) into the IR."""
     p = Path(path)
-    model = _read_model(p)
+    model, raws = _read_model(p)
     try:
-        g = _Reader(model, p).read()
+        g = _Reader(model, p, raws).read()
         g.validate()
     except NNCError:
         raise
@@ -112,8 +114,13 @@ def load_onnx(path: str | os.PathLike[str]) -> Graph:
     return g
 
 
-def _read_model(p: Path) -> Any:
-    """Parse the file and load its external data, turning every failure into a one-line InputError."""
+def _read_model(p: Path, *, whole: bool = False) -> tuple[Any, dict[int, RawTensor]]:
+    """Parse the file and load its external data, turning every failure into a one-line InputError.
+
+    Unless ``whole``, the top-level initializers' raw_data are left out of the parsed model and
+    returned as where they lie in the file (see `_onnxwire`): the loader reads them straight into
+    numpy, so that the model is held once, not three times.
+    """
     import onnx
 
     if not p.exists():
@@ -122,9 +129,14 @@ def _read_model(p: Path) -> Any:
         raise InputError("is a directory, not an ONNX file", path=str(p))
     if p.stat().st_size == 0:
         raise InputError("file is empty", path=str(p), hint="Re-export the model")
+    raws: list[RawTensor] = []
     try:
-        model = onnx.load_model(str(p), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError, RuntimeError from upb, UnicodeDecodeError...
+        if whole:
+            model = onnx.load_model(str(p), load_external_data=False)
+        else:
+            stripped, raws = _onnxwire.strip(p)
+            model = onnx.load_model_from_string(stripped)
+    except Exception as e:  # WireError, protobuf DecodeError, RuntimeError from upb, UnicodeDecodeError...
         raise InputError(
             "not a valid ONNX model (truncated or corrupt?)", path=str(p), hint="Re-export or re-download it"
         ) from e
@@ -136,7 +148,7 @@ def _read_model(p: Path) -> Any:
     if not model.HasField("graph"):
         raise InputError("ONNX model has no graph", path=str(p), hint="Re-export the model with its graph")
     _load_external(model, p)
-    return model
+    return model, {r.index: r for r in raws}
 
 
 def _load_external(model: Any, p: Path) -> None:
@@ -273,8 +285,8 @@ def _is_float(dtype: np.dtype[Any]) -> bool:
 class _Reader:
     """One ModelProto -> Graph conversion; collects the weights of all scopes into the top graph."""
 
-    def __init__(self, model: Any, path: Path) -> None:
-        self.model, self.path = model, path
+    def __init__(self, model: Any, path: Path, raws: dict[int, RawTensor]) -> None:
+        self.model, self.path, self.raws = model, path, raws
         self.opset = {(i.domain if i.domain != "ai.onnx" else ""): int(i.version) for i in model.opset_import}
         self.weights: dict[str, Weight] = {}
         self.locators: dict[str, Locator] = {}
@@ -347,9 +359,9 @@ class _Reader:
         for name in [v.name for v in gp.input] + [o for n in gp.node for o in n.output]:
             rename.pop(name, None)  # a local definition shadows the outer scope's rename
         for i, t in enumerate(gp.initializer):
-            self._add(
-                t.name, numpy_helper.to_array(t), rename, (scope, "init", i, t.name), f"init:{label}{t.name}"
-            )
+            raw = self.raws.get(i) if not scope else None
+            arr = _onnxwire.read(self.path, raw) if raw is not None else numpy_helper.to_array(t)
+            self._add(t.name, arr, rename, (scope, "init", i, t.name), f"init:{label}{t.name}")
         for i, st in enumerate(gp.sparse_initializer):
             nm = st.values.name
             self._add(nm, _sparse_to_dense(st), rename, (scope, "sparse", i, nm), f"sparse:{label}{nm}")
@@ -646,8 +658,13 @@ def _find_graph(model: Any, scope: Scope) -> Any:
 def _write_patched(graph: Graph, src: _Source, out: Path, force: bool) -> Path:
     import onnx
 
+    patches = _splices(graph, src, out)
+    if patches is not None:
+        with atomic_path(out) as tmp:
+            _onnxwire.splice(Path(src.path), tmp, patches)
+        return out
     try:
-        model = _read_model(Path(src.path))
+        model, _ = _read_model(Path(src.path), whole=True)
     except InputError as e:
         raise OutputError(f"cannot re-read the original model: {e.detail}", path=str(out)) from e
     for wt in graph.weights.values():
@@ -680,6 +697,36 @@ def _write_patched(graph: Graph, src: _Source, out: Path, force: bool) -> Path:
         else:
             onnx.save_model(model, str(tmp))
     return out
+
+
+def _splices(
+    graph: Graph, src: _Source, out: Path
+) -> list[tuple[RawTensor, Callable[[], np.ndarray]]] | None:
+    """When every weight is a top-level initializer stored as raw_data: the new payloads, else None.
+
+    Then the file is written as a copy of the source with those payloads replaced (each the same
+    length), a tensor at a time: no parsed model, no serialized copy.
+    """
+    try:
+        _, found = _onnxwire.strip(src.path)
+    except (OSError, _onnxwire.WireError):
+        return None
+    raws = {r.index: r for r in found}
+    patches: list[tuple[RawTensor, Callable[[], np.ndarray]]] = []
+    for wt in graph.weights.values():
+        scope, kind, idx, _ = src.locators[wt.source]
+        r = raws.get(idx) if kind == "init" and not scope else None
+        if r is None:
+            return None
+        if tuple(wt.source_shape) != r.dims and math.prod(wt.source_shape) == math.prod(r.dims) == 1:
+            pass  # a scalar seen as shape (1,): the same single entry
+        elif tuple(wt.source_shape) != r.dims:
+            raise OutputError(
+                f"weight {wt.name!r} has shape {tuple(wt.source_shape)}, the ONNX file stores {r.dims}",
+                path=str(out),
+            )
+        patches.append((r, wt.to_source))
+    return patches
 
 
 def _model_size(model: Any) -> int:

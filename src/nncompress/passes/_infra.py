@@ -173,10 +173,13 @@ def source_chunks(source: Source, size: int) -> Iterator[np.ndarray]:
         yield source(i, min(i + CHUNK, size))
 
 
-def rel_error(before: np.ndarray, after: np.ndarray | Source) -> float:
+def rel_error(
+    before: np.ndarray, after: np.ndarray | Source, *, seen: Callable[[np.ndarray], None] | None = None
+) -> float:
     """||after - before||_F / ||before||_F in float64, in chunks (no full-size float64 copies).
 
-    ``after`` may be a `Source` of the flat entries rather than an array.
+    ``after`` may be a `Source` of the flat entries rather than an array; ``seen`` gets each
+    piece of it, for other figures taken in the same pass (pieces of a source cost a recompute).
     """
     b = before.reshape(-1)
     if callable(after):
@@ -190,7 +193,10 @@ def rel_error(before: np.ndarray, after: np.ndarray | Source) -> float:
     ref = diff = 0.0
     for s in range(0, b.size, CHUNK):
         bc = b[s : s + CHUNK].astype(np.float64)
-        d = source(s, s + bc.size).astype(np.float64) - bc
+        piece = source(s, s + bc.size)
+        if seen is not None:
+            seen(piece)
+        d = piece.astype(np.float64) - bc
         ref += float(bc @ bc)
         diff += float(d @ d)
     return float(np.sqrt(diff / ref)) if ref > 0 else float(np.sqrt(diff))
