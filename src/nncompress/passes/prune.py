@@ -181,6 +181,26 @@ def _prune_layer(a: np.ndarray, sparsity: float, radix: bool) -> tuple[np.ndarra
     return new, t
 
 
+def _global_fit(
+    graph: Graph | None, select: Select, sparsity: float
+) -> tuple[float, int, np.dtype[Any]] | bool | None:
+    """One threshold over the selected originals: (t, ties, dtype); True to zero all, False to
+    keep all; None where it cannot be fitted here (after another step, whose outputs never exist
+    together, or on a dtype without radix keys)."""
+    if graph is None:
+        return None
+    arrays = [w.array for w in selected(graph, select)]
+    common = np.result_type(*arrays) if arrays else np.dtype(np.float32)
+    if not (common.kind == "f" and common.itemsize in _UINT):
+        return None
+    total = sum(a.size for a in arrays)
+    n = round(sparsity * total)
+    if n <= 0 or n >= total:
+        return n > 0
+    t, ties = _threshold(_pieces(arrays), n, common)
+    return t, ties, common
+
+
 class Prune(Pass):
     """Zero the smallest-magnitude ``round(sparsity * size)`` entries, per weight or over all selected weights.
 
@@ -208,16 +228,12 @@ class Prune(Pass):
                 return _prune_layer(a, options.sparsity, radix)[0]
 
             return layer
-        if graph is None:
-            return None  # one threshold over outputs of an earlier step: they never exist together
-        arrays = [w.array for w in selected(graph, select)]
-        common = np.result_type(*arrays) if arrays else np.dtype(np.float32)
-        if not (common.kind == "f" and common.itemsize in _UINT):
+        fit = _global_fit(graph, select, options.sparsity)
+        if fit is None:
             return None
-        n, total = round(options.sparsity * sum(a.size for a in arrays)), sum(a.size for a in arrays)
-        if n <= 0 or n >= total:
-            return lambda w, a, owned: a.copy() if n <= 0 else np.zeros_like(a)
-        t, ties = _threshold(_pieces(arrays), n, common)
+        if isinstance(fit, bool):
+            return lambda w, a, owned: np.zeros_like(a) if fit else a.copy()
+        t, ties, common = fit
         left = [ties]  # the ties still to prune, in graph order as prune_below takes them
 
         def global_(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
@@ -242,17 +258,12 @@ class Prune(Pass):
                 return _zeroing(t, _tie_cut(source, w.size, t, ties, w.dtype)[0], w.dtype)
 
             return layer
-        if graph is None:
+        fit = _global_fit(graph, select, options.sparsity)
+        if fit is None:
             return None
-        arrays = [w.array for w in selected(graph, select)]
-        common = np.result_type(*arrays) if arrays else np.dtype(np.float32)
-        if not (common.kind == "f" and common.itemsize in _UINT):
-            return None
-        total = sum(a.size for a in arrays)
-        n = round(options.sparsity * total)
-        if n <= 0 or n >= total:
-            return lambda w, source: _all_or_nothing(n > 0)
-        t, ties = _threshold(_pieces(arrays), n, common)
+        if isinstance(fit, bool):
+            return lambda w, source: _all_or_nothing(fit)
+        t, ties, common = fit
         left = [ties]  # the ties still to prune, in graph order as prune_below takes them
 
         def global_(w: Weight, source: Source) -> Transform:
