@@ -281,6 +281,16 @@ def test_later_steps_reuse_scratch_arrays_without_changing_results_or_the_input(
     assert snapshot(g) == before
 
 
+def tied_model() -> Graph:
+    """tiny_model with few distinct magnitudes: a global threshold has ties in several weights."""
+    g = tiny_model(3)
+    rng = np.random.default_rng(0)
+    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
+        w = g.weights[name]
+        w.value = rng.choice(np.float32([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03]), size=w.shape)
+    return g
+
+
 @pytest.mark.parametrize(
     "steps",
     [
@@ -292,13 +302,7 @@ def test_later_steps_reuse_scratch_arrays_without_changing_results_or_the_input(
     ],
 )
 def test_per_weight_pipeline_equals_run_pipeline(steps: str) -> None:
-    g = tiny_model(3)
-    # few distinct magnitudes: the global threshold has ties in several weights, which the
-    # per-weight path must take in the same order
-    rng = np.random.default_rng(0)
-    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
-        w = g.weights[name]
-        w.value = rng.choice(np.float32([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03]), size=w.shape)
+    g = tied_model()  # the per-weight path must take the threshold's ties in the same order
     before = {n: w.array.copy() for n, w in g.weights.items()}
     want, _ = run_pipeline(g, steps, seed=5)
     one = pipeline_per_weight(g, steps, seed=5)
@@ -339,11 +343,8 @@ def test_block_pipeline_equals_run_pipeline(steps: str, chunk: int, monkeypatch:
     # is read in any order and more than once, as the encoders do.
     import nncompress.passes._infra as infra
 
-    g = tiny_model(3)
+    g = tied_model()
     rng = np.random.default_rng(0)
-    for name in ("conv.w", "fc1.w", "fc2.w", "emb.table"):
-        w = g.weights[name]
-        w.value = rng.choice(np.float32([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03]), size=w.shape)
     before = {n: w.array.copy() for n, w in g.weights.items()}
     want, _ = run_pipeline(g, steps, seed=5)
     monkeypatch.setattr(infra, "CHUNK", chunk)

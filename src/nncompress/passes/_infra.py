@@ -416,6 +416,26 @@ def run_pipeline(
     return graph, stats
 
 
+def _step_forms(
+    graph: Graph,
+    steps: str | Sequence[tuple[str, PassOptions | None]],
+    seed: int,
+    select: Select | None,
+    registry: Mapping[str, type[Pass]] | None,
+    form: Literal["per_weight", "per_block"],
+) -> Any:
+    """Each step's `Pass.per_weight` or `Pass.per_block` (the first step sees ``graph``); None if any declines."""
+    out = []
+    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
+        fn = getattr(cls(), form)(
+            graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
+        )
+        if fn is None:
+            return None
+        out.append(fn)
+    return out
+
+
 def pipeline_per_weight(
     graph: Graph,
     steps: str | Sequence[tuple[str, PassOptions | None]],
@@ -430,14 +450,9 @@ def pipeline_per_weight(
     (same steps, seed and generators), while only one weight's intermediate arrays exist at a time:
     what lets compress run a 500 MB model without a second full copy of it.
     """
-    fns: list[PerWeight] = []
-    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
-        fn = cls().per_weight(
-            graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
-        )
-        if fn is None:
-            return None
-        fns.append(fn)
+    fns: list[PerWeight] | None = _step_forms(graph, steps, seed, select, registry, "per_weight")
+    if fns is None:
+        return None
 
     def run(w: Weight) -> np.ndarray:
         a, owned = w.array, False
@@ -465,14 +480,9 @@ def pipeline_blocks(
     any entries of the pipeline's output. Only pieces of a weight ever exist: a 400 MB layer is
     pruned, quantized and encoded with tens of MB beside it.
     """
-    fits: list[PerBlock] = []
-    for i, (cls, opts, ss) in enumerate(_resolve(steps, seed, registry)):
-        fit = cls().per_block(
-            graph if i == 0 else None, opts, select=select or default_select, rng=np.random.default_rng(ss)
-        )
-        if fit is None:
-            return None
-        fits.append(fit)
+    fits: list[PerBlock] | None = _step_forms(graph, steps, seed, select, registry, "per_block")
+    if fits is None:
+        return None
 
     def run(w: Weight) -> Source:
         flat = w.array.reshape(-1)
