@@ -12,12 +12,14 @@
  * Decoding: a 2^11-entry first-level table gives (symbol, length) for codes of <= 11 bits; longer
  * codes (up to 24) take the canonical per-length comparison on a 24-bit peek.
  * ham: when the first canonical code (all 0 bits) stands for 0.0, a run of zeros is counted with one
- * clz on the bit buffer. sham with Huffman gaps: a 2^12-entry pair table decodes a whole [gap][value]
- * entry in one lookup; batch 1 decodes two rows in step (two independent dependency chains). ham also uses a
- * second 2^11-entry table giving up to 4 whole short codes per window (many symbols per lookup). Bits come from a
- * 64-bit buffer refilled a word at a time; words past the stream read as zero, so a corrupt code
- * can never read outside the array; it is caught by the row end check (NNC_ECODE). Row offsets
- * outside the stream are NNC_EBOUNDS. The *_naive kernels decode bit by bit (the reference). */
+ * clz on the bit buffer; ham's row loops are also compiled for x86-64-v3 (NNC_CLONES: lzcnt). ham
+ * also uses a second 2^11-entry table giving up to 4 whole short codes per window (many symbols per
+ * lookup). sham with Huffman gaps: a 2^12-entry pair table decodes a whole [gap][value] entry in one
+ * lookup; batch 1 decodes four rows in step from a 2^13-entry, 2-byte form of it (four independent
+ * dependency chains). Bits come from a 64-bit buffer refilled a word at a time; words past the
+ * stream read as zero, so a corrupt code can never read outside the array; it is caught by the row
+ * end check (NNC_ECODE). Row offsets outside the stream are NNC_EBOUNDS. The *_naive kernels decode
+ * bit by bit (the reference). */
 #include "nnc_common.h"
 
 #define MAX_LEN 24
@@ -224,7 +226,7 @@ typedef struct {
 /* Decode row r once and accumulate codebook[s] * x[b, c] for NB batch items (NB a compile-time
  * constant, so the sums stay in registers). */
 #define HAM_ROW(NAME, NB)                                                                                    \
-    static int NAME(const ham_ctx *q, int64_t r, int64_t b0, int nbv) {                                      \
+    NNC_CLONES static int NAME(const ham_ctx *q, int64_t r, int64_t b0, int nbv) {                                      \
         const int64_t n_in = q->n_in;                                                                        \
         const int nb = (NB) ? (NB) : nbv;                                                                    \
         const float *xb = q->x + b0 * n_in;                                                                  \
@@ -321,13 +323,13 @@ static __attribute__((noinline)) code_out ham_lane_slow(const ham_ctx *q, int64_
 
 /* batch 1 when the 1-bit code 0 stands for 0.0 (any matrix more than half zeros): four rows decoded
  * in step, each lane taking the next row when its own ends. A step counts a run of zero codes with
- * one clz on a 64-bit peek and decodes the nonzero after it from a second peek, so the cost goes
+ * one clz on a 64-bit peek and decodes the nonzero after it from the same peek, so the cost goes
  * with the nonzeros, and the lanes' dependency chains (peek, clz, table lookup) overlap. Any error
  * reruns the rows in order with ham_row_1, so the status is the one the first bad row gives. */
-static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
+NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
     const uint32_t *w = q->stream;
     const uint32_t *lut = q->h->lut;
-    const int lshift = 64 - q->h->lut_bits;
+    const int lshift = 64 - q->h->lut_bits, lb = q->h->lut_bits;
     const float *x = q->x, *cb = q->codebook;
     const int64_t n_in = q->n_in, limit = nnc_stream_bits(q->n_words);
     int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
@@ -338,17 +340,26 @@ static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
 #define HAM_LANE(j)                                                                                          \
     if (__builtin_expect(col##j < n_in, 1)) {                                                                \
         if (__builtin_expect(pos##j >= end##j, 0)) goto fail; /* the row's bits ran out */                    \
-        /* clz of the peek with a 1 planted at bit 31: a run of at most 32 zero codes (33 bits valid) */      \
-        const int64_t z = __builtin_clzll(peek64(w, pos##j) | ((uint64_t)1 << 31));                          \
+        /* a run of zero codes by one clz, then the code after it from the same 64-bit peek: its low s    \
+         * bits are fill, so the last valid bit is set to 1 and z counts only valid zero bits */             \
+        const int64_t s_ = pos##j & 31;                                                                      \
+        const uint64_t v_ = peek64(w, pos##j) | ((uint64_t)1 << s_);                                         \
+        const int64_t z = __builtin_clzll(v_);                                                               \
         const int64_t rest = n_in - col##j, run = z < rest ? z : rest;                                       \
         pos##j += run;                                                                                       \
         col##j += run;                                                                                       \
-        if (__builtin_expect(z < rest && z < 32, 1)) { /* a nonzero code follows the run */                    \
-            if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                             \
-            const uint32_t e = lut[peek64(w, pos##j) >> lshift];                                             \
+        if (__builtin_expect(z < rest && z < 63 - s_, 1)) { /* a nonzero code follows the run */              \
+            uint32_t e;                                                                                      \
+            if (__builtin_expect(z + lb <= 63 - s_, 1)) /* the code's window is inside the peek */           \
+                e = lut[(v_ << z) >> lshift];                                                                \
+            else {                                                                                           \
+                if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                         \
+                e = lut[peek64(w, pos##j) >> lshift];                                                        \
+            }                                                                                                \
             int64_t sym = e >> 8;                                                                            \
             int len = (int)(e & 0xff);                                                                       \
             if (__builtin_expect(!len, 0)) {                                                                 \
+                if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                         \
                 const code_out o = ham_lane_slow(q, pos##j);                                                 \
                 if (o.sym < 0) goto fail;                                                                    \
                 sym = o.sym;                                                                                 \
@@ -525,26 +536,31 @@ static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t es
     }
 }
 
-/* The batch-1 lane kernel's table: the same PAIR_BITS window packed in 4 bytes (16 KB, beside x in
- * L1) with the value's codebook index as a byte; len 0: decode by the general path. */
-typedef struct {
-    uint8_t len, sym;
-    uint16_t gap1; /* gap + 1: the column step */
-} pair4;
-
-static void pair4_build(pair4 *t, const pair_entry *pair) {
-    for (uint32_t v = 0; v < (1u << PAIR_BITS); v++) {
-        const pair_entry e = pair[v];
-        const int fits = e.len && e.sym < 256 && e.gap < 65535;
-        t[v] = (pair4){fits ? e.len : 0, fits ? (uint8_t)e.sym : 0, fits ? (uint16_t)(e.gap + 1) : 0};
+/* The batch-1 lane kernel's table: a LANE_BITS window (one bit wider than PAIR_BITS, which halves
+ * the entries that miss) packed in 2 bytes, so 16 KB sit beside x in L1: length (4 bits), the value's
+ * codebook index (sb bits, k <= 2^sb), the column step gap + 1 (12 - sb bits). 0: decode by the
+ * general path (codes too long together, an escape, or a step too wide for its field). */
+#define LANE_BITS 13
+static void lane_build(uint16_t *t, const huff *hg, const huff *hv, int64_t escape, int sb) {
+    const uint32_t mask = ((uint32_t)1 << LANE_BITS) - 1, max_step = ((uint32_t)1 << (12 - sb)) - 1;
+    for (uint32_t v = 0; v <= mask; v++) {
+        t[v] = 0;
+        const uint32_t eg = hg->lut[v >> (LANE_BITS - hg->lut_bits)];
+        const int lg = (int)(eg & 0xff);
+        if (!lg || (int64_t)(eg >> 8) == escape || (eg >> 8) + 1 > max_step) continue;
+        const uint32_t ev = hv->lut[((v << lg) & mask) >> (LANE_BITS - hv->lut_bits)];
+        const int lv = (int)(ev & 0xff);
+        if (!lv || lg + lv > LANE_BITS) continue;
+        t[v] = (uint16_t)((uint32_t)(lg + lv) | ((ev >> 8) << 4) | (((eg >> 8) + 1) << (4 + sb)));
     }
 }
 
 typedef struct {
     const huff *hv, *hg;
     const pair_entry *pair; /* NULL for exp-Golomb gaps */
-    const pair4 *pair4;     /* NULL unless pair and k <= 256 */
-    const double *cbd;      /* the codebook in double (with pair4) */
+    const uint16_t *lane;   /* lane_build's table: NULL unless pair and k <= 256 */
+    int lane_sb;            /* its codebook index bits */
+    const double *cbd;      /* the codebook in double (with lane) */
     int64_t n_out, n_in, n_words, batch, escape;
     int gap_coder, escape_bits, gap_order;
     const float *codebook;
@@ -739,18 +755,20 @@ static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int6
 }
 
 
-/* batch 1 with the pair4 table: SHAM_LANES rows decoded in step, each lane taking the next row when
+/* batch 1 with the lane table: SHAM_LANES rows decoded in step, each lane taking the next row when
  * its own ends, so that the decoders' dependency chains (peek, table lookup, shift) of different
  * rows overlap. Any error reruns the rows in order with sham_rows_1, so the status is the one the
  * first bad row gives. */
 #define SHAM_LANES 4
 static int sham_rows_lanes(const sham_ctx *q, int64_t r0, int64_t r1) {
-    const pair4 *T = q->pair4;
+    const uint16_t *T = q->lane;
+    const int sb = q->lane_sb, step_shift = 4 + sb;
+    const uint32_t smask = ((uint32_t)1 << sb) - 1;
     const uint32_t *w = q->stream;
     const double *cbd = q->cbd;
     const float *x = q->x;
     const int64_t n_in = q->n_in, escape = q->escape;
-    const uint32_t *glut = q->hg->lut, *vlut = q->hv->lut; /* both lut_bits >= 1: pair4 was built */
+    const uint32_t *glut = q->hg->lut, *vlut = q->hv->lut; /* both lut_bits >= 1: lane was built */
     const int gshift = 64 - q->hg->lut_bits, vshift = 64 - q->hv->lut_bits;
     /* lane state in plain scalars (not arrays) so that it stays in registers */
     int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
@@ -759,12 +777,12 @@ static int sham_rows_lanes(const sham_ctx *q, int64_t r0, int64_t r1) {
     int64_t next = r0;
 #define LANE_STEP(j)                                                                                         \
     if (__builtin_expect(pos##j < end##j, 1)) {                                                              \
-        const pair4 e = T[peek64(w, pos##j) >> (64 - PAIR_BITS)];                                            \
-        if (__builtin_expect(e.len != 0, 1)) {                                                               \
-            pos##j += e.len;                                                                                 \
-            col##j += e.gap1;                                                                                \
+        const uint32_t e = T[peek64(w, pos##j) >> (64 - LANE_BITS)];                                         \
+        if (__builtin_expect((e & 15) != 0, 1)) {                                                            \
+            pos##j += e & 15;                                                                                \
+            col##j += e >> step_shift;                                                                       \
             if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                              \
-            acc##j += cbd[e.sym] * (double)x[col##j];                                                        \
+            acc##j += cbd[(e >> 4) & smask] * (double)x[col##j];                                             \
         } else { /* the two codes one by one, by the first-level tables, when neither is long */           \
             const uint64_t v = peek64(w, pos##j);                                                            \
             const uint32_t eg = glut[v >> gshift];                                                           \
@@ -824,7 +842,7 @@ fail:
 
 static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const sham_ctx *q = (const sham_ctx *)vctx;
-    if (q->batch == 1) return q->pair4 ? sham_rows_lanes(q, r0, r1) : sham_rows_1(q, r0, r1);
+    if (q->batch == 1) return q->lane ? sham_rows_lanes(q, r0, r1) : sham_rows_1(q, r0, r1);
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
             int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
@@ -848,25 +866,27 @@ int nnc_sham_dot(SHAM_ARGS) {
         }
         pair_build(pair, hg, hv, n_gap_len - 1);
     }
-    pair4 *p4 = NULL;
+    uint16_t *lane = NULL;
     double *cbd = NULL;
+    int sb = 1;
+    while (((int64_t)1 << sb) < k) sb++;
     if (pair && batch == 1 && k <= 256 && hg->lut_bits && hv->lut_bits) {
-        p4 = (pair4 *)malloc(sizeof(pair4) << PAIR_BITS);
+        lane = (uint16_t *)malloc(sizeof(uint16_t) << LANE_BITS);
         cbd = (double *)malloc(sizeof(double) * (size_t)(k ? k : 1));
-        if (p4 && cbd) {
-            pair4_build(p4, pair);
+        if (lane && cbd) {
+            lane_build(lane, hg, hv, n_gap_len - 1, sb);
             for (int64_t s = 0; s < k; s++) cbd[s] = codebook[s];
         } else {
-            free(p4);
+            free(lane);
             free(cbd);
-            p4 = NULL;
+            lane = NULL;
             cbd = NULL;
         }
     }
-    sham_ctx q = {hv, hg, pair, p4, cbd, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits,
+    sham_ctx q = {hv, hg, pair, lane, sb, cbd, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits,
                   gap_order, codebook, stream, row_bits, rbits_width, x, y};
     st = nnc_run_rows(sham_rows, &q, n_out, threads);
-    free(p4);
+    free(lane);
     free(cbd);
     free(pair);
     free(hv);

@@ -52,10 +52,7 @@ typedef struct {
 
 /* sum of a[c] * b[c] in double; four independent sums the compiler pairs into SIMD (an AVX2 clone
  * where the CPU has it, picked at load time) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NNC_NO_CLONES)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static double dot_f32(const float *a, const float *b, int64_t n) {
+NNC_CLONES static double dot_f32(const float *a, const float *b, int64_t n) {
     double s[4] = {0.0, 0.0, 0.0, 0.0};
     int64_t c = 0;
     for (; c + 4 <= n; c += 4)

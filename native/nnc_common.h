@@ -15,6 +15,14 @@
 #define NNC_BCH 8 /* batch items accumulated at once (a row is decoded once per chunk) */
 #define NNC_MAX_THREADS 64
 
+/* A hot loop compiled twice, for x86-64-v3 (lzcnt, BMI2, AVX2, FMA) and the baseline, the copy picked
+ * when the library loads: the build uses no -march, and bsr in place of lzcnt costs ham a fifth. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NNC_NO_CLONES)
+#define NNC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define NNC_CLONES
+#endif
+
 static inline int nnc_check_dims(int64_t n_out, int64_t n_in, const float *x, int64_t batch,
                                  const float *y, int threads) {
     if (n_out < 0 || n_in < 0 || n_out > NNC_MAX_DIM || n_in > NNC_MAX_DIM || batch < 0 || threads < 1)

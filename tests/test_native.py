@@ -81,6 +81,9 @@ MATRICES: dict[str, Callable[[], np.ndarray]] = {
     "long_codes": _long_codes,
     "sparse_long_codes": _sparse_long_codes,
     "runs_past_32": lambda: quantized((50, 333), 9, 0.97, 12),  # zero runs longer than a peek
+    # 200 values: sham's batch-1 lane table keeps 8 bits for the value and 4 for the column step, so
+    # most gaps here are too wide for it and take the general path
+    "many_values_wide_steps": lambda: quantized((40, 600), 200, 0.93, 13),
     "float_values": lambda: (
         np.random.default_rng(6).standard_normal((17, 33)) * (np.random.default_rng(7).random((17, 33)) < 0.3)
     ).astype(np.float32),
@@ -222,6 +225,9 @@ def test_the_cases_reach_what_they_claim() -> None:
     assert int(lanes.code_len[np.flatnonzero(lanes.codebook == 0)[0]]) == 1 and int(lanes.code_len.max()) > 11
     wide = SparseHuffmanMatrix.encode(wide_gaps(2), gap_coder="huffman")
     assert wide.gap["escape_bits"] > 0
+    many = MATRICES["many_values_wide_steps"]()
+    steps = np.diff(np.flatnonzero(np.concatenate([np.ones((many.shape[0], 1)), many], axis=1)))
+    assert 128 < len(np.unique(many)) <= 256 and np.mean(steps > 15) > 0.3
 
 
 def _bump(a: np.ndarray, i: int, by: int) -> np.ndarray:
