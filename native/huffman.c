@@ -331,47 +331,48 @@ NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
     const uint32_t *lut = q->h->lut;
     const int lshift = 64 - q->h->lut_bits, lb = q->h->lut_bits;
     const float *x = q->x, *cb = q->codebook;
-    const int64_t n_in = q->n_in, limit = nnc_stream_bits(q->n_words);
+    const int64_t n_in = q->n_in;
     int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
-    int64_t col0 = n_in, col1 = n_in, col2 = n_in, col3 = n_in; /* lanes start with no row */
+    int64_t col0 = 0, col1 = 0, col2 = 0, col3 = 0; /* lanes start with no row */
     int64_t row0 = -1, row1 = -1, row2 = -1, row3 = -1;
     double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
     int64_t next = r0;
 #define HAM_LANE(j)                                                                                          \
-    if (__builtin_expect(col##j < n_in, 1)) {                                                                \
-        if (__builtin_expect(pos##j >= end##j, 0)) goto fail; /* the row's bits ran out */                    \
+    if (__builtin_expect(pos##j < end##j, 1)) {                                                              \
         /* a run of zero codes by one clz, then the code after it from the same 64-bit peek: its low s    \
          * bits are fill, so the last valid bit is set to 1 and z counts only valid zero bits */             \
         const int64_t s_ = pos##j & 31;                                                                      \
         const uint64_t v_ = peek64(w, pos##j) | ((uint64_t)1 << s_);                                         \
         const int64_t z = __builtin_clzll(v_);                                                               \
-        const int64_t rest = n_in - col##j, run = z < rest ? z : rest;                                       \
-        pos##j += run;                                                                                       \
-        col##j += run;                                                                                       \
-        if (__builtin_expect(z < rest && z < 63 - s_, 1)) { /* a nonzero code follows the run */              \
-            uint32_t e;                                                                                      \
-            if (__builtin_expect(z + lb <= 63 - s_, 1)) /* the code's window is inside the peek */           \
-                e = lut[(v_ << z) >> lshift];                                                                \
-            else {                                                                                           \
-                if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                         \
-                e = lut[peek64(w, pos##j) >> lshift];                                                        \
+        pos##j += z;                                                                                         \
+        col##j += z;                                                                                         \
+        if (__builtin_expect(pos##j < end##j, 1)) {                                                          \
+            if (__builtin_expect(z < 63 - s_, 1)) { /* a nonzero code follows the run */                      \
+                uint32_t e;                                                                                  \
+                if (__builtin_expect(z + lb <= 63 - s_, 1)) /* the code's window is inside the peek */       \
+                    e = lut[(v_ << z) >> lshift];                                                            \
+                else                                                                                         \
+                    e = lut[peek64(w, pos##j) >> lshift];                                                    \
+                int64_t sym = e >> 8;                                                                        \
+                int len = (int)(e & 0xff);                                                                   \
+                if (__builtin_expect(!len, 0)) {                                                             \
+                    const code_out o = ham_lane_slow(q, pos##j);                                             \
+                    if (o.sym < 0) goto fail;                                                                \
+                    sym = o.sym;                                                                             \
+                    len = o.len;                                                                             \
+                }                                                                                            \
+                if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                          \
+                pos##j += len;                                                                               \
+                acc##j += (double)cb[sym] * (double)x[col##j];                                               \
+                col##j++;                                                                                    \
             }                                                                                                \
-            int64_t sym = e >> 8;                                                                            \
-            int len = (int)(e & 0xff);                                                                       \
-            if (__builtin_expect(!len, 0)) {                                                                 \
-                if (__builtin_expect(pos##j >= limit, 0)) goto fail;                                         \
-                const code_out o = ham_lane_slow(q, pos##j);                                                 \
-                if (o.sym < 0) goto fail;                                                                    \
-                sym = o.sym;                                                                                 \
-                len = o.len;                                                                                 \
-            }                                                                                                \
-            pos##j += len;                                                                                   \
-            acc##j += (double)cb[sym] * (double)x[col##j];                                                   \
-            col##j++;                                                                                        \
+        } else { /* the run reached the row's end: the zero bits past it are the next row's */                \
+            col##j -= pos##j - end##j;                                                                       \
+            pos##j = end##j;                                                                                 \
         }                                                                                                    \
     } else {                                                                                                 \
         if (row##j >= 0) {                                                                                   \
-            if (pos##j != end##j) goto fail;                                                                 \
+            if (pos##j != end##j || col##j != n_in) goto fail;                                               \
             q->y[row##j] = (float)acc##j;                                                                    \
             row##j = -1;                                                                                     \
         }                                                                                                    \
