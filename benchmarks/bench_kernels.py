@@ -3,8 +3,9 @@
     python benchmarks/bench_kernels.py [--quick] [--repeats N] [--out benchmarks/out]
 
 Sweep: W of 4096x4096 and 4096x25088 at densities 0.1, 0.05, 0.01 with k = 32 shared nonzero values
-(seeded), batch 1 and 8, one thread. For each kernel: bytes, median and IQR of the wall time (after
-warm-up runs), time over numpy dense and over scipy CSR, bytes over dense bytes (psi), max abs error
+(seeded), batch 1 and 8, one thread. Every kernel of a case is timed once per round, round after
+round, each time right after an untimed run of its own (after warm-up runs). For each kernel: bytes, median and IQR of the wall time, time over numpy dense
+and over scipy CSR (medians of the ratios within each round), bytes over dense bytes (psi), max abs error
 against the numpy reference ``fmt.dot``, and achieved bandwidth (bytes / median time) over the
 machine's measured bandwidth (numpy triad on 512 MB arrays, measured in the same run).
 ``--quick`` runs one size (4096x4096, density 0.1) with fewer repeats. Prints a markdown table and
@@ -58,6 +59,24 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, flo
     return float(med), float(q3 - q1)
 
 
+def time_rounds(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, np.ndarray]:
+    """Wall times of each fn, every fn timed once per round: a burst of load from elsewhere on the
+    machine then slows the baseline and the kernel of the same round alike, and ratios taken round
+    by round cancel it. Each timed run follows an untimed one of the same fn, so that it finds its
+    own data in cache as a layer run back to back would, not the previous kernel's."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    t = {label: np.empty(repeats) for label in fns}
+    for i in range(repeats):
+        for label, fn in fns.items():
+            fn()
+            t0 = time.perf_counter()
+            fn()
+            t[label][i] = time.perf_counter() - t0
+    return t
+
+
 def bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
     """Memory bandwidth in GB/s of the numpy triad a = b + s * c on float32 arrays (3 arrays streamed)."""
     n = nbytes // 4
@@ -102,14 +121,15 @@ def bench_case(
             return native_dot(fmt, xin, threads=1)
 
         kernels[f"native-{name}"] = (call, fmt.nbytes, fref)
-    rows = []
-    base: dict[str, float] = {}
-    for label, (fn, nbytes, fref) in kernels.items():
+    errs = {}
+    for label, (fn, _, fref) in kernels.items():
         out = np.asarray(fn())
         got = out.T if label in ("numpy-dense", "scipy-csr") and batch > 1 else out
-        err = float(np.max(np.abs(np.atleast_2d(got) - fref)))
-        med, iqr = timeit(fn, repeats, warmup)
-        base.setdefault(label, med)
+        errs[label] = float(np.max(np.abs(np.atleast_2d(got) - fref)))
+    times = time_rounds({label: fn for label, (fn, _, _) in kernels.items()}, repeats, warmup)
+    rows = []
+    for label, (_, nbytes, _) in kernels.items():
+        q1, med, q3 = np.percentile(times[label], [25, 50, 75])
         achieved = nbytes / med / 1e9
         rows.append(
             {
@@ -120,15 +140,15 @@ def bench_case(
                 "bytes": int(nbytes),
                 "psi": nbytes / dense_bytes,
                 "median_ms": med * 1e3,
-                "iqr_ms": iqr * 1e3,
-                "max_abs_err": err,
+                "iqr_ms": (q3 - q1) * 1e3,
+                "max_abs_err": errs[label],
                 "achieved_gbs": achieved,
                 "bw_fraction": achieved / bw,
+                # medians of the round-by-round ratios (see time_rounds)
+                "vs_dense": float(np.median(times[label] / times["numpy-dense"])),
+                "vs_scipy_csr": float(np.median(times[label] / times["scipy-csr"])),
             }
         )
-    for r in rows:
-        r["vs_dense"] = r["median_ms"] / (base["numpy-dense"] * 1e3)
-        r["vs_scipy_csr"] = r["median_ms"] / (base["scipy-csr"] * 1e3)
     return rows
 
 
