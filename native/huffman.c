@@ -659,7 +659,10 @@ static inline __attribute__((always_inline)) void sham_begin(const sham_ctx *q, 
     t->end = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r + 1);
     t->col = -1;
     t->a = 0.0;
-    if (t->p < t->end) nnc_br_init(&t->br, q->stream, q->n_words, t->p);
+    if (t->p < t->end)
+        nnc_br_init(&t->br, q->stream, q->n_words, t->p);
+    else /* never read (the row has no entries); set so that the compiler can see it is defined */
+        t->br = (nnc_br){q->stream, q->n_words, 0, 0, 0};
 }
 
 /* Decode one [gap][value] entry of a batch-1 row (the caller checked p < end). */
