@@ -503,3 +503,22 @@ def test_writer_refusals(kx: dict[str, Case], tmp_path: Path) -> None:
     plain = Graph(weights={"w": Weight("w", np.zeros((2, 2), np.float32))})
     with pytest.raises(OutputError, match="onnx"):
         save_keras(plain, tmp_path / "b.h5")
+
+
+def test_transposed_kernels_read_in_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dense kernels are read slab by slab into the IR layout; slabs of a few rows give what one read
+    # does, and every weight still equals the file's dataset in the IR layout.
+    path = Path(__file__).resolve().parents[1] / "examples" / "models" / "lenet300.h5"
+    whole = load_keras(path)
+    import nncompress.io.keras as keras_io
+
+    monkeypatch.setattr(keras_io, "_SLAB_BYTES", 3 * 300 * 4 + 5)  # 3 rows of the 784x300 kernel
+    slabs = load_keras(path)
+    assert whole.weights.keys() == slabs.weights.keys()
+    assert sum(w.layout == [("transpose", (1, 0))] for w in slabs.weights.values()) == 3
+    with h5py.File(path, "r") as f:
+        for name, w in slabs.weights.items():
+            np.testing.assert_array_equal(w.array, whole.weights[name].array)
+            assert w.array.flags.c_contiguous
+            if w.layout == [("transpose", (1, 0))]:
+                np.testing.assert_array_equal(w.array, f[w.source][()].T)

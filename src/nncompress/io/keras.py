@@ -146,15 +146,47 @@ def _depthwise_layout(shape: tuple[int, ...]) -> list[LayoutOp]:
 # -- weight stores -----------------------------------------------------------------------------------
 
 
-@dataclass
+_SLAB_BYTES = 1 << 24  # how much of a dataset a transposed read holds beside its output
+
+
 class _Var:
-    name: str | None  # Keras variable name (kernel, gamma...) where the file records it
-    path: str  # dataset path inside the h5
-    array: np.ndarray
+    """A variable of the file. Its dataset is read when first needed: ``array`` reads it as stored,
+    ``ir_array`` reads a 2-D kernel slab by slab straight into the transposed IR layout (a large
+    Dense kernel is then never in memory twice)."""
+
+    def __init__(self, name: str | None, path: str, ds: Any) -> None:
+        self.name = name  # Keras variable name (kernel, gamma...) where the file records it
+        self.path = path  # dataset path inside the h5
+        self._ds = ds
+        self._array: np.ndarray | None = None
+        self.shape: tuple[int, ...] = tuple(ds.shape)
+        self.dtype: np.dtype[Any] = np.dtype(ds.dtype)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.asarray(self._ds[()])
+        return self._array
+
+    @array.setter
+    def array(self, value: np.ndarray) -> None:
+        self._array = value
+
+    def ir_array(self, layout: list[LayoutOp]) -> np.ndarray:
+        """The variable in the IR layout."""
+        if self._array is None and layout == [("transpose", (1, 0))] and len(self.shape) == 2:
+            rows, cols = self.shape
+            out = np.empty((cols, rows), dtype=self.dtype)
+            step = max(1, _SLAB_BYTES // max(1, cols * self.dtype.itemsize))
+            for i in range(0, rows, step):
+                out[:, i : i + step] = np.asarray(self._ds[i : i + step]).T
+            self._array = out.T  # the stored layout, as a view of the IR copy
+            return out
+        return apply_layout(self.array, layout)
 
 
 def _read(ds: Any, name: str | None) -> _Var:
-    return _Var(name, ds.name.lstrip("/"), np.asarray(ds[()]))
+    return _Var(name, ds.name.lstrip("/"), ds)
 
 
 class _LegacyStore:
@@ -391,17 +423,22 @@ class _Builder:
             layout = layout or []
             self.weights[name] = Weight(
                 name,
-                apply_layout(var.array, layout),
+                var.ir_array(layout),
                 layer=L.name,
                 role=role,
                 op=op,
                 source=var.path,
-                source_shape=tuple(var.array.shape),
+                source_shape=var.shape,
                 layout=layout,
             )
             self.datasets[name] = var.path
             ir = self.weights[name].array
-            if layout and ir is not var.array and all(kind == "transpose" for kind, _ in layout):
+            if (
+                layout
+                and var._array is not None
+                and ir is not var._array
+                and all(kind == "transpose" for kind, _ in layout)
+            ):
                 # Keep the variable as a view of the IR copy, so that the file's copy is freed now
                 # rather than when loading ends (two copies of a large model at once otherwise).
                 view = ir
@@ -581,7 +618,7 @@ class _Builder:
         """A layer kept as it is (domain "keras", attrs = its config): it loads, the executor refuses it."""
         ws = []
         for slot, v in self.layer_vars(L).items():
-            role = _ROLE_OF_VAR.get(slot, "other" if v.array.dtype.kind == "f" else "buffer")
+            role = _ROLE_OF_VAR.get(slot, "other" if v.dtype.kind == "f" else "buffer")
             ws.append(self.param(L, slot, role, L.cls))
         ins = [self.get(x, "kl") for x in xs]
         outs = self.op(L.cls, ins + ws, L.name, dict(L.cfg), hint=L.name, domain="keras", n_out=L.n_out)
@@ -775,7 +812,7 @@ def _conv(b: _Builder, L: _Layer, xs: list[_Val]) -> list[_Val]:
     vs = b.layer_vars(L)
     if "kernel" not in vs or "Transpose" in L.cls:
         return b.opaque_op(L, xs)
-    kshape = tuple(vs["kernel"].array.shape)
+    kshape = vs["kernel"].shape
     nd = len(kshape) - 2
     lay = "kl" if _channels_first_data(cfg) else "cf"
     xin = b.get(x, lay)
@@ -804,7 +841,7 @@ def _conv(b: _Builder, L: _Layer, xs: list[_Val]) -> list[_Val]:
 def _separable(b: _Builder, L: _Layer, xs: list[_Val]) -> list[_Val]:
     x, cfg = xs[0], L.cfg
     vs = b.layer_vars(L)
-    dshape, pshape = tuple(vs["depthwise_kernel"].array.shape), tuple(vs["pointwise_kernel"].array.shape)
+    dshape, pshape = vs["depthwise_kernel"].shape, vs["pointwise_kernel"].shape
     nd = len(dshape) - 2
     lay = "kl" if _channels_first_data(cfg) else "cf"
     xin = b.get(x, lay)
@@ -883,7 +920,7 @@ def _batchnorm(b: _Builder, L: _Layer, xs: list[_Val]) -> list[_Val]:
     vs = b.layer_vars(L)
     if "moving_mean" not in vs or "moving_variance" not in vs:
         return b.opaque_op(L, xs)
-    c = vs["moving_mean"].array.shape
+    c = vs["moving_mean"].shape
     gamma = b.param(L, "gamma", "bn_gamma", "BatchNormalization") or b.const(
         L.name, "gamma", np.ones(c, np.float32)
     )
@@ -958,7 +995,7 @@ def _prelu(b: _Builder, L: _Layer, xs: list[_Val]) -> list[_Val]:
     var = b.layer_vars(L).get("alpha")
     if var is None:
         return b.opaque_op(L, xs)
-    ashape = tuple(var.array.shape)
+    ashape = var.shape
     r = x.rank if x.rank is not None else len(ashape) + 1
     if r > 2 and len(ashape) == r - 1 and all(d == 1 for d in ashape[:-1]):
         # One slope per channel: reshape it to (C, 1, ...) and stay channels-first.
@@ -1161,15 +1198,15 @@ def _guess_roles(layer: str, kind: str, vs: list[_Var]) -> list[tuple[str, str, 
             slots = ["0"] * (len(vs) - 2) + slots[2:]
         elif len(vs) != len(slots) and not (slots[-1:] == ["bias"] and len(vs) == len(slots) - 1):
             slots = []  # not the layer its key suggests: guess from shapes
-        if not slots and 1 <= len(vs) <= 2 and vs[0].array.ndim >= 2:
-            if len(vs) == 1 or vs[1].array.shape == vs[0].array.shape[-1:]:
+        if not slots and 1 <= len(vs) <= 2 and len(vs[0].shape) >= 2:
+            if len(vs) == 1 or vs[1].shape == vs[0].shape[-1:]:
                 slots = ["kernel", "bias"]
         names = [slots[i] if i < len(slots) else str(i) for i in range(len(vs))]
     is_bn = "moving_mean" in names
     out: list[tuple[str, str, str, list[LayoutOp]]] = []
     kernel_op = ""
     for slot, v in zip(names, vs, strict=True):
-        shape, nd = tuple(v.array.shape), v.array.ndim
+        shape, nd = v.shape, len(v.shape)
         assert slot is not None
         if (slot == "depthwise_kernel" or (slot == "kernel" and kind.startswith("depthwise"))) and nd >= 3:
             kernel_op = "Conv"
@@ -1189,7 +1226,7 @@ def _guess_roles(layer: str, kind: str, vs: list[_Var]) -> list[tuple[str, str, 
         elif slot == "alpha":
             out.append((slot, "alpha", "PRelu", []))
         else:
-            out.append((slot, "other" if v.array.dtype.kind == "f" else "buffer", "", []))
+            out.append((slot, "other" if v.dtype.kind == "f" else "buffer", "", []))
     return out
 
 
@@ -1231,12 +1268,12 @@ def _weights_only(layers: list[tuple[str, str, list[_Var]]]) -> tuple[dict[str, 
                 name, i = f"{layer}/{slot}#{i}", i + 1
             weights[name] = Weight(
                 name,
-                apply_layout(v.array, layout),
+                v.ir_array(layout),
                 layer=layer,
                 role=role,
                 op=op,
                 source=v.path,
-                source_shape=tuple(v.array.shape),
+                source_shape=v.shape,
                 layout=layout,
             )
             datasets[name] = v.path
