@@ -39,7 +39,8 @@ typedef struct {
     } multi[1 << LUT_BITS]; /* up to MULTI whole codes inside each lut_bits-bit window (ham) */
 } huff;
 
-static int huff_build(huff *h, const uint8_t *lens, int64_t k) {
+/* multi: also fill the many-codes-per-lookup table (only ham's general row loop reads it) */
+static int huff_build(huff *h, const uint8_t *lens, int64_t k, int multi) {
     if (k < 0 || k > 65536 || (k > 0 && !lens)) return NNC_EARG;
     memset(h->count, 0, sizeof h->count);
     h->max_len = 0;
@@ -85,7 +86,7 @@ static int huff_build(huff *h, const uint8_t *lens, int64_t k) {
     /* A code found at bit t of a window is known whole when its length fits in the lut_bits - t known
      * bits (the zero fill below them cannot change a prefix code's match). */
     const uint32_t mask = ((uint32_t)1 << h->lut_bits) - 1;
-    for (uint32_t v = 0; v <= mask && h->lut_bits; v++) {
+    for (uint32_t v = 0; v <= mask && h->lut_bits && multi; v++) {
         int t = 0, n = 0;
         while (n < MULTI) {
             uint32_t e = h->lut[(v << t) & mask];
@@ -178,7 +179,7 @@ static int ham_prepare(HAM_ARGS, huff **hp) {
     if ((st = rows_check(n_out, stream, n_words, row_bits, n_rbits, rbits_width))) return st;
     huff *h = (huff *)malloc(sizeof(huff));
     if (!h) return NNC_ENOMEM;
-    if ((st = huff_build(h, code_len, k))) {
+    if ((st = huff_build(h, code_len, k, 1))) {
         free(h);
         return st;
     }
@@ -453,8 +454,8 @@ static int sham_prepare(SHAM_ARGS, huff **hv, huff **hg) {
     *hv = (huff *)malloc(sizeof(huff));
     *hg = (huff *)calloc(1, sizeof(huff));
     if (!*hv || !*hg) st = NNC_ENOMEM;
-    if (!st) st = huff_build(*hv, value_len, k);
-    if (!st && gap_coder == 0) st = huff_build(*hg, gap_len, n_gap_len);
+    if (!st) st = huff_build(*hv, value_len, k, 0);
+    if (!st && gap_coder == 0) st = huff_build(*hg, gap_len, n_gap_len, 0);
     if (st) {
         free(*hv);
         free(*hg);
