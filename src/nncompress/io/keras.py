@@ -168,21 +168,25 @@ class _Var:
             self._array = np.asarray(self._ds[()])
         return self._array
 
-    @array.setter
-    def array(self, value: np.ndarray) -> None:
-        self._array = value
-
     def ir_array(self, layout: list[LayoutOp]) -> np.ndarray:
-        """The variable in the IR layout."""
+        """The variable in the IR layout. Where that is a transpose of the stored array, the variable
+        then keeps a view of the IR copy instead of an array of its own, so that a large kernel is not
+        in memory twice: a 2-D kernel not read yet is read slab by slab straight into the IR layout,
+        and the file's copy of one read already is freed now rather than when loading ends."""
         if self._array is None and layout == [("transpose", (1, 0))] and len(self.shape) == 2:
             rows, cols = self.shape
             out = np.empty((cols, rows), dtype=self.dtype)
             step = max(1, _SLAB_BYTES // max(1, cols * self.dtype.itemsize))
             for i in range(0, rows, step):
                 out[:, i : i + step] = np.asarray(self._ds[i : i + step]).T
-            self._array = out.T  # the stored layout, as a view of the IR copy
-            return out
-        return apply_layout(self.array, layout)
+        else:
+            out = apply_layout(self.array, layout)
+        if layout and all(kind == "transpose" for kind, _ in layout):
+            view = out
+            for _, arg in reversed(layout):
+                view = np.transpose(view, np.argsort(arg))
+            self._array = view
+        return out
 
 
 def _read(ds: Any, name: str | None) -> _Var:
@@ -432,19 +436,6 @@ class _Builder:
                 layout=layout,
             )
             self.datasets[name] = var.path
-            ir = self.weights[name].array
-            if (
-                layout
-                and var._array is not None
-                and ir is not var._array
-                and all(kind == "transpose" for kind, _ in layout)
-            ):
-                # Keep the variable as a view of the IR copy, so that the file's copy is freed now
-                # rather than when loading ends (two copies of a large model at once otherwise).
-                view = ir
-                for _, arg in reversed(layout):
-                    view = np.transpose(view, np.argsort(arg))
-                var.array = view
         return name
 
     # models
