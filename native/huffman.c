@@ -227,7 +227,7 @@ typedef struct {
 /* Decode row r once and accumulate codebook[s] * x[b, c] for NB batch items (NB a compile-time
  * constant, so the sums stay in registers). */
 #define HAM_ROW(NAME, NB)                                                                                    \
-    NNC_CLONES static int NAME(const ham_ctx *q, int64_t r, int64_t b0, int nbv) {                                      \
+    NNC_CLONES static int NAME(const ham_ctx *q, int64_t r, int64_t b0, int nbv) {                           \
         const int64_t n_in = q->n_in;                                                                        \
         const int nb = (NB) ? (NB) : nbv;                                                                    \
         const float *xb = q->x + b0 * n_in;                                                                  \
@@ -521,20 +521,28 @@ typedef struct {
     uint8_t len;
 } pair_entry;
 
+/* The [gap][value code] entry at the top of a bits-wide window v: its length (gap and value codes
+ * together), with *gap and *sym; 0 when a code is longer than the first-level tables, the gap is the
+ * escape, or the two codes do not both fit in the window. Both tables must have lut_bits >= 1. */
+static int pair_at(uint32_t v, int bits, const huff *hg, const huff *hv, int64_t escape, uint32_t *gap,
+                   uint32_t *sym) {
+    const uint32_t mask = ((uint32_t)1 << bits) - 1;
+    const uint32_t eg = hg->lut[v >> (bits - hg->lut_bits)];
+    const int lg = (int)(eg & 0xff);
+    if (!lg || (int64_t)(eg >> 8) == escape) return 0;
+    const uint32_t ev = hv->lut[((v << lg) & mask) >> (bits - hv->lut_bits)];
+    const int lv = (int)(ev & 0xff);
+    if (!lv || lg + lv > bits) return 0;
+    *gap = eg >> 8;
+    *sym = ev >> 8;
+    return lg + lv;
+}
+
 static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t escape) {
-    const uint32_t mask = ((uint32_t)1 << PAIR_BITS) - 1;
-    for (uint32_t v = 0; v <= mask; v++) {
-        t[v].len = 0;
-        if (!hg->lut_bits || !hv->lut_bits) continue;
-        uint32_t eg = hg->lut[v >> (PAIR_BITS - hg->lut_bits)];
-        int lg = (int)(eg & 0xff);
-        if (!lg || (int64_t)(eg >> 8) == escape) continue;
-        uint32_t ev = hv->lut[((v << lg) & mask) >> (PAIR_BITS - hv->lut_bits)];
-        int lv = (int)(ev & 0xff);
-        if (!lv || lg + lv > PAIR_BITS) continue;
-        t[v].gap = (uint16_t)(eg >> 8);
-        t[v].sym = (uint16_t)(ev >> 8);
-        t[v].len = (uint8_t)(lg + lv);
+    for (uint32_t v = 0; v < ((uint32_t)1 << PAIR_BITS); v++) {
+        uint32_t gap = 0, sym = 0;
+        const int len = hg->lut_bits && hv->lut_bits ? pair_at(v, PAIR_BITS, hg, hv, escape, &gap, &sym) : 0;
+        t[v] = (pair_entry){(uint16_t)gap, (uint16_t)sym, (uint8_t)len};
     }
 }
 
@@ -544,16 +552,11 @@ static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t es
  * general path (codes too long together, an escape, or a step too wide for its field). */
 #define LANE_BITS 13
 static void lane_build(uint16_t *t, const huff *hg, const huff *hv, int64_t escape, int sb) {
-    const uint32_t mask = ((uint32_t)1 << LANE_BITS) - 1, max_step = ((uint32_t)1 << (12 - sb)) - 1;
-    for (uint32_t v = 0; v <= mask; v++) {
-        t[v] = 0;
-        const uint32_t eg = hg->lut[v >> (LANE_BITS - hg->lut_bits)];
-        const int lg = (int)(eg & 0xff);
-        if (!lg || (int64_t)(eg >> 8) == escape || (eg >> 8) + 1 > max_step) continue;
-        const uint32_t ev = hv->lut[((v << lg) & mask) >> (LANE_BITS - hv->lut_bits)];
-        const int lv = (int)(ev & 0xff);
-        if (!lv || lg + lv > LANE_BITS) continue;
-        t[v] = (uint16_t)((uint32_t)(lg + lv) | ((ev >> 8) << 4) | (((eg >> 8) + 1) << (4 + sb)));
+    const uint32_t max_step = ((uint32_t)1 << (12 - sb)) - 1;
+    for (uint32_t v = 0; v < ((uint32_t)1 << LANE_BITS); v++) {
+        uint32_t gap = 0, sym = 0;
+        const int len = pair_at(v, LANE_BITS, hg, hv, escape, &gap, &sym);
+        t[v] = len && gap + 1 <= max_step ? (uint16_t)((uint32_t)len | (sym << 4) | ((gap + 1) << (4 + sb))) : 0;
     }
 }
 
