@@ -4,9 +4,10 @@
 
 Sweep: W of 4096x4096 and 4096x25088 at densities 0.1, 0.05, 0.01 with k = 32 shared nonzero values
 (seeded), batch 1 and 8, one thread. Every kernel of a case is timed once per round, round after
-round, each time right after an untimed run of its own (after warm-up runs). For each kernel: bytes, median and IQR of the wall time, time over numpy dense
-and over scipy CSR (medians of the ratios within each round), bytes over dense bytes (psi), max abs error
-against the numpy reference ``fmt.dot``, and achieved bandwidth (bytes / median time) over the
+round, each time right after an untimed run of its own (after warm-up runs). For each kernel:
+bytes, median and IQR of the wall time, time over numpy dense and over scipy CSR (medians of the
+ratios within each round), bytes over dense bytes (psi), max abs error against the numpy reference
+``fmt.dot``, and achieved bandwidth (bytes / median time) over the
 machine's measured bandwidth (numpy triad on 512 MB arrays, measured in the same run).
 ``--quick`` runs one size (4096x4096, density 0.1) with fewer repeats. Prints a markdown table and
 writes JSON to ``--out``. Numbers depend on the machine: rerun, don't quote.
