@@ -4,7 +4,7 @@
  * the last word a zero guard; row r is stream bits row_bits[r]:row_bits[r+1] (row_bits width
  * 1/2/4/8 bytes). Codes are canonical, rebuilt here from the stored uint8 code lengths (<= 24
  * bits; one present symbol has the 1-bit code 0; otherwise Kraft's sum must be exactly 1). The
- * decode tables are derived on every call (O(k + 2^11)) and are not part of the format's bytes.
+ * decode tables are derived on every call (O(k + 2^13)) and are not part of the format's bytes.
  * ham: every row holds exactly n_in codes of codebook indices and ends on its offset.
  * sham: a row is [gap][value code] entries until its end bit; gap coder 0 = Huffman with escape
  * symbol E = n_gap_len - 1 followed by escape_bits raw bits; 1 = exp-Golomb of order gap_order.
@@ -15,8 +15,8 @@
  * clz on the bit buffer; ham's row loops are also compiled for x86-64-v3 (NNC_CLONES: lzcnt). ham
  * also uses a second 2^11-entry table giving up to 4 whole short codes per window (many symbols per
  * lookup). sham with Huffman gaps: a 2^12-entry pair table decodes a whole [gap][value] entry in one
- * lookup; batch 1 decodes four rows in step from a 2^13-entry, 2-byte form of it (four independent
- * dependency chains). Bits come from a 64-bit buffer refilled a word at a time; words past the
+ * lookup; batch 1 instead decodes four rows in step from a 2^13-entry, 2-byte form of it (four
+ * independent dependency chains). Both are filled by enumerating code pairs. Bits come from a 64-bit buffer refilled a word at a time; words past the
  * stream read as zero, so a corrupt code can never read outside the array; it is caught by the row
  * end check (NNC_ECODE). Row offsets outside the stream are NNC_EBOUNDS. The *_naive kernels decode
  * bit by bit (the reference). */
@@ -27,20 +27,32 @@
 #define MULTI 4
 
 typedef struct {
+    uint16_t sym[MULTI];
+    uint8_t n, len;
+} huff_multi; /* up to MULTI whole codes inside one lut_bits-bit window */
+
+typedef struct {
     int max_len, lut_bits, n_present;
     int zlen;      /* length of the all-zero-bits code (the first canonical code); 0: no code */
     uint16_t zsym; /* its symbol */
     int64_t first[MAX_LEN + 2], count[MAX_LEN + 2], offset[MAX_LEN + 2];
     uint32_t lut[1 << LUT_BITS]; /* (symbol << 8) | length; length 0: longer code or no code */
-    uint16_t sorted[65536];      /* symbols ranked by (length, symbol) */
-    struct {
-        uint16_t sym[MULTI];
-        uint8_t n, len;
-    } multi[1 << LUT_BITS]; /* up to MULTI whole codes inside each lut_bits-bit window (ham) */
+    huff_multi *multi;           /* 2^LUT_BITS windows, in the same allocation; NULL but for ham */
+    uint16_t sorted[];           /* the k symbols ranked by (length, symbol) */
 } huff;
 
-/* multi: also fill the many-codes-per-lookup table (only ham's general row loop reads it) */
-static int huff_build(huff *h, const uint8_t *lens, int64_t k, int multi) {
+/* A zeroed huff sized to k symbols, with the many-codes table when multi (ham reads it, sham does
+ * not). One allocation of a few KB: a fixed 64 Ki sorted table and the multi table in every huff
+ * made each sham call allocate and fault in 340 KB, more time than decoding a small layer. */
+static huff *huff_new(int64_t k, int multi) {
+    const size_t sorted = ((sizeof(uint16_t) * (size_t)(k > 0 ? k : 1)) + 15) & ~(size_t)15;
+    huff *h = (huff *)calloc(1, sizeof(huff) + sorted + (multi ? sizeof(huff_multi) << LUT_BITS : 0));
+    if (h && multi) h->multi = (huff_multi *)((char *)h->sorted + sorted);
+    return h;
+}
+
+/* Also fills the many-codes-per-lookup table when h has one (huff_new(k, 1); ham's general row loop). */
+static int huff_build(huff *h, const uint8_t *lens, int64_t k) {
     if (k < 0 || k > 65536 || (k > 0 && !lens)) return NNC_EARG;
     memset(h->count, 0, sizeof h->count);
     h->max_len = 0;
@@ -86,7 +98,7 @@ static int huff_build(huff *h, const uint8_t *lens, int64_t k, int multi) {
     /* A code found at bit t of a window is known whole when its length fits in the lut_bits - t known
      * bits (the zero fill below them cannot change a prefix code's match). */
     const uint32_t mask = ((uint32_t)1 << h->lut_bits) - 1;
-    for (uint32_t v = 0; v <= mask && h->lut_bits && multi; v++) {
+    for (uint32_t v = 0; v <= mask && h->lut_bits && h->multi; v++) {
         int t = 0, n = 0;
         while (n < MULTI) {
             uint32_t e = h->lut[(v << t) & mask];
@@ -177,9 +189,9 @@ static int ham_prepare(HAM_ARGS, huff **hp) {
     if (st) return st;
     if (k < 1 || k > 65536 || !codebook) return NNC_EARG;
     if ((st = rows_check(n_out, stream, n_words, row_bits, n_rbits, rbits_width))) return st;
-    huff *h = (huff *)malloc(sizeof(huff));
+    huff *h = huff_new(k, 1);
     if (!h) return NNC_ENOMEM;
-    if ((st = huff_build(h, code_len, k, 1))) {
+    if ((st = huff_build(h, code_len, k))) {
         free(h);
         return st;
     }
@@ -451,11 +463,11 @@ static int sham_prepare(SHAM_ARGS, huff **hv, huff **hg) {
     } else
         return NNC_EARG;
     if ((st = rows_check(n_out, stream, n_words, row_bits, n_rbits, rbits_width))) return st;
-    *hv = (huff *)malloc(sizeof(huff));
-    *hg = (huff *)calloc(1, sizeof(huff));
+    *hv = huff_new(k, 0);
+    *hg = huff_new(gap_coder == 0 ? n_gap_len : 0, 0);
     if (!*hv || !*hg) st = NNC_ENOMEM;
-    if (!st) st = huff_build(*hv, value_len, k, 0);
-    if (!st && gap_coder == 0) st = huff_build(*hg, gap_len, n_gap_len, 0);
+    if (!st) st = huff_build(*hv, value_len, k);
+    if (!st && gap_coder == 0) st = huff_build(*hg, gap_len, n_gap_len);
     if (st) {
         free(*hv);
         free(*hg);
@@ -521,29 +533,38 @@ typedef struct {
     uint8_t len;
 } pair_entry;
 
-/* The [gap][value code] entry at the top of a bits-wide window v: its length (gap and value codes
- * together), with *gap and *sym; 0 when a code is longer than the first-level tables, the gap is the
- * escape, or the two codes do not both fit in the window. Both tables must have lut_bits >= 1. */
-static int pair_at(uint32_t v, int bits, const huff *hg, const huff *hv, int64_t escape, uint32_t *gap,
-                   uint32_t *sym) {
-    const uint32_t mask = ((uint32_t)1 << bits) - 1;
-    const uint32_t eg = hg->lut[v >> (bits - hg->lut_bits)];
-    const int lg = (int)(eg & 0xff);
-    if (!lg || (int64_t)(eg >> 8) == escape) return 0;
-    const uint32_t ev = hv->lut[((v << lg) & mask) >> (bits - hv->lut_bits)];
-    const int lv = (int)(ev & 0xff);
-    if (!lv || lg + lv > bits) return 0;
-    *gap = eg >> 8;
-    *sym = ev >> 8;
-    return lg + lv;
+/* Calls put(t, i, span, gap, sym, len) for every [gap][value code] entry that a bits-wide window can
+ * decode at its top: both codes in the first-level tables (lut_bits), the gap no escape, the two
+ * together at most bits long. Windows i .. i + span - 1 start with it; the others start with no such
+ * entry and are left as the caller cleared them. Enumerating code pairs costs the pairs plus a store
+ * per window, where decoding every window by the first-level tables made the tables the larger part
+ * of a call on a small layer. */
+typedef void pair_put(void *t, uint32_t i, uint32_t span, uint32_t gap, uint32_t sym, int len);
+static inline __attribute__((always_inline)) void pair_fill(void *t, int bits, const huff *hg, const huff *hv,
+                                                           int64_t escape, pair_put *put) {
+    for (int lg = 1; lg <= hg->lut_bits && lg < bits; lg++)
+        for (int64_t jg = 0; jg < hg->count[lg]; jg++) {
+            const uint32_t gap = hg->sorted[hg->offset[lg] + jg];
+            if ((int64_t)gap == escape) continue;
+            const uint32_t cg = (uint32_t)(hg->first[lg] + jg);
+            for (int lv = 1; lv <= hv->lut_bits && lg + lv <= bits; lv++)
+                for (int64_t jv = 0; jv < hv->count[lv]; jv++) {
+                    const uint32_t cv = (uint32_t)(hv->first[lv] + jv);
+                    const int free_bits = bits - lg - lv;
+                    put(t, ((cg << lv) | cv) << free_bits, (uint32_t)1 << free_bits, gap,
+                        hv->sorted[hv->offset[lv] + jv], lg + lv);
+                }
+        }
+}
+
+static void pair_put_entry(void *t, uint32_t i, uint32_t span, uint32_t gap, uint32_t sym, int len) {
+    const pair_entry e = {(uint16_t)gap, (uint16_t)sym, (uint8_t)len};
+    for (uint32_t j = 0; j < span; j++) ((pair_entry *)t)[i + j] = e;
 }
 
 static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t escape) {
-    for (uint32_t v = 0; v < ((uint32_t)1 << PAIR_BITS); v++) {
-        uint32_t gap = 0, sym = 0;
-        const int len = hg->lut_bits && hv->lut_bits ? pair_at(v, PAIR_BITS, hg, hv, escape, &gap, &sym) : 0;
-        t[v] = (pair_entry){(uint16_t)gap, (uint16_t)sym, (uint8_t)len};
-    }
+    memset(t, 0, sizeof(pair_entry) << PAIR_BITS);
+    pair_fill(t, PAIR_BITS, hg, hv, escape, pair_put_entry);
 }
 
 /* The batch-1 lane kernel's table: a LANE_BITS window (one bit wider than PAIR_BITS, which halves
@@ -551,19 +572,28 @@ static void pair_build(pair_entry *t, const huff *hg, const huff *hv, int64_t es
  * codebook index (sb bits, k <= 2^sb), the column step gap + 1 (12 - sb bits). 0: decode by the
  * general path (codes too long together, an escape, or a step too wide for its field). */
 #define LANE_BITS 13
+typedef struct {
+    uint16_t *t;
+    int sb;
+} lane_dest;
+
+static void lane_put(void *d, uint32_t i, uint32_t span, uint32_t gap, uint32_t sym, int len) {
+    const lane_dest *l = (const lane_dest *)d;
+    if (gap + 1 > ((uint32_t)1 << (12 - l->sb)) - 1) return; /* step too wide: stays 0 */
+    const uint16_t e = (uint16_t)((uint32_t)len | (sym << 4) | ((gap + 1) << (4 + l->sb)));
+    for (uint32_t j = 0; j < span; j++) l->t[i + j] = e;
+}
+
 static void lane_build(uint16_t *t, const huff *hg, const huff *hv, int64_t escape, int sb) {
-    const uint32_t max_step = ((uint32_t)1 << (12 - sb)) - 1;
-    for (uint32_t v = 0; v < ((uint32_t)1 << LANE_BITS); v++) {
-        uint32_t gap = 0, sym = 0;
-        const int len = pair_at(v, LANE_BITS, hg, hv, escape, &gap, &sym);
-        t[v] = len && gap + 1 <= max_step ? (uint16_t)((uint32_t)len | (sym << 4) | ((gap + 1) << (4 + sb))) : 0;
-    }
+    memset(t, 0, sizeof(uint16_t) << LANE_BITS);
+    lane_dest d = {t, sb};
+    pair_fill(&d, LANE_BITS, hg, hv, escape, lane_put);
 }
 
 typedef struct {
     const huff *hv, *hg;
-    const pair_entry *pair; /* NULL for exp-Golomb gaps */
-    const uint16_t *lane;   /* lane_build's table: NULL unless pair and k <= 256 */
+    const pair_entry *pair; /* NULL for exp-Golomb gaps and when lane is set */
+    const uint16_t *lane;   /* lane_build's table: NULL unless Huffman gaps, batch 1 and k <= 256 */
     int lane_sb;            /* its codebook index bits */
     const double *cbd;      /* the codebook in double (with lane) */
     int64_t n_out, n_in, n_words, batch, escape;
@@ -874,21 +904,11 @@ int nnc_sham_dot(SHAM_ARGS) {
     huff *hv = NULL, *hg = NULL;
     int st = sham_prepare(SHAM_PASS, &hv, &hg);
     if (st) return st;
-    pair_entry *pair = NULL;
-    if (gap_coder == 0) {
-        pair = (pair_entry *)malloc(sizeof(pair_entry) << PAIR_BITS);
-        if (!pair) {
-            free(hv);
-            free(hg);
-            return NNC_ENOMEM;
-        }
-        pair_build(pair, hg, hv, n_gap_len - 1);
-    }
     uint16_t *lane = NULL;
     double *cbd = NULL;
     int sb = 5; /* the codebook index field: 5 bits up to k = 32, then as wide as k needs */
     while (((int64_t)1 << sb) < k) sb++;
-    if (pair && batch == 1 && k <= 256 && hg->lut_bits && hv->lut_bits) {
+    if (gap_coder == 0 && batch == 1 && k <= 256 && hg->lut_bits && hv->lut_bits) {
         lane = (uint16_t *)malloc(sizeof(uint16_t) << LANE_BITS);
         cbd = (double *)malloc(sizeof(double) * (size_t)(k ? k : 1));
         if (lane && cbd) {
@@ -900,6 +920,18 @@ int nnc_sham_dot(SHAM_ARGS) {
             lane = NULL;
             cbd = NULL;
         }
+    }
+    /* The lane kernel has no use for the pair table: what its own table misses it decodes by the
+     * first-level tables, and what those miss (a long code, an escape) the pair table misses too. */
+    pair_entry *pair = NULL;
+    if (gap_coder == 0 && !lane) {
+        pair = (pair_entry *)malloc(sizeof(pair_entry) << PAIR_BITS);
+        if (!pair) {
+            free(hv);
+            free(hg);
+            return NNC_ENOMEM;
+        }
+        pair_build(pair, hg, hv, n_gap_len - 1);
     }
     sham_ctx q = {hv, hg, pair, lane, sb, cbd, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits,
                   gap_order, codebook, stream, row_bits, rbits_width, x, y};
