@@ -7,6 +7,7 @@ looser tolerance since their intermediates and FFT rounding differ from numpy's.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import numpy as np
@@ -26,7 +27,7 @@ from nncompress.formats.lowrank import LowRank
 from nncompress.formats.psm import PSM
 from nncompress.formats.sham import SparseHuffmanMatrix
 from nncompress.formats.sss import SSS
-from nncompress.native import NATIVE_FORMATS, available, native_dot
+from nncompress.native import NATIVE_FORMATS, available, bind, native_dot
 
 from .test_formats_ham import quantized
 from .test_formats_sham import wide_gaps
@@ -181,6 +182,27 @@ def _structured_cases() -> dict[str, Callable[[], Format]]:
 
 
 STRUCTURED_CASES = _structured_cases()
+
+
+def test_bound_calls_outlive_their_format() -> None:
+    """bind() converts a format's arrays once; the callable must keep them alive on its own (a cast
+    pointer does not), batch 1 and 8, every format."""
+    rng = np.random.default_rng(13)
+    makers: list[Callable[[], Format]] = [
+        lambda n=name: _encodings(n, MATRICES["empty_rows_cols"]())[-1]
+        for name in sorted(set(NATIVE_FORMATS) - STRUCTURED)
+    ] + list(STRUCTURED_CASES.values())
+    for make in makers:
+        fmt = make()
+        x = rng.standard_normal((8, fmt.shape[1])).astype(np.float32)
+        want = [native_dot(fmt, x[0]), native_dot(fmt, x)]
+        dot, name = bind(fmt), fmt.name
+        del fmt
+        gc.collect()
+        churn = [np.full(n, -7.0, np.float32) for n in (64, 1000, 4096, 100000)]  # reuse freed memory
+        np.testing.assert_array_equal(dot(x[0]), want[0], err_msg=name)
+        np.testing.assert_array_equal(dot(x), want[1], err_msg=name)
+        del churn
 
 
 def test_every_native_format_is_tested() -> None:

@@ -67,6 +67,7 @@ class Shaped:
         # compress() already holds the exact dense array it encoded (formats are lossless, which
         # their tests check); keeping it spares a full decode when fidelity is measured.
         self._dense = dense
+        self._bound: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -88,7 +89,9 @@ class Shaped:
 
         if self._dense is not None or len(self._shape) != 2 or not native.supports(self.fmt.name):
             return None
-        return native.native_dot(self.fmt, x)
+        if self._bound is None:  # the arrays are converted once, not on every batch
+            self._bound = native.bind(self.fmt)
+        return self._bound(x)
 
 
 @dataclass

@@ -137,7 +137,8 @@ def _runner(fmt: Any, x: np.ndarray, threads: int, has_native: bool) -> Any:
     from nncompress import native
 
     if has_native and native.supports(fmt.name):
-        return lambda: native.native_dot(fmt, x, threads=threads)
+        dot = native.bind(fmt, threads)  # as a layer run in a loop would: arguments converted once
+        return lambda: dot(x)
     return lambda: fmt.dot(x)
 
 

@@ -67,6 +67,35 @@ def check(status: int, fmt_name: str) -> None:
     raise RuntimeError(f"{fmt_name} native kernel returned unknown status {status}")
 
 
+class Bound:
+    """``x -> x @ W.T`` by one C kernel, the format's arguments checked and converted once.
+
+    Every kernel's last four arguments are (x, batch, y, threads); ``head`` holds the ones before
+    them. Converting a format's arrays to pointers costs several microseconds a call, as much as a
+    small layer's whole product, so a layer run in a loop binds once. ``keep`` holds the arrays the
+    pointers in ``head`` borrow from (a cast pointer does not keep its buffer alive).
+    """
+
+    def __init__(
+        self,
+        fmt_name: str,
+        shape: tuple[int, int],
+        fn: Any,
+        head: tuple[Any, ...],
+        keep: list[Any],
+        threads: int,
+    ) -> None:
+        self.name, self.n_out, self.n_in = fmt_name, shape[0], shape[1]
+        self._fn, self._head, self._keep, self._threads = fn, head, keep, threads
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        xb, single = prepare_x(x, self.n_in, self.name)
+        y = np.empty((xb.shape[0], self.n_out), dtype=np.float32)
+        st = self._fn(*self._head, ptr(xb, "float *"), xb.shape[0], ptr(y, "float *"), self._threads)
+        check(st, self.name)
+        return y[0] if single else y
+
+
 def kernel(name: str, naive: bool) -> Any:
     """The C function nnc_<name>_dot or its _naive reference."""
     return getattr(lib, f"nnc_{name}_dot_naive" if naive else f"nnc_{name}_dot")

@@ -10,41 +10,30 @@ import numpy as np
 
 from nncompress.formats.ham import HuffmanMatrix
 from nncompress.formats.sham import SparseHuffmanMatrix
-from nncompress.native._call import check, kernel, prepare_x, ptr, typed, uint_arg
+from nncompress.native._call import Bound, check, kernel, ptr, typed, uint_arg
 
 
-def ham_dot(fmt: HuffmanMatrix, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def ham_bind(fmt: HuffmanMatrix, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for a HuffmanMatrix."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     cb = typed(fmt.codebook, np.float32, fmt.name, "codebook")
     lens = typed(fmt.code_len, np.uint8, fmt.name, "code_len")
     if lens.size != cb.size:
         check(-1, fmt.name)
     stream = typed(fmt.stream, np.uint32, fmt.name, "stream")
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("ham", naive)(
-        n_out,
-        n_in,
+    head = (
+        *fmt.shape,
         ptr(cb, "float *"),
         ptr(lens, "uint8_t *"),
         cb.size,
         ptr(stream, "uint32_t *"),
         stream.size,
         *uint_arg(fmt.name, fmt.row_bits, "row_bits"),
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
     )
-    check(st, fmt.name)
-    return y[0] if single else y
+    return Bound(fmt.name, fmt.shape, kernel("ham", naive), head, [cb, lens, stream], threads)
 
 
-def sham_dot(fmt: SparseHuffmanMatrix, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def sham_bind(fmt: SparseHuffmanMatrix, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for a SparseHuffmanMatrix."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     cb = typed(fmt.codebook, np.float32, fmt.name, "codebook")
     vlen = typed(fmt.value_len, np.uint8, fmt.name, "value_len")
     if vlen.size != cb.size:
@@ -54,10 +43,8 @@ def sham_dot(fmt: SparseHuffmanMatrix, x: np.ndarray, threads: int = 1, naive: b
     if huffman_gaps and glen.size != int(fmt.gap["gap_escape"]) + 1:
         check(-1, fmt.name)
     stream = typed(fmt.stream, np.uint32, fmt.name, "stream")
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("sham", naive)(
-        n_out,
-        n_in,
+    head = (
+        *fmt.shape,
         ptr(cb, "float *"),
         ptr(vlen, "uint8_t *"),
         cb.size,
@@ -69,10 +56,5 @@ def sham_dot(fmt: SparseHuffmanMatrix, x: np.ndarray, threads: int = 1, naive: b
         ptr(stream, "uint32_t *"),
         stream.size,
         *uint_arg(fmt.name, fmt.row_bits, "row_bits"),
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
     )
-    check(st, fmt.name)
-    return y[0] if single else y
+    return Bound(fmt.name, fmt.shape, kernel("sham", naive), head, [cb, vlen, glen, stream], threads)

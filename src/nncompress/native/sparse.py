@@ -7,13 +7,11 @@ import numpy as np
 from nncompress.formats.coo import COO
 from nncompress.formats.csc import CSC
 from nncompress.formats.csr import CSR
-from nncompress.native._call import check, kernel, prepare_x, ptr, typed, uint_arg
+from nncompress.native._call import Bound, kernel, ptr, typed, uint_arg
 
 
-def sparse_dot(fmt: CSR | CSC | COO, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def sparse_bind(fmt: CSR | CSC | COO, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for a CSR, CSC or COO matrix (csc and coo run on one thread)."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     values = typed(fmt.values, np.float32, fmt.name, "values")
     if isinstance(fmt, CSR):
         idx = uint_arg(fmt.name, fmt.col_idx, "col_idx") + uint_arg(fmt.name, fmt.row_ptr, "row_ptr")
@@ -21,17 +19,5 @@ def sparse_dot(fmt: CSR | CSC | COO, x: np.ndarray, threads: int = 1, naive: boo
         idx = uint_arg(fmt.name, fmt.row_idx, "row_idx") + uint_arg(fmt.name, fmt.col_ptr, "col_ptr")
     else:
         idx = uint_arg(fmt.name, fmt.row_idx, "row_idx") + uint_arg(fmt.name, fmt.col_idx, "col_idx")
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel(fmt.name, naive)(
-        n_out,
-        n_in,
-        ptr(values, "float *"),
-        values.size,
-        *idx,
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
-    )
-    check(st, fmt.name)
-    return y[0] if single else y
+    head = (*fmt.shape, ptr(values, "float *"), values.size, *idx)
+    return Bound(fmt.name, fmt.shape, kernel(fmt.name, naive), head, [values], threads)

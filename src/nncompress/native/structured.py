@@ -15,7 +15,7 @@ from nncompress.formats.dct import DCT, KERNELS
 from nncompress.formats.lowrank import LowRank
 from nncompress.formats.psm import PSM, factor_shapes
 from nncompress.formats.sss import SSS
-from nncompress.native._call import check, ffi, kernel, prepare_x, ptr, typed, uint_arg
+from nncompress.native._call import Bound, check, ffi, kernel, ptr, typed, uint_arg
 
 MAX_FACTORS = 64  # psm.c's PSM_MAX_FACTORS, the bound of PSM._from_arrays
 SSS_STAGES = ("al", "cl", "bl", "au", "cu", "bu", "d")
@@ -28,33 +28,15 @@ def _floats(a: Any, fmt_name: str, key: str) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1)
 
 
-def lowrank_dot(fmt: LowRank, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def lowrank_bind(fmt: LowRank, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for LowRank factors, the (B, rank) intermediate kept in double."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     a, b = _floats(fmt.a, fmt.name, "a"), _floats(fmt.b, fmt.name, "b")
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("lowrank", naive)(
-        n_out,
-        n_in,
-        fmt.rank,
-        ptr(a, "float *"),
-        a.size,
-        ptr(b, "float *"),
-        b.size,
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
-    )
-    check(st, fmt.name)
-    return y[0] if single else y
+    head = (*fmt.shape, fmt.rank, ptr(a, "float *"), a.size, ptr(b, "float *"), b.size)
+    return Bound(fmt.name, fmt.shape, kernel("lowrank", naive), head, [a, b], threads)
 
 
-def psm_dot(fmt: PSM, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def psm_bind(fmt: PSM, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for a PSM, its factors applied right to left by one C call."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     q = len(fmt.factors)
     if not 1 <= q <= MAX_FACTORS:
         check(-1, fmt.name)
@@ -63,11 +45,9 @@ def psm_dot(fmt: PSM, x: np.ndarray, threads: int = 1, naive: bool = False) -> n
     values = [typed(v, np.float32, fmt.name, f"values{i}") for i, (v, _, _) in enumerate(fmt.factors)]
     cols = [uint_arg(fmt.name, c, f"col_idx{i}") for i, (_, c, _) in enumerate(fmt.factors)]
     ptrs = [uint_arg(fmt.name, p, f"row_ptr{i}") for i, (_, _, p) in enumerate(fmt.factors)]
-    # The pointer arrays borrow from values/cols/ptrs, which stay referenced until the call returns.
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("psm", naive)(
-        n_out,
-        n_in,
+    # the pointer arrays borrow from values, cols and ptrs, which the Bound keeps
+    head = (
+        *fmt.shape,
         q,
         ffi.new("int64_t[]", dims),
         ffi.new("float *[]", [ptr(v, "float *") for v in values]),
@@ -78,49 +58,28 @@ def psm_dot(fmt: PSM, x: np.ndarray, threads: int = 1, naive: bool = False) -> n
         ffi.new("void *[]", [p[0] for p in ptrs]),
         ffi.new("int64_t[]", [p[1] for p in ptrs]),
         ffi.new("int[]", [p[2] for p in ptrs]),
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
     )
-    check(st, fmt.name)
-    return y[0] if single else y
+    return Bound(fmt.name, fmt.shape, kernel("psm", naive), head, [values, cols, ptrs], threads)
 
 
-def sss_dot(fmt: SSS, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def sss_bind(fmt: SSS, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for SSS stages: both sweeps and the diagonal blocks in one C call."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     stages = [_floats(fmt.stages.get(k), fmt.name, k) for k in SSS_STAGES]
-    args = [v for s in stages for v in (ptr(s, "float *"), s.size)]
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("sss", naive)(
-        n_out, n_in, fmt.blocks, fmt.state, *args, ptr(xb, "float *"), xb.shape[0], ptr(y, "float *"), threads
-    )
-    check(st, fmt.name)
-    return y[0] if single else y
+    head = (*fmt.shape, fmt.blocks, fmt.state, *[v for s in stages for v in (ptr(s, "float *"), s.size)])
+    return Bound(fmt.name, fmt.shape, kernel("sss", naive), head, stages, threads)
 
 
-def dct_dot(fmt: DCT, x: np.ndarray, threads: int = 1, naive: bool = False) -> np.ndarray:
+def dct_bind(fmt: DCT, threads: int = 1, naive: bool = False) -> Bound:
     """x @ W.T for DCT coefficients: forward transform, sparse product, inverse transform in C."""
-    n_out, n_in = fmt.shape
-    xb, single = prepare_x(x, n_in, fmt.name)
     if fmt.kernel not in KERNELS:
         raise InputError(f"{fmt.name} tensor: kernel {fmt.kernel!r} is not one of {', '.join(KERNELS)}")
     values = _floats(fmt.values, fmt.name, "values")
-    y = np.empty((xb.shape[0], n_out), dtype=np.float32)
-    st = kernel("dct", naive)(
-        n_out,
-        n_in,
+    head = (
+        *fmt.shape,
         KERNELS.index(fmt.kernel),
         ptr(values, "float *"),
         values.size,
         *uint_arg(fmt.name, fmt.col_idx, "col_idx"),
         *uint_arg(fmt.name, fmt.row_ptr, "row_ptr"),
-        ptr(xb, "float *"),
-        xb.shape[0],
-        ptr(y, "float *"),
-        threads,
     )
-    check(st, fmt.name)
-    return y[0] if single else y
+    return Bound(fmt.name, fmt.shape, kernel("dct", naive), head, [values], threads)
