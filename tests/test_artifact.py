@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from nncompress.artifact import SCHEMA, Artifact, TensorEntry, read_artifact, write_artifact
+from nncompress.artifact import (
+    ARRAYS,
+    SCHEMA,
+    SCHEMA_V1,
+    Artifact,
+    TensorEntry,
+    manifest_of,
+    read_artifact,
+    write_artifact,
+)
 from nncompress.errors import InputError
 
 
@@ -50,7 +61,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert size == p.stat().st_size
     back = read_artifact(p)
     assert back.recipe == {"pipeline": "prune:sparsity=0.5"} and back.seed == 7
-    assert back.skeleton == b"\0" * 100_000 and back.skeleton_name == "m.onnx"
+    assert back.skeleton == b"\0" * 100_000 and back.skeleton_name == "m.onnx" and back.schema == SCHEMA
     for a, b in zip(_art().tensors, back.tensors, strict=True):
         assert (a.name, a.format, a.shape, a.meta) == (b.name, b.format, b.shape, b.meta)
         for k in a.arrays:
@@ -98,16 +109,140 @@ def test_truncated(tmp_path: Path) -> None:
         read_artifact(p)
 
 
+def _data_start(raw: bytes, info: zipfile.ZipInfo) -> int:
+    """Where a member's data begins: after its local header, name and extra field."""
+    o = info.header_offset
+    return (
+        o
+        + 30
+        + int.from_bytes(raw[o + 26 : o + 28], "little")
+        + int.from_bytes(raw[o + 28 : o + 30], "little")
+    )
+
+
 def test_flipped_byte_fails_the_crc(tmp_path: Path) -> None:
     p = tmp_path / "a.nnc"
     write_artifact(_art(), p)
     with zipfile.ZipFile(p) as z:
-        info = z.getinfo("t/0/values.npy")
+        info = z.getinfo(ARRAYS)
     data = bytearray(p.read_bytes())
-    data[info.header_offset + 30 + len(info.filename) + 140] ^= 0xFF  # inside the array's payload
+    data[_data_start(bytes(data), info) + 5] ^= 0xFF  # inside fc1.kernel's values
     p.write_bytes(bytes(data))
-    with pytest.raises(InputError, match=r"t/0/values\.npy"):
+    with pytest.raises(InputError, match=r"arrays\.bin is unreadable"):
         read_artifact(p)
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "skeleton/m.onnx"])
+def test_damaged_compressed_member_is_a_clean_error(tmp_path: Path, member: str) -> None:
+    """A flipped byte in deflate or LZMA data fails in the decompressor, before the CRC check."""
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        info = z.getinfo(member)
+    data = bytearray(p.read_bytes())
+    start = _data_start(bytes(data), info)
+    for i in range(start + 2, start + info.compress_size - 2, 7):
+        data[i] ^= 0x5A
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"{member} is unreadable"):
+        read_artifact(p)
+
+
+def _write(p: Path, manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("manifest.json", json.dumps(manifest))
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy(a: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def _v1(art: Artifact) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and members a schema /1 writer made: one .npy member per array."""
+    m = manifest_of(art)
+    m["schema"] = SCHEMA_V1
+    del m["arrays_member"]
+    members = {m["skeleton"]: art.skeleton} if art.skeleton_name else {}
+    for i, (entry, t) in enumerate(zip(m["tensors"], art.tensors, strict=True)):
+        entry["arrays"] = {k: f"t/{i}/{k}.npy" for k in sorted(t.arrays)}
+        members.update({f"t/{i}/{k}.npy": _npy(t.arrays[k]) for k in sorted(t.arrays)})
+    return m, members
+
+
+def test_schema_1_files_still_read(tmp_path: Path) -> None:
+    p = tmp_path / "v1.nnc"
+    _write(p, *_v1(_art()))
+    back = read_artifact(p)
+    assert back.schema == SCHEMA_V1
+    for a, b in zip(_art().tensors, back.tensors, strict=True):
+        assert a.arrays.keys() == b.arrays.keys()
+        for k in a.arrays:
+            np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+            assert a.arrays[k].dtype == b.arrays[k].dtype
+
+
+def test_arrays_share_one_member_aligned_and_little_endian(tmp_path: Path) -> None:
+    art = _art()
+    art.tensors[0].arrays["big"] = np.arange(5, dtype=">i8")  # after idx (3 bytes): padded to 8
+    p = tmp_path / "a.nnc"
+    write_artifact(art, p)
+    with zipfile.ZipFile(p) as z:
+        assert [i.filename for i in z.infolist()] == ["manifest.json", "skeleton/m.onnx", ARRAYS]
+        m = json.loads(z.read("manifest.json"))
+        blob = z.read(ARRAYS)
+    specs = [s for t in m["tensors"] for s in t["arrays"].values()]
+    assert all(s["offset"] % np.dtype(s["dtype"]).itemsize == 0 for s in specs)
+    assert {s["dtype"] for s in specs} == {"<f4", "<i8", "|u1"}
+    big = m["tensors"][0]["arrays"]["big"]
+    assert np.frombuffer(blob, "<i8", 5, big["offset"]).tolist() == [0, 1, 2, 3, 4]
+    back = read_artifact(p).tensors[0].arrays
+    assert back["big"].tolist() == [0, 1, 2, 3, 4] and back["values"].flags.writeable
+
+
+def test_per_array_overhead_is_small(tmp_path: Path) -> None:
+    """What schema /2 is for: 40 small arrays cost their bytes plus a few dozen each, not a .npy
+    header and two zip headers each (about 230 bytes)."""
+    rng = np.random.default_rng(1)
+    t = [
+        TensorEntry(
+            f"l{i}.w", "dense", (8,), "float32", {}, {"values": rng.normal(size=8).astype(np.float32)}
+        )
+        for i in range(40)
+    ]
+    art = Artifact("onnx", "m.onnx", {"pipeline": "prune"}, 0, t)
+    size = write_artifact(art, tmp_path / "a.nnc")
+    assert size - 40 * 32 < 40 * 60, size
+    v1 = tmp_path / "v1.nnc"
+    _write(v1, *_v1(art))
+    assert v1.stat().st_size - 40 * 32 > 40 * 200  # the layout it replaces
+
+
+def test_bad_array_entries(tmp_path: Path) -> None:
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        m = json.loads(z.read("manifest.json"))
+        members = {i.filename: z.read(i.filename) for i in z.infolist() if i.filename != "manifest.json"}
+    spec = m["tensors"][0]["arrays"]["values"]
+    for bad, msg in [
+        ({**spec, "offset": 10_000}, "lies outside"),
+        ({**spec, "shape": [4, 300]}, "lies outside"),
+        ({**spec, "offset": -1}, "lies outside"),
+        ({**spec, "dtype": "|O"}, "not a plain"),
+        ({**spec, "dtype": ">f4"}, "not a plain"),
+        ({**spec, "dtype": "no such type"}, "not a plain"),
+        ({**spec, "shape": "4x3"}, "must be integers"),
+        ("t/0/values.npy", "not an"),
+    ]:
+        m["tensors"][0]["arrays"]["values"] = bad
+        q = tmp_path / "b.nnc"
+        _write(q, m, members)
+        with pytest.raises(InputError, match=msg):
+            read_artifact(q)
 
 
 def test_wrong_schema_and_missing_member(tmp_path: Path) -> None:
@@ -120,40 +255,23 @@ def test_wrong_schema_and_missing_member(tmp_path: Path) -> None:
         z.writestr("nothing", "x")
     with pytest.raises(InputError, match=r"manifest\.json is missing"):
         read_artifact(p)
-    m = {
-        "schema": SCHEMA,
-        "tensors": [
-            {
-                "name": "w",
-                "format": "dense",
-                "shape": [2],
-                "dtype": "float32",
-                "meta": {},
-                "arrays": {"values": "t/0/values.npy"},
-            }
-        ],
-    }
-    with zipfile.ZipFile(p, "w") as z:
-        z.writestr("manifest.json", json.dumps(m))
-    with pytest.raises(InputError, match="missing"):
+    m = manifest_of(_art())
+    _write(p, m, {})
+    with pytest.raises(InputError, match=r"member arrays\.bin is missing"):
+        read_artifact(p)
+    m1, members = _v1(_art())
+    del members["t/0/values.npy"]
+    _write(p, m1, members)
+    with pytest.raises(InputError, match=r"member t/0/values\.npy is missing"):
         read_artifact(p)
 
 
 def test_pickled_member_is_refused(tmp_path: Path) -> None:
-    import io
-
-    p = tmp_path / "a.nnc"
-    write_artifact(_art(), p)
-    buf = io.BytesIO()
-    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with zipfile.ZipFile(p, "a") as z:
-        z.writestr("t/0/evil.npy", buf.getvalue())
-    m = json.loads(zipfile.ZipFile(p).read("manifest.json"))
-    m["tensors"][0]["arrays"]["evil"] = "t/0/evil.npy"
+    """Schema /1 named .npy members: one holding pickled objects is refused, never unpickled."""
+    m1, members = _v1(_art())
+    members["t/0/evil.npy"] = _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    m1["tensors"][0]["arrays"]["evil"] = "t/0/evil.npy"
     q = tmp_path / "b.nnc"
-    with zipfile.ZipFile(p) as src, zipfile.ZipFile(q, "w") as dst:
-        for item in src.infolist():
-            data = json.dumps(m).encode() if item.filename == "manifest.json" else src.read(item.filename)
-            dst.writestr(item.filename, data)
+    _write(q, m1, members)
     with pytest.raises(InputError, match="unreadable"):
         read_artifact(q)

@@ -1,11 +1,14 @@
-"""The `.nnc` artifact: a zip of ``manifest.json`` and ``.npy`` members, readable with zipfile + numpy.
+"""The `.nnc` artifact: a zip of ``manifest.json`` and one raw array member, readable with zipfile + numpy.
 
 Layout (docs/format.md is the reference for users):
 
 - ``manifest.json``: schema version, tool version, source format and file name, the recipe, its
   sha256 and the seed, and one entry per tensor: its name, format, IR shape, source dtype, the
-  format's small parameters (``meta``) and the names of its array members.
-- ``t/<index>/<array>.npy``: each format's arrays, stored as written by ``numpy.save``.
+  format's small parameters (``meta``) and where each of its arrays lies in ``arrays.bin``
+  (offset, little-endian dtype, shape).
+- ``arrays.bin``: every tensor's arrays back to back, each at a multiple of its item size. Schema
+  /1 stored each array as its own ``.npy`` member, about 230 bytes of headers per array: 38 % of a
+  small model's file. /1 files are still read.
 - ``skeleton/<name>``: the source model with every weight zeroed (LZMA-compressed inside the zip,
   bzip2 above 64 MB): what the writers need to rebuild a runnable model in the source format.
 
@@ -20,23 +23,30 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from nncompress import __version__
 from nncompress.errors import InputError
 
-SCHEMA = "nncompress.artifact/1"
+SCHEMA = "nncompress.artifact/2"
+SCHEMA_V1 = "nncompress.artifact/1"  # one .npy member per array; read, no longer written
 MANIFEST = "manifest.json"
+ARRAYS = "arrays.bin"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Arrays are already entropy-coded or dense floats: deflate gains little and costs time.
 _ARRAY_COMPRESSION = zipfile.ZIP_STORED
+# What reading a damaged member raises: zipfile's own errors, and its decompressors' (a flipped byte
+# in deflate or LZMA data fails there, before the CRC is reached).
+_UNREADABLE = (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Artifact:
     skeleton: bytes | Path = b""
     skeleton_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA  # what the file was read as; always written as SCHEMA
 
     @property
     def skeleton_size(self) -> int:
@@ -79,10 +90,23 @@ class Artifact:
         return hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode()).hexdigest()
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return buf.getvalue()
+def _little(a: np.ndarray) -> np.ndarray:
+    """``a`` contiguous and little-endian (the stored byte order, whatever machine writes it)."""
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+
+
+def _layout(art: Artifact) -> list[dict[str, tuple[int, np.ndarray]]]:
+    """Per tensor, array name -> (offset in arrays.bin, its little-endian array), in write order."""
+    out, end = [], 0
+    for t in art.tensors:
+        placed = {}
+        for k in sorted(t.arrays):
+            a = _little(t.arrays[k])
+            end += -end % a.dtype.itemsize  # aligned to its items: views without a copy
+            placed[k] = (end, a)
+            end += a.nbytes
+        out.append(placed)
+    return out
 
 
 def _info(name: str, compress: int) -> zipfile.ZipInfo:
@@ -93,7 +117,10 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
     return zi
 
 
-def manifest_of(art: Artifact) -> dict[str, Any]:
+def manifest_of(
+    art: Artifact, layout: list[dict[str, tuple[int, np.ndarray]]] | None = None
+) -> dict[str, Any]:
+    layout = _layout(art) if layout is None else layout
     return {
         "schema": SCHEMA,
         "tool": {"name": "nncompress", "version": __version__},
@@ -102,6 +129,7 @@ def manifest_of(art: Artifact) -> dict[str, Any]:
         "recipe_sha256": art.recipe_sha256,
         "seed": art.seed,
         "skeleton": art.skeleton_name and f"skeleton/{art.skeleton_name}",
+        "arrays_member": ARRAYS,
         "extra": art.extra,
         "tensors": [
             {
@@ -110,10 +138,13 @@ def manifest_of(art: Artifact) -> dict[str, Any]:
                 "shape": list(t.shape),
                 "dtype": t.dtype,
                 "meta": t.meta,
-                "arrays": {k: f"t/{i}/{k}.npy" for k in sorted(t.arrays)},
+                "arrays": {
+                    k: {"offset": off, "dtype": a.dtype.str, "shape": list(a.shape)}
+                    for k, (off, a) in placed.items()
+                },
                 "payload_bytes": t.payload_bytes,
             }
-            for i, t in enumerate(art.tensors)
+            for t, placed in zip(art.tensors, layout, strict=True)
         ],
     }
 
@@ -129,9 +160,11 @@ def _skeleton_compression(size: int) -> int:
 
 def write_artifact(art: Artifact, path: str | Path) -> int:
     """Write ``art`` to ``path`` (the caller handles temp file and rename); return bytes on disk."""
+    layout = _layout(art)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(
-            _info(MANIFEST, zipfile.ZIP_DEFLATED), json.dumps(manifest_of(art), sort_keys=True, indent=1)
+            _info(MANIFEST, zipfile.ZIP_DEFLATED),
+            json.dumps(manifest_of(art, layout), sort_keys=True, indent=1),
         )
         if art.skeleton_name:
             size = art.skeleton.stat().st_size if isinstance(art.skeleton, Path) else len(art.skeleton)
@@ -143,9 +176,15 @@ def write_artifact(art: Artifact, path: str | Path) -> int:
                     shutil.copyfileobj(src, dst, 1 << 22)
             else:
                 z.writestr(zi, art.skeleton)
-        for i, t in enumerate(art.tensors):
-            for k in sorted(t.arrays):
-                z.writestr(_info(f"t/{i}/{k}.npy", _ARRAY_COMPRESSION), _npy_bytes(t.arrays[k]))
+        zi = _info(ARRAYS, _ARRAY_COMPRESSION)
+        arrays = [(off, a) for placed in layout for off, a in placed.values()]
+        zi.file_size = max((off + a.nbytes for off, a in arrays), default=0)  # picks zip64 up front
+        with z.open(zi, "w") as dst:
+            at = 0
+            for off, a in arrays:
+                dst.write(bytes(off - at))
+                dst.write(a.tobytes())
+                at = off + a.nbytes
     return Path(path).stat().st_size
 
 
@@ -161,11 +200,45 @@ def _read_npy(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> 
         a = np.load(io.BytesIO(raw), allow_pickle=False)
     except KeyError:
         raise _bad(path, f"member {member} is missing") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except _UNREADABLE as e:
         raise _bad(path, f"member {member} is unreadable ({e})") from None
     if a.dtype.kind not in "biuf":
         raise _bad(path, f"member {member} has dtype {a.dtype}, not a plain number")
     return a
+
+
+def _read_blob(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> bytearray:
+    """The whole arrays member, CRC-checked, in a writable buffer (the arrays are views of it)."""
+    try:
+        with z.open(member) as f:
+            blob = bytearray(z.getinfo(member).file_size)
+            n = cast(io.BufferedIOBase, f).readinto(blob)  # a ZipExtFile
+            if n != len(blob) or f.read(1):  # reading to the end is what checks the CRC
+                raise zipfile.BadZipFile(f"{n} bytes, the header says {len(blob)}")
+    except KeyError:
+        raise _bad(path, f"member {member} is missing") from None
+    except _UNREADABLE as e:
+        raise _bad(path, f"member {member} is unreadable ({e})") from None
+    return blob
+
+
+def _view(blob: bytearray, spec: Any, what: str, path: str | os.PathLike[str]) -> np.ndarray:
+    """The array a manifest entry {offset, dtype, shape} places in the arrays member, checked."""
+    if not isinstance(spec, dict):
+        raise _bad(path, f"{what}: not an {{offset, dtype, shape}} entry")
+    try:
+        dt = np.dtype(spec["dtype"])
+    except TypeError:
+        raise _bad(path, f"{what} has dtype {spec['dtype']!r}, not a plain number") from None
+    if dt.kind not in "biuf" or dt.fields is not None or dt.subdtype is not None or dt.byteorder == ">":
+        raise _bad(path, f"{what} has dtype {spec['dtype']!r}, not a plain little-endian number")
+    off, shape = spec["offset"], spec["shape"]
+    if not (isinstance(off, int) and isinstance(shape, list) and all(isinstance(d, int) for d in shape)):
+        raise _bad(path, f"{what}: offset and shape must be integers")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if off < 0 or any(d < 0 for d in shape) or off + count * dt.itemsize > len(blob):
+        raise _bad(path, f"{what} lies outside {ARRAYS} ({len(blob)} bytes)")
+    return np.frombuffer(blob, dtype=dt, count=count, offset=off).reshape(shape)
 
 
 def read_artifact(path: str | os.PathLike[str]) -> Artifact:
@@ -180,19 +253,27 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
             m = json.loads(z.read(MANIFEST))
         except KeyError:
             raise _bad(p, "manifest.json is missing") from None
-        except (zipfile.BadZipFile, ValueError, OSError) as e:
+        except _UNREADABLE as e:
             raise _bad(p, f"manifest.json is unreadable ({e})") from None
-        if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+        if not isinstance(m, dict) or m.get("schema") not in (SCHEMA, SCHEMA_V1):
             got = m.get("schema") if isinstance(m, dict) else type(m).__name__
             raise InputError(
-                f"unsupported artifact schema {got!r} (this nncompress reads {SCHEMA})",
+                f"unsupported artifact schema {got!r} (this nncompress reads {SCHEMA} and {SCHEMA_V1})",
                 path=str(p),
                 hint="Use the nncompress version that wrote it",
             )
         try:
+            v1 = m["schema"] == SCHEMA_V1
+            blob = _read_blob(z, m["arrays_member"], p) if not v1 and m["arrays_member"] else bytearray()
             tensors = []
             for entry in m["tensors"]:
-                arrays = {k: _read_npy(z, member, p) for k, member in entry["arrays"].items()}
+                if v1:
+                    arrays = {k: _read_npy(z, member, p) for k, member in entry["arrays"].items()}
+                else:
+                    arrays = {
+                        k: _view(blob, spec, f"tensor {entry['name']!r} array {k!r}", p)
+                        for k, spec in entry["arrays"].items()
+                    }
                 shape = tuple(int(d) for d in entry["shape"])
                 if any(d < 0 for d in shape):
                     raise _bad(p, f"tensor {entry['name']!r} has a negative dimension")
@@ -200,7 +281,10 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
                     TensorEntry(entry["name"], entry["format"], shape, entry["dtype"], entry["meta"], arrays)
                 )
             skel_member = m["skeleton"]
-            skeleton = z.read(skel_member) if skel_member else b""
+            try:
+                skeleton = z.read(skel_member) if skel_member else b""
+            except _UNREADABLE as e:
+                raise _bad(p, f"member {skel_member} is unreadable ({e})") from None
             return Artifact(
                 source_format=m["source"]["format"],
                 source_name=m["source"]["name"],
@@ -210,6 +294,7 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
                 skeleton=skeleton,
                 skeleton_name=skel_member.split("/", 1)[1] if skel_member else "",
                 extra=m.get("extra", {}),
+                schema=m["schema"],
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise _bad(p, f"manifest is inconsistent ({type(e).__name__}: {e})") from None

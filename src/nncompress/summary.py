@@ -160,7 +160,7 @@ def summarize_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
         "schema": "nncompress.inspect-artifact/1",
         "file": str(path),
         "file_bytes": size,
-        "schema_version": art.extra.get("schema", "nncompress.artifact/1"),
+        "schema_version": art.schema,
         "source": {"format": art.source_format, "name": art.source_name},
         "recipe": art.recipe,
         "seed": art.seed,

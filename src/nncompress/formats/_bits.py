@@ -5,7 +5,7 @@ Bit order (native kernels read streams exactly this way):
 - A stream is a 1-D ``uint32`` array ``words``. Stream bit ``i`` (``i = 0`` first) is bit
   ``31 - i % 32`` of ``words[i // 32]``: bits fill each word from its most significant bit down
   (MSB-first). Byte order inside a word does not matter: a reader loads whole ``uint32`` values
-  (``.npy`` members record them little-endian, ``<u4``).
+  (the artifact stores them little-endian, ``<u4``).
 - A code of length ``L`` with integer value ``c`` written at stream bit ``p`` puts the MSB of ``c``
   at bit ``p`` and its LSB at bit ``p + L - 1``; it straddles two words when ``p % 32 + L > 32``.
 - A stream of ``nbits`` bits has exactly ``ceil(nbits / 32) + 1`` words: the extra, all-zero word
