@@ -72,6 +72,7 @@ typedef struct {
     const float *x;
     const double *xs;
     float *y;
+    const float *xi; /* nnc_interleave_x of x (batch > 1), or NULL */
 } cser_ctx;
 
 #define CSER_ROWS(NAME, T)                                                                                   \
@@ -85,6 +86,7 @@ typedef struct {
             for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {                                             \
                 int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);                           \
                 const float *xb = q->x + b0 * q->n_in;                                                       \
+                const float *xc = q->xi ? q->xi + b0 * q->n_in : NULL; /* items b0.. interleaved */          \
                 double acc[NNC_BCH] = {0};                                                                   \
                 for (int64_t g = g0; g < g1; g++) {                                                          \
                     uint64_t wi = nnc_uget(q->w_idx, q->widx_width, g);                                      \
@@ -92,11 +94,18 @@ typedef struct {
                     int64_t i0 = (int64_t)nnc_uget(q->w_ptr, q->wptr_width, g);                              \
                     int64_t i1 = (int64_t)nnc_uget(q->w_ptr, q->wptr_width, g + 1);                          \
                     double s[NNC_BCH] = {0};                                                                 \
-                    for (int64_t i = i0; i < i1; i++) {                                                      \
-                        uint64_t c = ci[i];                                                                  \
-                        if (c >= n_in) return NNC_EBOUNDS;                                                   \
-                        for (int b = 0; b < nb; b++) s[b] += xb[b * q->n_in + (int64_t)c];                   \
-                    }                                                                                        \
+                    if (xc)                                                                                  \
+                        for (int64_t i = i0; i < i1; i++) {                                                  \
+                            uint64_t c = ci[i];                                                              \
+                            if (c >= n_in) return NNC_EBOUNDS;                                               \
+                            for (int b = 0; b < NNC_BCH; b++) s[b] += xc[c * NNC_BCH + b];                   \
+                        }                                                                                    \
+                    else                                                                                     \
+                        for (int64_t i = i0; i < i1; i++) {                                                  \
+                            uint64_t c = ci[i];                                                              \
+                            if (c >= n_in) return NNC_EBOUNDS;                                               \
+                            for (int b = 0; b < nb; b++) s[b] += xb[b * q->n_in + (int64_t)c];               \
+                        }                                                                                    \
                     double d = (double)q->omega[wi] - o0; /* one product per group */                        \
                     for (int b = 0; b < nb; b++) acc[b] += d * s[b];                                         \
                 }                                                                                            \
@@ -126,9 +135,11 @@ int nnc_cser_dot(CSER_ARGS) {
     if (st) return st;
     double *xs = row_sums(x, batch, n_in);
     if (!xs) return NNC_ENOMEM;
+    float *xi = nnc_interleave_x(x, batch, n_in); /* NULL: x read item by item, same sums */
     cser_ctx q = {n_out, n_in, k, batch, omega, col_idx, w_idx, w_ptr, row_ptr,
-                  col_width, widx_width, wptr_width, rptr_width, x, xs, y};
+                  col_width, widx_width, wptr_width, rptr_width, x, xs, y, xi};
     st = nnc_run_rows(cser_rows, &q, n_out, threads);
+    free(xi);
     free(xs);
     return st;
 }

@@ -604,12 +604,14 @@ typedef struct {
     int rbits_width;
     const float *x;
     float *y;
+    const float *xi; /* nnc_interleave_x of x (batch > 1), or NULL */
 } sham_ctx;
 
-/* Decode row r once and accumulate for the nb batch items at b0 (NB a compile-time constant when
- * nonzero, so the sums stay in registers). */
+/* Decode row r once and accumulate for the nbv batch items at b0 (NB a compile-time constant when
+ * nonzero, so the sums stay in registers). xc: the items' chunk of nnc_interleave_x (NB is then
+ * NNC_BCH, the items past nbv zeros), or NULL to read x item by item. */
 static inline __attribute__((always_inline)) int sham_row(const sham_ctx *q, int64_t r, int64_t b0, const int NB,
-                                                          int nbv) {
+                                                          int nbv, const float *xc) {
     const int64_t n_in = q->n_in;
     const int nb = NB ? NB : nbv;
     const int64_t start = (int64_t)nnc_uget(q->row_bits, q->rbits_width, r);
@@ -626,6 +628,8 @@ static inline __attribute__((always_inline)) int sham_row(const sham_ctx *q, int
         const double v_ = (V);                                                                               \
         if (NB == 1)                                                                                         \
             a0 += v_ * xb[col];                                                                              \
+        else if (NB == NNC_BCH && xc)                                                                        \
+            for (int b = 0; b < NNC_BCH; b++) acc[b] += v_ * xc[col * NNC_BCH + b];                          \
         else                                                                                                 \
             for (int b = 0; b < nb; b++) acc[b] += v_ * xb[b * n_in + col];                                  \
     } while (0)
@@ -676,7 +680,7 @@ static inline __attribute__((always_inline)) int sham_row(const sham_ctx *q, int
     }
 #undef SHAM_ACC
     if (NB == 1) acc[0] = a0;
-    for (int b = 0; b < nb; b++) q->y[(b0 + b) * q->n_out + r] = (float)acc[b];
+    for (int b = 0; b < nbv; b++) q->y[(b0 + b) * q->n_out + r] = (float)acc[b];
     return NNC_OK;
 }
 
@@ -886,15 +890,29 @@ static int sham_rows_lanes_k256(const sham_ctx *q, int64_t r0, int64_t r1) {
     return sham_lanes(q, r0, r1, q->lane_sb);
 }
 
+/* batch > 1 on interleaved x: each row decoded once per NNC_BCH items, their values of a column
+ * read as one run (an x86-64-v3 copy of this loop measured no faster) */
+static int sham_rows_xi(const sham_ctx *q, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
+            const int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
+            const int st = sham_row(q, r, b0, NNC_BCH, nb, q->xi + b0 * q->n_in);
+            if (st) return st;
+        }
+    return NNC_OK;
+}
+
 static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const sham_ctx *q = (const sham_ctx *)vctx;
     if (q->batch == 1 && q->lane)
         return q->lane_sb == 5 ? sham_rows_lanes_k32(q, r0, r1) : sham_rows_lanes_k256(q, r0, r1);
     if (q->batch == 1) return sham_rows_1(q, r0, r1);
+    if (q->xi) return sham_rows_xi(q, r0, r1);
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
             int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
-            int st = nb == 1 ? sham_row(q, r, b0, 1, 1) : nb == NNC_BCH ? sham_row(q, r, b0, NNC_BCH, nb) : sham_row(q, r, b0, 0, nb);
+            int st = nb == 1 ? sham_row(q, r, b0, 1, 1, NULL)
+                             : nb == NNC_BCH ? sham_row(q, r, b0, NNC_BCH, nb, NULL) : sham_row(q, r, b0, 0, nb, NULL);
             if (st) return st;
         }
     return NNC_OK;
@@ -933,9 +951,11 @@ int nnc_sham_dot(SHAM_ARGS) {
         }
         pair_build(pair, hg, hv, n_gap_len - 1);
     }
+    float *xi = nnc_interleave_x(x, batch, n_in); /* NULL: x read item by item, same sums */
     sham_ctx q = {hv, hg, pair, lane, sb, cbd, n_out, n_in, n_words, batch, n_gap_len - 1, gap_coder, escape_bits,
-                  gap_order, codebook, stream, row_bits, rbits_width, x, y};
+                  gap_order, codebook, stream, row_bits, rbits_width, x, y, xi};
     st = nnc_run_rows(sham_rows, &q, n_out, threads);
+    free(xi);
     free(lane);
     free(cbd);
     free(pair);

@@ -33,6 +33,24 @@ static inline int nnc_check_dims(int64_t n_out, int64_t n_in, const float *x, in
     return NNC_OK;
 }
 
+/* x (batch, n_in) regrouped NNC_BCH items at a time with the item index fastest: element j of item
+ * c * NNC_BCH + b at [(c * n_in + j) * NNC_BCH + b], zero past the batch. A batched sparse kernel then
+ * reads the items' values of column j from one 32-byte run instead of NNC_BCH cache lines n_in
+ * apart (scipy's CSR takes x transposed for the same reason). The caller frees it; NULL when out of
+ * memory or batch < 2. */
+static inline float *nnc_interleave_x(const float *x, int64_t batch, int64_t n_in) {
+    if (batch < 2 || n_in < 1) return NULL;
+    const int64_t chunks = (batch + NNC_BCH - 1) / NNC_BCH;
+    float *xi = (float *)calloc((size_t)chunks * (size_t)n_in * NNC_BCH, sizeof(float));
+    if (!xi) return NULL;
+    for (int64_t b = 0; b < batch; b++) {
+        float *dst = xi + (b / NNC_BCH) * n_in * NNC_BCH + b % NNC_BCH;
+        const float *src = x + b * n_in;
+        for (int64_t j = 0; j < n_in; j++) dst[j * NNC_BCH] = src[j];
+    }
+    return xi;
+}
+
 /* a * b for a, b >= 0, or -1 when it overflows or either is negative: array lengths derived from
  * untrusted dimensions then simply fail to match the lengths given. -1 propagates through chains. */
 static inline int64_t nnc_mul(int64_t a, int64_t b) {

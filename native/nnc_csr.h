@@ -14,6 +14,7 @@ typedef struct {
     int col_width, ptr_width;
     const void *x;
     void *y;
+    const float *xi; /* nnc_interleave_x of x when XT is float and batch > 1, else NULL */
 } nnc_csr_job;
 
 /* The arrays of one CSR matrix (n_out, n_in): lengths, widths and a row_ptr running 0..n_values
@@ -58,6 +59,15 @@ static inline int nnc_csr_check(int64_t n_out, const float *values, int64_t n_va
                         a0 += (double)k->values[i] * xb[ci[i]];                                              \
                     }                                                                                        \
                     acc[0] = a0 + a1;                                                                        \
+                } else if (k->xi) {                                                                          \
+                    const float *xc = k->xi + (b0 / NNC_BCH) * k->n_in * NNC_BCH;                            \
+                    for (int64_t i = i0; i < i1; i++) {                                                      \
+                        uint64_t c = ci[i];                                                                  \
+                        if (c >= n_in) return NNC_EBOUNDS;                                                   \
+                        const double v = k->values[i];                                                       \
+                        const float *xv = xc + c * NNC_BCH;                                                  \
+                        for (int b = 0; b < NNC_BCH; b++) acc[b] += v * xv[b];                               \
+                    }                                                                                        \
                 } else {                                                                                     \
                     for (int64_t i = i0; i < i1; i++) {                                                      \
                         uint64_t c = ci[i];                                                                  \

@@ -105,8 +105,9 @@ def test_native_matches_the_reference(name: str, case: str) -> None:
     w = MATRICES[case]()
     rng = np.random.default_rng(11)
     x8 = rng.standard_normal((8, w.shape[1])).astype(np.float32)
+    x11 = rng.standard_normal((11, w.shape[1])).astype(np.float32)  # a full chunk of 8, then 3
     for fmt in _encodings(name, w):
-        for x in (x8[0], x8):
+        for x in (x8[0], x8, x11):
             want = fmt.dot(x)
             got = native_dot(fmt, x)
             assert got.shape == want.shape and got.dtype == np.float32
