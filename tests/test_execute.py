@@ -523,3 +523,23 @@ def test_one_sample_over_the_im2col_budget_runs_in_bands_of_output_rows(
     banded = ex._conv([x, w], attrs)
     assert banded.shape == whole.shape == (1, 6, 6, 9)
     np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_intermediate_values_are_freed_once_read_for_the_last_time() -> None:
+    """A chain of 12 ops on a 4 MB input: every intermediate is dead once the next op ran, so the
+    run holds about two of them at a time, not all twelve."""
+    import tracemalloc
+
+    n = 12
+    nodes = [Node(f"r{i}", "Relu", [f"v{i}"], [f"v{i + 1}"]) for i in range(n)]
+    nodes.append(Node("side", "Neg", ["v3"], ["unused"]))  # an output nothing reads
+    g = Graph(nodes=nodes, inputs=[ValueInfo("v0", (1, 1 << 20))], outputs=[ValueInfo(f"v{n}")])
+    x = data((1, 1 << 20))
+    tracemalloc.start()
+    try:
+        (y,) = run(g, x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert peak < 4 * x.nbytes, peak  # all twelve kept would be 12 * 4 MB

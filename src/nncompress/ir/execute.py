@@ -144,6 +144,35 @@ def _batched(runner: _Runner, feeds: dict[str, Arr], n: int, step: int) -> tuple
 # -- the interpreter -------------------------------------------------------------------------------
 
 
+def _reads(g: Graph) -> set[str]:
+    """Every name that ``g`` or its subgraphs read (an over-approximation of what they take from an
+    enclosing scope, which is all that matters: a name is kept at most a little longer)."""
+    names = {v.name for v in g.outputs}
+    for n in g.all_nodes():
+        names.update(i for i in n.inputs if i)
+    return names
+
+
+def _dead_after(g: Graph) -> list[list[str]]:
+    """Per node of ``g``, the values that no later node (nor its subgraphs) nor the graph's outputs
+    read: dropped once it has run. A VGG16 run kept every activation of the batch until the end,
+    its whole forward pass at once (a 224x224x64 map is 12.8 MB per sample)."""
+    keep = {v.name for v in g.outputs}
+    last: dict[str, int] = {}
+    for i, n in enumerate(g.nodes):
+        for name in [*n.inputs, *(r for sg in n.subgraphs() for r in _reads(sg))]:
+            if name:
+                last[name] = i
+        for name in n.outputs:
+            if name:
+                last.setdefault(name, i)  # produced and never read: dead at once
+    dead: list[list[str]] = [[] for _ in g.nodes]
+    for name, i in last.items():
+        if name not in keep:
+            dead[i].append(name)
+    return dead
+
+
 class _Scope:
     """Values of one graph level; weights decode lazily, names fall through to the outer scope."""
 
@@ -189,11 +218,14 @@ class _Runner:
 
     def run_graph(self, g: Graph, parent: _Scope | None, values: dict[str, Arr]) -> list[Arr]:
         scope = _Scope(g, self, parent, values)
-        for node in g.nodes:
+        dead = _dead_after(g)
+        for i, node in enumerate(g.nodes):
             outs = self.run_node(node, scope)
             for name, val in zip(node.outputs, outs, strict=False):
                 if name:
                     values[name] = val
+            for name in dead[i]:
+                values.pop(name, None)
         return [scope.get(v.name, Node("<output>", "", [], [])) for v in g.outputs]
 
     def run_node(self, node: Node, scope: _Scope) -> Sequence[Arr]:
