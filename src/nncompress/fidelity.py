@@ -7,6 +7,7 @@ output error (per sample ||a - b|| / ||a||), and accuracy before and after when 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,56 @@ def random_data(graph: Graph, samples: int, seed: int) -> EvalData:
             hint="Pass --data FILE.npz with example inputs",
         )
     dims = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
-    x = np.random.default_rng(seed).standard_normal((samples, *dims)).astype(np.float32)
-    return EvalData(x, None, f"{samples} seeded random inputs (seed {seed})")
+    # Drawn a few rows at a time into float32 (the same numbers as one draw): one float64 draw of 256
+    # VGG16 inputs is 308 MB. The first n rows do not depend on how many follow.
+    x = np.empty((samples, *dims), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    per = max(1, DRAW_FLOATS // max(1, int(np.prod(dims, dtype=np.int64))))
+    for i in range(0, samples, per):
+        x[i : i + per] = rng.standard_normal((min(per, samples - i), *dims))
+    return EvalData(x, None, f"seeded random inputs (seed {seed})")
+
+
+DEFAULT_SAMPLES = 256
+# Without --samples, a run of the original on the default count is kept near RUN_BUDGET_S seconds
+# (the compressed model's run costs about as much again). On a VGG16, 16 samples added 22 s and
+# 0.46 GB to compress's 2: the default 256 would have taken about 7 minutes and 9 GB. It now gets
+# MIN_SAMPLES. A batch holds about BATCH_BUDGET_S seconds of compute, a proxy for the memory its
+# activations take.
+RUN_BUDGET_S = 10.0
+BATCH_BUDGET_S = 1.0
+MIN_SAMPLES = 8
+DRAW_FLOATS = 1 << 22  # random inputs are drawn this many numbers at a time
+
+
+def subset(data: EvalData, n: int) -> EvalData:
+    """The first ``n`` samples of ``data``, copied: the rest can go (256 VGG16 inputs are 154 MB)."""
+    return EvalData(data.x[:n].copy(), None if data.y is None else data.y[:n].copy(), data.origin)
+
+
+def time_one(graph: Graph, x: np.ndarray) -> float:
+    """Seconds the reference executor takes on the first sample of ``x``."""
+    from nncompress.ir.execute import run
+
+    t0 = time.perf_counter()
+    run(graph, x[:1], batch_size=1)
+    return max(time.perf_counter() - t0, 1e-6)
+
+
+def plan_samples(t1: float, available: int, *, explicit: bool) -> tuple[int, int, str | None]:
+    """(samples, batch size, note) for a model that takes ``t1`` s a sample: the batch size that keeps
+    a batch near BATCH_BUDGET_S and, unless the count was asked for (``explicit``), the samples of the
+    ``available`` that keep a run near RUN_BUDGET_S (at least MIN_SAMPLES), with a note for the
+    report when some are left out."""
+    batch = int(min(DEFAULT_SAMPLES, max(1, BATCH_BUDGET_S / t1)))
+    n = available if explicit else int(min(available, max(MIN_SAMPLES, RUN_BUDGET_S / t1)))
+    if n >= available:
+        return available, batch, None
+    note = (
+        f"fidelity on the first {n} of {available} samples: one sample takes {t1:.2f} s on this model "
+        f"(pass --samples {available} to use them all)"
+    )
+    return n, batch, note
 
 
 def _top1(out: np.ndarray) -> np.ndarray:

@@ -57,8 +57,12 @@ def compress_cmd(
     ] = None,
     data: Annotated[Path | None, typer.Option(help=".npz with x (and optional y) for fidelity.")] = None,
     samples: Annotated[
-        int, typer.Option(help="Samples used for fidelity (random inputs without --data).")
-    ] = 256,
+        int | None,
+        typer.Option(
+            help="Samples used for fidelity (random inputs without --data). Default: up to 256, as many "
+            "as the original runs in about 10 s (at least 8)."
+        ),
+    ] = None,
     max_drop: Annotated[
         float | None,
         typer.Option(
@@ -78,11 +82,20 @@ def compress_cmd(
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
     from nncompress.errors import GateError, UsageError
-    from nncompress.fidelity import compare_to, load_data, random_data, reference
+    from nncompress.fidelity import (
+        DEFAULT_SAMPLES,
+        compare_to,
+        load_data,
+        plan_samples,
+        random_data,
+        reference,
+        subset,
+        time_one,
+    )
     from nncompress.io import load
     from nncompress.io._atomic import atomic_path, check_output
 
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio)):
         if v is not None and v < 0:
@@ -93,17 +106,21 @@ def compress_cmd(
         raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
     if not dry_run:
         check_output(target, force=force, inputs=(model,))
-    ev = load_data(data, samples=samples) if data else None
+    ev = load_data(data, samples=samples or DEFAULT_SAMPLES) if data else None
     graph = load(model, trust_pickle=trust_pickle)
     # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
     gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run else None
     gz_size = gz.submit(gzip_baseline, model) if gz else None
     # The original's outputs come first, so that compress can drop each original weight once it
     # is encoded: the model is never held twice.
-    ref = None
+    ref, batch, sample_note = None, DEFAULT_SAMPLES, None
     if graph.has_graph and not dry_run:
-        ev = ev or random_data(graph, samples, seed)
-        ref = reference(graph, ev)
+        # one sample timed first: a large model gets fewer samples and smaller batches by default
+        wanted = len(ev.x) if ev else samples or DEFAULT_SAMPLES
+        t1 = time_one(graph, ev.x if ev else random_data(graph, 1, seed).x)
+        n, batch, sample_note = plan_samples(t1, wanted, explicit=samples is not None)
+        ev = (subset(ev, n) if n < wanted else ev) if ev else random_data(graph, n, seed)
+        ref = reference(graph, ev, batch_size=batch)
     with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
         g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
     in_bytes = model.stat().st_size
@@ -115,7 +132,7 @@ def compress_cmd(
         "seed": seed,
         "layers": rows,
     }
-    notes: list[str] = list(graph.meta.notes)
+    notes: list[str] = list(graph.meta.notes) + ([sample_note] if sample_note else [])
     if dry_run:
         est = sum(e.payload_bytes for e in entries)
         report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}
@@ -125,7 +142,7 @@ def compress_cmd(
     art = build_artifact(graph, entries, plan, seed)
     fid: dict[str, Any] | None = None
     if ref is not None and ev is not None:
-        fid = compare_to(ref, g2, ev)
+        fid = compare_to(ref, g2, ev, batch_size=batch)
     else:
         notes.append("weights-only input: fidelity is reported as weight error only (no graph to run)")
     with atomic_path(target) as tmp:

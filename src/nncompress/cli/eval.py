@@ -26,7 +26,7 @@ def eval_cmd(
     """Accuracy of MODEL on --data, and its fidelity to --reference when given."""
     import numpy as np
 
-    from nncompress.fidelity import compare, load_data
+    from nncompress.fidelity import compare, load_data, plan_samples, time_one
     from nncompress.ir.execute import run
 
     g = _load_any(model, trust_pickle)
@@ -37,12 +37,14 @@ def eval_cmd(
         "data": str(data),
         "samples": len(ev.x),
     }
-    out = run(g, ev.x)[0]
+    # every sample is run; one timed first sets the batch size (a VGG16 batch of 256 takes 9 GB)
+    _, batch, _ = plan_samples(time_one(g, ev.x), len(ev.x), explicit=True)
+    out = run(g, ev.x, batch_size=batch)[0]
     if ev.y is not None:
         y = ev.y.reshape(len(ev.y), -1).argmax(1) if ev.y.ndim > 1 else ev.y
         res["accuracy"] = float((out.reshape(len(out), -1).argmax(1) == y).mean())
     if reference is not None:
-        res["fidelity"] = compare(_load_any(reference, trust_pickle), g, ev)
+        res["fidelity"] = compare(_load_any(reference, trust_pickle), g, ev, batch_size=batch)
     res["output_mean_abs"] = float(np.abs(out).mean())
     if json_out:
         emit_json(res)
