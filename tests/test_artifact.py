@@ -275,3 +275,66 @@ def test_pickled_member_is_refused(tmp_path: Path) -> None:
     _write(q, m1, members)
     with pytest.raises(InputError, match="unreadable"):
         read_artifact(q)
+
+
+def test_skeleton_streams_to_a_file(tmp_path: Path) -> None:
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    (tmp_path / "out").mkdir()
+    back = read_artifact(p, skeleton_dir=tmp_path / "out")
+    assert back.skeleton == tmp_path / "out" / "m.onnx" and back.skeleton_name == "m.onnx"
+    assert back.skeleton.read_bytes() == b"\0" * 100_000
+
+
+@pytest.mark.parametrize(
+    "member", ["skeleton/../../evil.onnx", "skeleton/sub/m.onnx", "other/m.onnx", "skeleton/.."]
+)
+def test_a_skeleton_name_cannot_leave_its_folder(tmp_path: Path, member: str) -> None:
+    """The skeleton's name becomes a file name under a temporary folder: a crafted manifest must not
+    write anywhere else."""
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        m = json.loads(z.read("manifest.json"))
+        members = {i.filename: z.read(i.filename) for i in z.infolist() if i.filename != "manifest.json"}
+    m["skeleton"] = member
+    members[member] = members.pop("skeleton/m.onnx")
+    q = tmp_path / "b.nnc"
+    _write(q, m, members)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InputError, match="is not skeleton/<file name>"):
+        read_artifact(q, skeleton_dir=tmp_path / "out")
+    assert not (tmp_path / "evil.onnx").exists() and not any((tmp_path / "out").iterdir())
+
+
+def test_a_bzip2_skeleton_streams_in_bounded_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zipfile inflates a bzip2 member a whole block at once; the skeleton is copied in pieces of at
+    most 4 MB instead, its CRC and size checked, and damage is a clean error."""
+    import nncompress.artifact as artifact
+
+    monkeypatch.setattr(artifact, "_BZIP2_ABOVE", 50_000)
+    art = _art()
+    art.skeleton = bytes(range(256)) * 40_000  # 10 MB: several pieces
+    p = tmp_path / "a.nnc"
+    write_artifact(art, p)
+    writes: list[int] = []
+
+    class Sink(io.BytesIO):
+        def write(self, b: Any) -> int:
+            writes.append(len(b))
+            return super().write(b)
+
+    with zipfile.ZipFile(p) as z:
+        assert z.getinfo("skeleton/m.onnx").compress_type == zipfile.ZIP_BZIP2
+        sink = Sink()
+        artifact._copy_member(p, z, "skeleton/m.onnx", sink)
+    assert sink.getvalue() == art.skeleton and max(writes) <= 1 << 22 and len(writes) >= 3
+    (tmp_path / "out").mkdir()
+    assert read_artifact(p, skeleton_dir=tmp_path / "out").skeleton.read_bytes() == art.skeleton  # type: ignore[union-attr]
+    with zipfile.ZipFile(p) as z:
+        info = z.getinfo("skeleton/m.onnx")
+    data = bytearray(p.read_bytes())
+    data[_data_start(bytes(data), info) + info.compress_size // 2] ^= 0x55
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"skeleton/m\.onnx is unreadable"):
+        read_artifact(p, skeleton_dir=tmp_path / "out")

@@ -20,6 +20,7 @@ before anything is used; any inconsistency is an InputError naming the file.
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
@@ -241,8 +242,46 @@ def _view(blob: bytearray, spec: Any, what: str, path: str | os.PathLike[str]) -
     return np.frombuffer(blob, dtype=dt, count=count, offset=off).reshape(shape)
 
 
-def read_artifact(path: str | os.PathLike[str]) -> Artifact:
-    """Read and validate a `.nnc` file (formats validate their own arrays when decoded)."""
+def _copy_member(path: Path, z: zipfile.ZipFile, member: str, dst: Any) -> None:
+    """Write a member's bytes to ``dst``, a bounded piece at a time, CRC checked. zipfile's reader
+    inflates bzip2 (and LZMA) data a whole compressed block at once: the bzip2 skeleton of a VGG16,
+    a few hundred bytes of zeros, came out as 553 MB in one piece."""
+    info = z.getinfo(member)
+    if info.compress_type != zipfile.ZIP_BZIP2:  # LZMA is used below 64 MB only
+        with z.open(member) as src:
+            shutil.copyfileobj(src, dst, 1 << 22)  # reading to the end checks the CRC
+        return
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+        if len(head) != 30 or head[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile("bad local file header")
+        f.seek(int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little"), os.SEEK_CUR)
+        dec, left, crc, size = bz2.BZ2Decompressor(), info.compress_size, 0, 0
+        while not dec.eof:
+            chunk = b""
+            if dec.needs_input:
+                chunk = f.read(min(1 << 20, left))
+                if not chunk:
+                    raise zipfile.BadZipFile("compressed data ends early")
+                left -= len(chunk)
+            out = dec.decompress(chunk, max_length=1 << 22)
+            size += len(out)
+            if size > info.file_size:
+                raise zipfile.BadZipFile("more data than the header says")
+            crc = zlib.crc32(out, crc)
+            dst.write(out)
+    if size != info.file_size or crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {member!r}")
+
+
+def read_artifact(
+    path: str | os.PathLike[str], skeleton_dir: str | os.PathLike[str] | None = None
+) -> Artifact:
+    """Read and validate a `.nnc` file (formats validate their own arrays when decoded).
+
+    ``skeleton_dir``: stream the skeleton into a file of that folder (``Artifact.skeleton`` is then
+    its path) instead of memory, where a VGG16's takes 553 MB."""
     p = Path(path)
     try:
         z = zipfile.ZipFile(p)
@@ -281,8 +320,21 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
                     TensorEntry(entry["name"], entry["format"], shape, entry["dtype"], entry["meta"], arrays)
                 )
             skel_member = m["skeleton"]
+            skel_name = skel_member.split("/", 1)[1] if skel_member else ""
+            if skel_member and (
+                not skel_member.startswith("skeleton/")
+                or Path(skel_name).name != skel_name
+                or skel_name in ("", ".", "..")
+            ):  # it becomes a file name: no folders, no way out of the folder it is written to
+                raise _bad(p, f"skeleton member {skel_member!r} is not skeleton/<file name>")
+            skeleton: bytes | Path = b""
             try:
-                skeleton = z.read(skel_member) if skel_member else b""
+                if skel_member and skeleton_dir is not None:
+                    skeleton = Path(skeleton_dir) / skel_name
+                    with skeleton.open("wb") as dst:
+                        _copy_member(p, z, skel_member, dst)
+                elif skel_member:
+                    skeleton = z.read(skel_member)
             except _UNREADABLE as e:
                 raise _bad(p, f"member {skel_member} is unreadable ({e})") from None
             return Artifact(
@@ -292,7 +344,7 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
                 seed=int(m["seed"]),
                 tensors=tensors,
                 skeleton=skeleton,
-                skeleton_name=skel_member.split("/", 1)[1] if skel_member else "",
+                skeleton_name=skel_name,
                 extra=m.get("extra", {}),
                 schema=m["schema"],
             )

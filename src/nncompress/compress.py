@@ -473,18 +473,15 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     """Rebuild the IR from a `.nnc`: the skeleton's graph with the stored tensors in its slots."""
     from nncompress.io import load
 
-    art = read_artifact(path)
-    if not art.skeleton_name:
-        raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))
-    # The writers re-read the skeleton to patch it, so it must outlive this call.
+    # The writers re-read the skeleton to patch it, so it must outlive this call; it goes from the
+    # zip to that file without passing through memory.
     d = tempfile.mkdtemp(prefix="nnc-")
     atexit.register(shutil.rmtree, d, True)
-    skel = Path(d) / art.skeleton_name
-    if isinstance(art.skeleton, Path):
-        shutil.copyfile(art.skeleton, skel)
-    else:
-        skel.write_bytes(art.skeleton)
-    g = load(skel)
+    art = read_artifact(path, skeleton_dir=d)
+    if not art.skeleton_name:
+        raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))
+    assert isinstance(art.skeleton, Path)
+    g = load(art.skeleton)
     for t in art.tensors:
         w = g.weights.get(t.name)
         if w is None or w.shape != t.shape:
