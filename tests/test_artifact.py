@@ -338,3 +338,32 @@ def test_a_bzip2_skeleton_streams_in_bounded_pieces(tmp_path: Path, monkeypatch:
     p.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"skeleton/m\.onnx is unreadable"):
         read_artifact(p, skeleton_dir=tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "msg"),
+    [
+        ("name", {}, "name must be a str"),
+        ("format", [-3], "format must be a str"),
+        ("meta", "x", "meta must be a dict"),
+        ("arrays", [], "arrays must be a dict"),
+        ("shape", [4, 1.5], "shape must be a list of non-negative integers"),
+        ("shape", [10**20, 3], "below 2\\^48"),
+        ("shape", [True, 3], "shape must be"),
+    ],
+)
+def test_manifest_entries_of_the_wrong_type_are_clean_errors(
+    tmp_path: Path, key: str, value: Any, msg: str
+) -> None:
+    """Found by mutating manifests: a dict as a name or a list as a format reached dict lookups
+    (TypeError), a 10^20 dimension numpy's int64 (OverflowError)."""
+    p = tmp_path / "a.nnc"
+    write_artifact(_art(), p)
+    with zipfile.ZipFile(p) as z:
+        m = json.loads(z.read("manifest.json"))
+        members = {i.filename: z.read(i.filename) for i in z.infolist() if i.filename != "manifest.json"}
+    m["tensors"][0][key] = value
+    q = tmp_path / "b.nnc"
+    _write(q, m, members)
+    with pytest.raises(InputError, match=msg):
+        read_artifact(q)

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import lzma
+import math
 import os
 import shutil
 import zipfile
@@ -208,6 +209,25 @@ def _read_npy(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> 
     return a
 
 
+def _check_entry(entry: Any, i: int, path: str | os.PathLike[str]) -> None:
+    """A manifest tensor entry has the types the rest of nncompress relies on."""
+    if not isinstance(entry, dict):
+        raise _bad(path, f"tensor entry {i} is not an object")
+    for key, kind in (("name", str), ("format", str), ("dtype", str), ("meta", dict), ("arrays", dict)):
+        if not isinstance(entry.get(key), kind):
+            raise _bad(path, f"tensor entry {i}: {key} must be a {kind.__name__}")
+    shape = entry.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not all(type(d) is int and d >= 0 for d in shape)
+        or math.prod(shape) >= 1 << 48  # int64 products of it downstream must not overflow
+    ):
+        raise _bad(
+            path,
+            f"tensor {entry['name']!r}: shape must be a list of non-negative integers, below 2^48 in all",
+        )
+
+
 def _read_blob(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> bytearray:
     """The whole arrays member, CRC-checked, in a writable buffer (the arrays are views of it)."""
     try:
@@ -236,7 +256,7 @@ def _view(blob: bytearray, spec: Any, what: str, path: str | os.PathLike[str]) -
     off, shape = spec["offset"], spec["shape"]
     if not (isinstance(off, int) and isinstance(shape, list) and all(isinstance(d, int) for d in shape)):
         raise _bad(path, f"{what}: offset and shape must be integers")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: a crafted shape cannot overflow past the check below
     if off < 0 or any(d < 0 for d in shape) or off + count * dt.itemsize > len(blob):
         raise _bad(path, f"{what} lies outside {ARRAYS} ({len(blob)} bytes)")
     return np.frombuffer(blob, dtype=dt, count=count, offset=off).reshape(shape)
@@ -305,7 +325,8 @@ def read_artifact(
             v1 = m["schema"] == SCHEMA_V1
             blob = _read_blob(z, m["arrays_member"], p) if not v1 and m["arrays_member"] else bytearray()
             tensors = []
-            for entry in m["tensors"]:
+            for i, entry in enumerate(m["tensors"]):
+                _check_entry(entry, i, p)
                 if v1:
                     arrays = {k: _read_npy(z, member, p) for k, member in entry["arrays"].items()}
                 else:
@@ -313,9 +334,7 @@ def read_artifact(
                         k: _view(blob, spec, f"tensor {entry['name']!r} array {k!r}", p)
                         for k, spec in entry["arrays"].items()
                     }
-                shape = tuple(int(d) for d in entry["shape"])
-                if any(d < 0 for d in shape):
-                    raise _bad(p, f"tensor {entry['name']!r} has a negative dimension")
+                shape = tuple(entry["shape"])
                 tensors.append(
                     TensorEntry(entry["name"], entry["format"], shape, entry["dtype"], entry["meta"], arrays)
                 )
