@@ -593,7 +593,7 @@ static void lane_build(uint16_t *t, const huff *hg, const huff *hv, int64_t esca
 typedef struct {
     const huff *hv, *hg;
     const pair_entry *pair; /* NULL for exp-Golomb gaps and when lane is set */
-    const uint16_t *lane;   /* lane_build's table: NULL unless Huffman gaps, batch 1 and k <= 256 */
+    const uint16_t *lane;   /* lane_build's table: NULL unless Huffman gaps and k <= 256 */
     int lane_sb;            /* its codebook index bits */
     const double *cbd;      /* the codebook in double (with lane) */
     int64_t n_out, n_in, n_words, batch, escape;
@@ -703,8 +703,9 @@ static inline __attribute__((always_inline)) void sham_begin(const sham_ctx *q, 
         t->br = (nnc_br){q->stream, q->n_words, 0, 0, 0};
 }
 
-/* Decode one [gap][value] entry of a batch-1 row (the caller checked p < end). */
-static inline __attribute__((always_inline)) int sham_step(const sham_ctx *q, sham_state *t) {
+/* Decode the next [gap][value] entry of a row (the caller checked p < end): t->col steps to its
+ * column, *w gets its value. */
+static inline __attribute__((always_inline)) int sham_next(const sham_ctx *q, sham_state *t, double *w) {
     int64_t gap;
     int len;
     nnc_br_refill(&t->br);
@@ -717,7 +718,7 @@ static inline __attribute__((always_inline)) int sham_step(const sham_ctx *q, sh
             t->col += 1 + (int64_t)e.gap;
             if (t->col >= q->n_in) return NNC_EBOUNDS;
             if (t->p > t->end) return NNC_ECODE;
-            t->a += (double)q->codebook[e.sym] * q->x[t->col];
+            *w = q->codebook[e.sym];
             return NNC_OK;
         }
     }
@@ -746,8 +747,16 @@ static inline __attribute__((always_inline)) int sham_step(const sham_ctx *q, sh
     if (s < 0) return NNC_ECODE;
     t->p += len;
     if (t->p > t->end) return NNC_ECODE;
-    t->a += (double)q->codebook[s] * q->x[t->col];
+    *w = q->codebook[s];
     return NNC_OK;
+}
+
+/* One entry of a batch-1 row, accumulated. */
+static inline __attribute__((always_inline)) int sham_step(const sham_ctx *q, sham_state *t) {
+    double w = 0.0;
+    const int st = sham_next(q, t, &w);
+    if (!st) t->a += w * q->x[t->col];
+    return st;
 }
 
 /* batch 1: rows r and r + 1 decoded in step, then whichever is longer finished alone */
@@ -784,7 +793,7 @@ static int sham_rows_1(const sham_ctx *q, int64_t r0, int64_t r1) {
 /* The general path for one entry of a lane's row (escapes, long codes), out of the hot loop. */
 typedef struct {
     int64_t pos, col;
-    double acc;
+    double acc, w; /* acc: the sum with this entry (batch 1); w: its value (batched, EMIT) */
     int st;
 } lane_out;
 
@@ -792,9 +801,20 @@ static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int6
                                                          double acc) {
     sham_state t = {.p = pos, .end = end, .col = col, .a = acc};
     nnc_br_init(&t.br, q->stream, q->n_words, pos);
-    int st = sham_step(q, &t);
-    return (lane_out){t.p, t.col, t.a, st};
+    double w = 0.0;
+    const int st = sham_next(q, &t, &w);
+    if (!st) t.a += w * q->x[t.col]; /* x of item 0 when batched: read, not used */
+    return (lane_out){t.p, t.col, t.a, w, st};
 }
+
+/* Where the lanes write decoded entries when batched (EMIT): row r0 + i's entries at base[i]..,
+ * count[i] of them, room for min(n_in, its bits) (an entry takes a column and at least a bit). */
+typedef struct {
+    int32_t *col;
+    float *val;
+    const int64_t *base;
+    int64_t *count;
+} sham_emit;
 
 
 /* batch 1 with the lane table: SHAM_LANES rows decoded in step, each lane taking the next row when
@@ -803,7 +823,7 @@ static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int6
  * first bad row gives. */
 #define SHAM_LANES 4
 static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, int64_t r0, int64_t r1,
-                                                            const int sb) {
+                                                            const int sb, const int EMIT, const sham_emit *em) {
     const uint16_t *T = q->lane;
     const int step_shift = 4 + sb;
     const uint32_t smask = ((uint32_t)1 << sb) - 1;
@@ -817,7 +837,16 @@ static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, i
     int64_t pos0 = 0, pos1 = 0, pos2 = 0, pos3 = 0, end0 = 0, end1 = 0, end2 = 0, end3 = 0;
     int64_t col0 = -1, col1 = -1, col2 = -1, col3 = -1, row0 = -1, row1 = -1, row2 = -1, row3 = -1;
     double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
+    int64_t eo0 = 0, eo1 = 0, eo2 = 0, eo3 = 0; /* EMIT: each lane's next slot */
     int64_t next = r0;
+#define LANE_ACC(j, V)                                                                                       \
+    do {                                                                                                     \
+        if (EMIT) {                                                                                          \
+            em->col[eo##j] = (int32_t)col##j;                                                                \
+            em->val[eo##j++] = (float)(V);                                                                   \
+        } else                                                                                               \
+            acc##j += (V) * (double)x[col##j];                                                               \
+    } while (0)
 #define LANE_STEP(j)                                                                                         \
     if (__builtin_expect(pos##j < end##j, 1)) {                                                              \
         const uint32_t e = T[peek64(w, pos##j) >> (64 - LANE_BITS)];                                         \
@@ -825,7 +854,7 @@ static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, i
             pos##j += e & 15;                                                                                \
             col##j += e >> step_shift;                                                                       \
             if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                              \
-            acc##j += cbd[(e >> 4) & smask] * (double)x[col##j];                                             \
+            LANE_ACC(j, cbd[(e >> 4) & smask]);                                                              \
         } else { /* the two codes one by one, by the first-level tables, when neither is long */           \
             const uint64_t v = peek64(w, pos##j);                                                            \
             const uint32_t eg = glut[v >> gshift];                                                           \
@@ -836,19 +865,25 @@ static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, i
                 pos##j += lg + lv;                                                                           \
                 col##j += (int64_t)(eg >> 8) + 1;                                                            \
                 if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                          \
-                acc##j += (double)q->codebook[ev >> 8] * (double)x[col##j];                                  \
+                LANE_ACC(j, (double)q->codebook[ev >> 8]);                                                   \
             } else {                                                                                         \
                 const lane_out o = sham_lane_slow(q, pos##j, end##j, col##j, acc##j);                        \
                 if (o.st) goto fail;                                                                         \
                 pos##j = o.pos;                                                                              \
                 col##j = o.col;                                                                              \
-                acc##j = o.acc;                                                                              \
+                if (EMIT)                                                                                    \
+                    LANE_ACC(j, o.w);                                                                        \
+                else                                                                                         \
+                    acc##j = o.acc;                                                                          \
             }                                                                                                \
         }                                                                                                    \
     } else {                                                                                                 \
         if (row##j >= 0) {                                                                                   \
             if (pos##j != end##j) goto fail;                                                                 \
-            q->y[row##j] = (float)acc##j;                                                                    \
+            if (EMIT)                                                                                        \
+                em->count[row##j - r0] = eo##j - em->base[row##j - r0];                                      \
+            else                                                                                             \
+                q->y[row##j] = (float)acc##j;                                                                \
             row##j = -1;                                                                                     \
         }                                                                                                    \
         if (next >= r1) goto drain;                                                                          \
@@ -857,6 +892,7 @@ static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, i
         end##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j + 1);                                 \
         col##j = -1;                                                                                         \
         acc##j = 0.0;                                                                                        \
+        if (EMIT) eo##j = em->base[row##j - r0];                                                             \
     }
     for (;;) {
         LANE_STEP(0)
@@ -865,29 +901,49 @@ static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, i
         LANE_STEP(3)
     }
 #undef LANE_STEP
+#undef LANE_ACC
 drain:; /* the rows still in the other lanes, one at a time */
     const int64_t rows[SHAM_LANES] = {row0, row1, row2, row3}, poss[SHAM_LANES] = {pos0, pos1, pos2, pos3};
     const int64_t ends[SHAM_LANES] = {end0, end1, end2, end3}, cols[SHAM_LANES] = {col0, col1, col2, col3};
     const double accs[SHAM_LANES] = {acc0, acc1, acc2, acc3};
+    int64_t eos[SHAM_LANES] = {eo0, eo1, eo2, eo3};
     for (int j = 0; j < SHAM_LANES; j++) {
         if (rows[j] < 0) continue;
         sham_state t = {.p = poss[j], .end = ends[j], .col = cols[j], .a = accs[j]};
         if (t.p < t.end) nnc_br_init(&t.br, q->stream, q->n_words, t.p);
-        while (t.p < t.end)
-            if (sham_step(q, &t)) goto fail;
+        while (t.p < t.end) {
+            double v = 0.0;
+            if (sham_next(q, &t, &v)) goto fail;
+            if (EMIT) {
+                em->col[eos[j]] = (int32_t)t.col;
+                em->val[eos[j]++] = (float)v;
+            } else
+                t.a += v * q->x[t.col];
+        }
         if (t.p != t.end) goto fail;
-        q->y[rows[j]] = (float)t.a;
+        if (EMIT)
+            em->count[rows[j] - r0] = eos[j] - em->base[rows[j] - r0];
+        else
+            q->y[rows[j]] = (float)t.a;
     }
     return NNC_OK;
-fail:
-    return sham_rows_1(q, r0, r1);
+fail: /* batched: the caller decodes the rows again, in order, for the status of the first bad one */
+    return EMIT ? NNC_ECODE : sham_rows_1(q, r0, r1);
 }
 
 /* The lane table's field widths as constants for k <= 32 (shifts by immediates, 6 % faster), else
  * read from the context. */
-static int sham_rows_lanes_k32(const sham_ctx *q, int64_t r0, int64_t r1) { return sham_lanes(q, r0, r1, 5); }
+static int sham_rows_lanes_k32(const sham_ctx *q, int64_t r0, int64_t r1) {
+    return sham_lanes(q, r0, r1, 5, 0, NULL);
+}
 static int sham_rows_lanes_k256(const sham_ctx *q, int64_t r0, int64_t r1) {
-    return sham_lanes(q, r0, r1, q->lane_sb);
+    return sham_lanes(q, r0, r1, q->lane_sb, 0, NULL);
+}
+static int sham_emit_k32(const sham_ctx *q, int64_t r0, int64_t r1, const sham_emit *em) {
+    return sham_lanes(q, r0, r1, 5, 1, em);
+}
+static int sham_emit_k256(const sham_ctx *q, int64_t r0, int64_t r1, const sham_emit *em) {
+    return sham_lanes(q, r0, r1, q->lane_sb, 1, em);
 }
 
 /* batch > 1 on interleaved x: each row decoded once per NNC_BCH items, their values of a column
@@ -902,11 +958,66 @@ static int sham_rows_xi(const sham_ctx *q, int64_t r0, int64_t r1) {
     return NNC_OK;
 }
 
+/* batched with the lane table: a block of rows decoded by the four lanes into (column, value)
+ * entries (the costly part, done once per row whatever the batch), then each row's entries
+ * multiplied with NNC_BCH items at a time of the interleaved x. Any error decodes the block again
+ * by sham_rows_xi, in order, for the status of its first bad row. */
+/* y of row r for every batch item from its n decoded entries (x86-64-v3 copy: AVX2 and FMA) */
+NNC_CLONES static void sham_emit_row(const sham_ctx *q, int64_t r, const int32_t *rc, const float *rv, int64_t n) {
+    for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
+        const int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
+        const float *xc = q->xi + b0 * q->n_in;
+        double a[NNC_BCH] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            const double v = rv[i];
+            const float *xv = xc + (int64_t)rc[i] * NNC_BCH;
+            for (int j = 0; j < NNC_BCH; j++) a[j] += v * xv[j];
+        }
+        for (int j = 0; j < nb; j++) q->y[(b0 + j) * q->n_out + r] = (float)a[j];
+    }
+}
+
+#define SHAM_EMIT_ENTRIES ((int64_t)1 << 20)
+static int sham_rows_emit(const sham_ctx *q, int64_t r0, int64_t r1) {
+    const int64_t n_in = q->n_in, room = n_in > SHAM_EMIT_ENTRIES ? n_in : SHAM_EMIT_ENTRIES;
+    int32_t *ecol = (int32_t *)malloc(sizeof(int32_t) * (size_t)room);
+    float *eval = (float *)malloc(sizeof(float) * (size_t)room);
+    int64_t *base = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
+    int64_t *count = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
+    int st = ecol && eval && base && count ? NNC_OK : NNC_ENOMEM;
+    for (int64_t b = r0; b < r1 && !st;) {
+        int64_t used = 0, e = b;
+        for (; e < r1; e++) { /* rows while their room fits: min(n_in, bits) entries each */
+            const int64_t bits = (int64_t)nnc_uget(q->row_bits, q->rbits_width, e + 1) -
+                                 (int64_t)nnc_uget(q->row_bits, q->rbits_width, e);
+            const int64_t need = bits < n_in ? bits : n_in;
+            if (used + need > room && e > b) break;
+            base[e - r0] = used;
+            used += need;
+        }
+        const sham_emit em = {ecol, eval, base + (b - r0), count + (b - r0)};
+        if ((q->lane_sb == 5 ? sham_emit_k32(q, b, e, &em) : sham_emit_k256(q, b, e, &em))) {
+            st = sham_rows_xi(q, b, e);
+            b = e;
+            continue;
+        }
+        for (int64_t r = b; r < e; r++)
+            sham_emit_row(q, r, ecol + base[r - r0], eval + base[r - r0], count[r - r0]);
+        b = e;
+    }
+    free(ecol);
+    free(eval);
+    free(base);
+    free(count);
+    return st;
+}
+
 static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const sham_ctx *q = (const sham_ctx *)vctx;
     if (q->batch == 1 && q->lane)
         return q->lane_sb == 5 ? sham_rows_lanes_k32(q, r0, r1) : sham_rows_lanes_k256(q, r0, r1);
     if (q->batch == 1) return sham_rows_1(q, r0, r1);
+    if (q->xi && q->lane) return sham_rows_emit(q, r0, r1);
     if (q->xi) return sham_rows_xi(q, r0, r1);
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
@@ -926,7 +1037,7 @@ int nnc_sham_dot(SHAM_ARGS) {
     double *cbd = NULL;
     int sb = 5; /* the codebook index field: 5 bits up to k = 32, then as wide as k needs */
     while (((int64_t)1 << sb) < k) sb++;
-    if (gap_coder == 0 && batch == 1 && k <= 256 && hg->lut_bits && hv->lut_bits) {
+    if (gap_coder == 0 && k <= 256 && hg->lut_bits && hv->lut_bits) {
         lane = (uint16_t *)malloc(sizeof(uint16_t) << LANE_BITS);
         cbd = (double *)malloc(sizeof(double) * (size_t)(k ? k : 1));
         if (lane && cbd) {
