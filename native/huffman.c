@@ -14,9 +14,11 @@
  * ham: when the first canonical code (all 0 bits) stands for 0.0, a run of zeros is counted with one
  * clz on the bit buffer; ham's row loops are also compiled for x86-64-v3 (NNC_CLONES: lzcnt). ham
  * also uses a second 2^11-entry table giving up to 4 whole short codes per window (many symbols per
- * lookup). sham with Huffman gaps: a 2^12-entry pair table decodes a whole [gap][value] entry in one
- * lookup; batch 1 instead decodes four rows in step from a 2^13-entry, 2-byte form of it (four
- * independent dependency chains). Both are filled by enumerating code pairs. Bits come from a 64-bit buffer refilled a word at a time; words past the
+ * lookup). sham with Huffman gaps: four rows are decoded in step from a 2^13-entry, 2-byte table
+ * that gives a whole [gap][value] entry per lookup (four independent dependency chains); batch 1
+ * accumulates as it decodes, a batch first writes a block of rows' entries out, then multiplies them
+ * with 8 items at a time. Where that table cannot be built (k > 256) a 2^12-entry pair table serves
+ * one row at a time. Both are filled by enumerating code pairs. Bits come from a 64-bit buffer refilled a word at a time; words past the
  * stream read as zero, so a corrupt code can never read outside the array; it is caught by the row
  * end check (NNC_ECODE). Row offsets outside the stream are NNC_EBOUNDS. The *_naive kernels decode
  * bit by bit (the reference). */
