@@ -41,6 +41,7 @@ static inline int nnc_check_dims(int64_t n_out, int64_t n_in, const float *x, in
 static inline float *nnc_interleave_x(const float *x, int64_t batch, int64_t n_in) {
     if (batch < 2 || n_in < 1) return NULL;
     const int64_t chunks = (batch + NNC_BCH - 1) / NNC_BCH;
+    if ((uint64_t)chunks > SIZE_MAX / NNC_BCH / sizeof(float) / (uint64_t)n_in) return NULL;
     float *xi = (float *)calloc((size_t)chunks * (size_t)n_in * NNC_BCH, sizeof(float));
     if (!xi) return NULL;
     for (int64_t b = 0; b < batch; b++) {
