@@ -236,6 +236,7 @@ typedef struct {
     int rbits_width;
     const float *x;
     float *y;
+    const float *xi; /* nnc_interleave_x of x when batched and the lanes apply, else NULL */
 } ham_ctx;
 
 /* Decode row r once and accumulate codebook[s] * x[b, c] for NB batch items (NB a compile-time
@@ -321,6 +322,78 @@ HAM_ROW(ham_row_n, 0)
 
 static int ham_rows_plain(const ham_ctx *q, int64_t r0, int64_t r1);
 
+/* Where ham's and sham's lanes write a batch's decoded nonzeros (EMIT): row r0 + i's at base[i]..,
+ * count[i] of them, room for min(n_in, its bits) (each takes a column and at least a bit). */
+typedef struct {
+    int32_t *col;
+    float *val;
+    const int64_t *base;
+    int64_t *count;
+} row_emit;
+
+/* y of row r for every batch item from its n decoded nonzeros, NNC_BCH items at a time of the
+ * interleaved x (x86-64-v3 copy: AVX2 and FMA) */
+NNC_CLONES static void emit_row(float *y, int64_t n_out, int64_t batch, const float *xi, int64_t n_in, int64_t r,
+                                const int32_t *rc, const float *rv, int64_t n) {
+    for (int64_t b0 = 0; b0 < batch; b0 += NNC_BCH) {
+        const int nb = (int)(batch - b0 < NNC_BCH ? batch - b0 : NNC_BCH);
+        const float *xc = xi + b0 * n_in;
+        double a[NNC_BCH] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            const double v = rv[i];
+            const float *xv = xc + (int64_t)rc[i] * NNC_BCH;
+            for (int j = 0; j < NNC_BCH; j++) a[j] += v * xv[j];
+        }
+        for (int j = 0; j < nb; j++) y[(b0 + j) * n_out + r] = (float)a[j];
+    }
+}
+
+/* A batch through lanes that decode (EMIT): blocks of rows decoded once each into their nonzeros
+ * (the costly part, whatever the batch), then multiplied by emit_row. A failed block is decoded
+ * again by fallback, row by row in order, for the status of its first bad row. */
+typedef int (*emit_decode)(const void *ctx, int64_t r0, int64_t r1, const row_emit *em);
+typedef struct {
+    int64_t n_out, n_in, batch;
+    const float *xi;
+    float *y;
+    const void *row_bits;
+    int rbits_width;
+} emit_job;
+#define EMIT_ENTRIES ((int64_t)1 << 20)
+static int rows_emit(const void *ctx, const emit_job *jb, emit_decode decode, nnc_rows_fn fallback, int64_t r0,
+                     int64_t r1) {
+    const int64_t n_in = jb->n_in, room = n_in > EMIT_ENTRIES ? n_in : EMIT_ENTRIES;
+    int32_t *ecol = (int32_t *)malloc(sizeof(int32_t) * (size_t)room);
+    float *eval = (float *)malloc(sizeof(float) * (size_t)room);
+    int64_t *base = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
+    int64_t *count = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
+    int st = ecol && eval && base && count ? NNC_OK : NNC_ENOMEM;
+    for (int64_t b = r0; b < r1 && !st;) {
+        int64_t used = 0, e = b;
+        for (; e < r1; e++) { /* rows while their room fits: min(n_in, bits) nonzeros each */
+            const int64_t bits = (int64_t)nnc_uget(jb->row_bits, jb->rbits_width, e + 1) -
+                                 (int64_t)nnc_uget(jb->row_bits, jb->rbits_width, e);
+            const int64_t need = bits < n_in ? bits : n_in;
+            if (used + need > room && e > b) break;
+            base[e - r0] = used;
+            used += need;
+        }
+        const row_emit em = {ecol, eval, base + (b - r0), count + (b - r0)};
+        if (decode(ctx, b, e, &em))
+            st = fallback(ctx, b, e);
+        else
+            for (int64_t r = b; r < e; r++)
+                emit_row(jb->y, jb->n_out, jb->batch, jb->xi, n_in, r, ecol + base[r - r0], eval + base[r - r0],
+                         count[r - r0]);
+        b = e;
+    }
+    free(ecol);
+    free(eval);
+    free(base);
+    free(count);
+    return st;
+}
+
 /* A long code (past the first-level table) of a lane's row, out of the hot loop: its symbol and
  * length, or a negative symbol for a bit pattern that is no code. */
 typedef struct {
@@ -341,7 +414,8 @@ static __attribute__((noinline)) code_out ham_lane_slow(const ham_ctx *q, int64_
  * one clz on a 64-bit peek and decodes the nonzero after it from the same peek, so the cost goes
  * with the nonzeros, and the lanes' dependency chains (peek, clz, table lookup) overlap. Any error
  * reruns the rows in order with ham_row_1, so the status is the one the first bad row gives. */
-NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
+static inline __attribute__((always_inline)) int ham_lanes(const ham_ctx *q, int64_t r0, int64_t r1,
+                                                           const int EMIT, const row_emit *em) {
     const uint32_t *w = q->stream;
     const uint32_t *lut = q->h->lut;
     const int lshift = 64 - q->h->lut_bits, lb = q->h->lut_bits;
@@ -351,6 +425,8 @@ NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
     int64_t col0 = 0, col1 = 0, col2 = 0, col3 = 0; /* lanes start with no row */
     int64_t row0 = -1, row1 = -1, row2 = -1, row3 = -1;
     double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
+    int64_t eo0 = 0, eo1 = 0, eo2 = 0, eo3 = 0; /* EMIT: each lane's next slot */
+    int finished = 0;                           /* EMIT: lanes with no row left */
     int64_t next = r0;
 #define HAM_LANE(j)                                                                                          \
     if (__builtin_expect(pos##j < end##j, 1)) {                                                              \
@@ -378,7 +454,11 @@ NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
                 }                                                                                            \
                 if (__builtin_expect(col##j >= n_in, 0)) goto fail;                                          \
                 pos##j += len;                                                                               \
-                acc##j += (double)cb[sym] * (double)x[col##j];                                               \
+                if (EMIT) {                                                                                  \
+                    em->col[eo##j] = (int32_t)col##j;                                                        \
+                    em->val[eo##j++] = cb[sym];                                                              \
+                } else                                                                                       \
+                    acc##j += (double)cb[sym] * (double)x[col##j];                                           \
                 col##j++;                                                                                    \
             }                                                                                                \
         } else { /* the run reached the row's end: the zero bits past it are the next row's */                \
@@ -388,17 +468,28 @@ NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
     } else {                                                                                                 \
         if (row##j >= 0) {                                                                                   \
             if (pos##j != end##j || col##j != n_in) goto fail;                                               \
-            q->y[row##j] = (float)acc##j;                                                                    \
+            if (EMIT)                                                                                        \
+                em->count[row##j - r0] = eo##j - em->base[row##j - r0];                                      \
+            else                                                                                             \
+                q->y[row##j] = (float)acc##j;                                                                \
             row##j = -1;                                                                                     \
         }                                                                                                    \
-        if (next >= r1) goto drain;                                                                          \
-        row##j = next++;                                                                                     \
-        pos##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j);                                     \
-        end##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j + 1);                                 \
-        col##j = 0;                                                                                          \
-        acc##j = 0.0;                                                                                        \
+        if (next >= r1) {                                                                                    \
+            if (!EMIT) goto drain;                                                                           \
+            if (row##j == -1) { /* batched: this lane idles until the others end their rows */              \
+                row##j = -2;                                                                                 \
+                if (++finished == 4) return NNC_OK;                                                          \
+            }                                                                                                \
+        } else {                                                                                             \
+            row##j = next++;                                                                                 \
+            pos##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j);                                 \
+            end##j = (int64_t)nnc_uget(q->row_bits, q->rbits_width, row##j + 1);                             \
+            col##j = 0;                                                                                      \
+            acc##j = 0.0;                                                                                    \
+            if (EMIT) eo##j = em->base[row##j - r0];                                                         \
+        }                                                                                                    \
     }
-    if (n_in == 0) return ham_rows_plain(q, r0, r1);
+    if (n_in == 0) return EMIT ? NNC_ECODE : ham_rows_plain(q, r0, r1);
     for (;;) {
         HAM_LANE(0)
         HAM_LANE(1)
@@ -411,13 +502,33 @@ drain:; /* the rows still in the other lanes, from the start, one at a time */
     for (int j = 0; j < 4; j++)
         if (rows[j] >= 0 && ham_row_1(q, rows[j], 0, 1)) goto fail;
     return NNC_OK;
-fail:
-    return ham_rows_plain(q, r0, r1);
+fail: /* batched: the caller decodes the rows again, in order, for the status of the first bad one */
+    return EMIT ? NNC_ECODE : ham_rows_plain(q, r0, r1);
 }
 
+NNC_CLONES static int ham_rows_lanes(const ham_ctx *q, int64_t r0, int64_t r1) {
+    return ham_lanes(q, r0, r1, 0, NULL);
+}
+NNC_CLONES static int ham_emit(const ham_ctx *q, int64_t r0, int64_t r1, const row_emit *em) {
+    return ham_lanes(q, r0, r1, 1, em);
+}
+
+static int ham_decode_emit(const void *ctx, int64_t r0, int64_t r1, const row_emit *em) {
+    return ham_emit((const ham_ctx *)ctx, r0, r1, em);
+}
+static int ham_rows_plain_fn(const void *ctx, int64_t r0, int64_t r1) {
+    return ham_rows_plain((const ham_ctx *)ctx, r0, r1);
+}
+
+/* the lanes when the 1-bit code 0 stands for 0.0: accumulating (batch 1) or decoding for rows_emit */
 static int ham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const ham_ctx *q = (const ham_ctx *)vctx;
-    if (q->batch == 1 && q->zskip && q->h->zlen == 1 && q->h->lut_bits) return ham_rows_lanes(q, r0, r1);
+    const int lanes = q->zskip && q->h->zlen == 1 && q->h->lut_bits;
+    if (q->batch == 1 && lanes) return ham_rows_lanes(q, r0, r1);
+    if (q->xi && lanes) {
+        const emit_job jb = {q->n_out, q->n_in, q->batch, q->xi, q->y, q->row_bits, q->rbits_width};
+        return rows_emit(q, &jb, ham_decode_emit, ham_rows_plain_fn, r0, r1);
+    }
     return ham_rows_plain(q, r0, r1);
 }
 
@@ -437,8 +548,11 @@ int nnc_ham_dot(HAM_ARGS) {
                          batch, y, threads, &h);
     if (st) return st;
     const int zskip = h->zlen > 0 && codebook[h->zsym] == 0.0f;
-    ham_ctx q = {h, n_out, n_in, n_words, batch, zskip, codebook, stream, row_bits, rbits_width, x, y};
+    /* NULL (batch 1, or out of memory): the strided row loop, same sums */
+    float *xi = zskip && h->zlen == 1 ? nnc_interleave_x(x, batch, n_in) : NULL;
+    ham_ctx q = {h, n_out, n_in, n_words, batch, zskip, codebook, stream, row_bits, rbits_width, x, y, xi};
     st = nnc_run_rows(ham_rows, &q, n_out, threads);
+    free(xi);
     free(h);
     return st;
 }
@@ -809,14 +923,6 @@ static __attribute__((noinline)) lane_out sham_lane_slow(const sham_ctx *q, int6
     return (lane_out){t.p, t.col, t.a, w, st};
 }
 
-/* Where the lanes write decoded entries when batched (EMIT): row r0 + i's entries at base[i]..,
- * count[i] of them, room for min(n_in, its bits) (an entry takes a column and at least a bit). */
-typedef struct {
-    int32_t *col;
-    float *val;
-    const int64_t *base;
-    int64_t *count;
-} sham_emit;
 
 
 /* batch 1 with the lane table: SHAM_LANES rows decoded in step, each lane taking the next row when
@@ -825,7 +931,7 @@ typedef struct {
  * first bad row gives. */
 #define SHAM_LANES 4
 static inline __attribute__((always_inline)) int sham_lanes(const sham_ctx *q, int64_t r0, int64_t r1,
-                                                            const int sb, const int EMIT, const sham_emit *em) {
+                                                            const int sb, const int EMIT, const row_emit *em) {
     const uint16_t *T = q->lane;
     const int step_shift = 4 + sb;
     const uint32_t smask = ((uint32_t)1 << sb) - 1;
@@ -941,10 +1047,10 @@ static int sham_rows_lanes_k32(const sham_ctx *q, int64_t r0, int64_t r1) {
 static int sham_rows_lanes_k256(const sham_ctx *q, int64_t r0, int64_t r1) {
     return sham_lanes(q, r0, r1, q->lane_sb, 0, NULL);
 }
-static int sham_emit_k32(const sham_ctx *q, int64_t r0, int64_t r1, const sham_emit *em) {
+static int sham_emit_k32(const sham_ctx *q, int64_t r0, int64_t r1, const row_emit *em) {
     return sham_lanes(q, r0, r1, 5, 1, em);
 }
-static int sham_emit_k256(const sham_ctx *q, int64_t r0, int64_t r1, const sham_emit *em) {
+static int sham_emit_k256(const sham_ctx *q, int64_t r0, int64_t r1, const row_emit *em) {
     return sham_lanes(q, r0, r1, q->lane_sb, 1, em);
 }
 
@@ -964,54 +1070,14 @@ static int sham_rows_xi(const sham_ctx *q, int64_t r0, int64_t r1) {
  * entries (the costly part, done once per row whatever the batch), then each row's entries
  * multiplied with NNC_BCH items at a time of the interleaved x. Any error decodes the block again
  * by sham_rows_xi, in order, for the status of its first bad row. */
-/* y of row r for every batch item from its n decoded entries (x86-64-v3 copy: AVX2 and FMA) */
-NNC_CLONES static void sham_emit_row(const sham_ctx *q, int64_t r, const int32_t *rc, const float *rv, int64_t n) {
-    for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
-        const int nb = (int)(q->batch - b0 < NNC_BCH ? q->batch - b0 : NNC_BCH);
-        const float *xc = q->xi + b0 * q->n_in;
-        double a[NNC_BCH] = {0};
-        for (int64_t i = 0; i < n; i++) {
-            const double v = rv[i];
-            const float *xv = xc + (int64_t)rc[i] * NNC_BCH;
-            for (int j = 0; j < NNC_BCH; j++) a[j] += v * xv[j];
-        }
-        for (int j = 0; j < nb; j++) q->y[(b0 + j) * q->n_out + r] = (float)a[j];
-    }
+/* batched with the lane table (rows_emit): the four lanes decode a block of rows into their
+ * entries; sham_rows_xi is the fallback. */
+static int sham_decode_emit(const void *ctx, int64_t r0, int64_t r1, const row_emit *em) {
+    const sham_ctx *q = (const sham_ctx *)ctx;
+    return q->lane_sb == 5 ? sham_emit_k32(q, r0, r1, em) : sham_emit_k256(q, r0, r1, em);
 }
-
-#define SHAM_EMIT_ENTRIES ((int64_t)1 << 20)
-static int sham_rows_emit(const sham_ctx *q, int64_t r0, int64_t r1) {
-    const int64_t n_in = q->n_in, room = n_in > SHAM_EMIT_ENTRIES ? n_in : SHAM_EMIT_ENTRIES;
-    int32_t *ecol = (int32_t *)malloc(sizeof(int32_t) * (size_t)room);
-    float *eval = (float *)malloc(sizeof(float) * (size_t)room);
-    int64_t *base = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
-    int64_t *count = (int64_t *)malloc(sizeof(int64_t) * (size_t)(r1 - r0));
-    int st = ecol && eval && base && count ? NNC_OK : NNC_ENOMEM;
-    for (int64_t b = r0; b < r1 && !st;) {
-        int64_t used = 0, e = b;
-        for (; e < r1; e++) { /* rows while their room fits: min(n_in, bits) entries each */
-            const int64_t bits = (int64_t)nnc_uget(q->row_bits, q->rbits_width, e + 1) -
-                                 (int64_t)nnc_uget(q->row_bits, q->rbits_width, e);
-            const int64_t need = bits < n_in ? bits : n_in;
-            if (used + need > room && e > b) break;
-            base[e - r0] = used;
-            used += need;
-        }
-        const sham_emit em = {ecol, eval, base + (b - r0), count + (b - r0)};
-        if ((q->lane_sb == 5 ? sham_emit_k32(q, b, e, &em) : sham_emit_k256(q, b, e, &em))) {
-            st = sham_rows_xi(q, b, e);
-            b = e;
-            continue;
-        }
-        for (int64_t r = b; r < e; r++)
-            sham_emit_row(q, r, ecol + base[r - r0], eval + base[r - r0], count[r - r0]);
-        b = e;
-    }
-    free(ecol);
-    free(eval);
-    free(base);
-    free(count);
-    return st;
+static int sham_rows_xi_fn(const void *ctx, int64_t r0, int64_t r1) {
+    return sham_rows_xi((const sham_ctx *)ctx, r0, r1);
 }
 
 static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
@@ -1019,7 +1085,10 @@ static int sham_rows(const void *vctx, int64_t r0, int64_t r1) {
     if (q->batch == 1 && q->lane)
         return q->lane_sb == 5 ? sham_rows_lanes_k32(q, r0, r1) : sham_rows_lanes_k256(q, r0, r1);
     if (q->batch == 1) return sham_rows_1(q, r0, r1);
-    if (q->xi && q->lane) return sham_rows_emit(q, r0, r1);
+    if (q->xi && q->lane) {
+        const emit_job jb = {q->n_out, q->n_in, q->batch, q->xi, q->y, q->row_bits, q->rbits_width};
+        return rows_emit(q, &jb, sham_decode_emit, sham_rows_xi_fn, r0, r1);
+    }
     if (q->xi) return sham_rows_xi(q, r0, r1);
     for (int64_t r = r0; r < r1; r++)
         for (int64_t b0 = 0; b0 < q->batch; b0 += NNC_BCH) {
