@@ -18,10 +18,10 @@
  * that gives a whole [gap][value] entry per lookup (four independent dependency chains); batch 1
  * accumulates as it decodes, a batch first writes a block of rows' entries out, then multiplies them
  * with 8 items at a time. Where that table cannot be built (k > 256) a 2^12-entry pair table serves
- * one row at a time. Both are filled by enumerating code pairs. Bits come from a 64-bit buffer refilled a word at a time; words past the
- * stream read as zero, so a corrupt code can never read outside the array; it is caught by the row
- * end check (NNC_ECODE). Row offsets outside the stream are NNC_EBOUNDS. The *_naive kernels decode
- * bit by bit (the reference). */
+ * one row at a time. Both are filled by enumerating code pairs. Bits come from a 64-bit buffer
+ * refilled a word at a time; words past the stream read as zero, so a corrupt code can never read
+ * outside the array; it is caught by the row end check (NNC_ECODE). Row offsets outside the stream
+ * are NNC_EBOUNDS. The *_naive kernels decode bit by bit (the reference). */
 #include "nnc_common.h"
 
 #define MAX_LEN 24
@@ -520,10 +520,13 @@ static int ham_rows_plain_fn(const void *ctx, int64_t r0, int64_t r1) {
     return ham_rows_plain((const ham_ctx *)ctx, r0, r1);
 }
 
-/* the lanes when the 1-bit code 0 stands for 0.0: accumulating (batch 1) or decoding for rows_emit */
+/* The zero-run lanes need the 1-bit code 0 to stand for 0.0, and a first-level table. */
+static int ham_lanes_apply(const huff *h, int zskip) { return zskip && h->zlen == 1 && h->lut_bits; }
+
+/* the lanes where they apply: accumulating (batch 1) or decoding for rows_emit */
 static int ham_rows(const void *vctx, int64_t r0, int64_t r1) {
     const ham_ctx *q = (const ham_ctx *)vctx;
-    const int lanes = q->zskip && q->h->zlen == 1 && q->h->lut_bits;
+    const int lanes = ham_lanes_apply(q->h, q->zskip);
     if (q->batch == 1 && lanes) return ham_rows_lanes(q, r0, r1);
     if (q->xi && lanes) {
         const emit_job jb = {q->n_out, q->n_in, q->batch, q->xi, q->y, q->row_bits, q->rbits_width};
@@ -549,7 +552,7 @@ int nnc_ham_dot(HAM_ARGS) {
     if (st) return st;
     const int zskip = h->zlen > 0 && codebook[h->zsym] == 0.0f;
     /* NULL (batch 1, or out of memory): the strided row loop, same sums */
-    float *xi = zskip && h->zlen == 1 ? nnc_interleave_x(x, batch, n_in) : NULL;
+    float *xi = ham_lanes_apply(h, zskip) ? nnc_interleave_x(x, batch, n_in) : NULL;
     ham_ctx q = {h, n_out, n_in, n_words, batch, zskip, codebook, stream, row_bits, rbits_width, x, y, xi};
     st = nnc_run_rows(ham_rows, &q, n_out, threads);
     free(xi);
@@ -1066,10 +1069,6 @@ static int sham_rows_xi(const sham_ctx *q, int64_t r0, int64_t r1) {
     return NNC_OK;
 }
 
-/* batched with the lane table: a block of rows decoded by the four lanes into (column, value)
- * entries (the costly part, done once per row whatever the batch), then each row's entries
- * multiplied with NNC_BCH items at a time of the interleaved x. Any error decodes the block again
- * by sham_rows_xi, in order, for the status of its first bad row. */
 /* batched with the lane table (rows_emit): the four lanes decode a block of rows into their
  * entries; sham_rows_xi is the fallback. */
 static int sham_decode_emit(const void *ctx, int64_t r0, int64_t r1, const row_emit *em) {
