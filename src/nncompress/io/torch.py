@@ -3,7 +3,7 @@
 Files are recognised by their content (zip layout or legacy pickle), not by their extension.
 Nothing stored in a file is executed: torch.save files are read with ``weights_only=True`` unless the
 caller opts in (``trust_pickle``), TorchScript is compiled but never run, and a .pt2 archive is
-checked for pickled payloads and compiled libraries before torch.export.load sees it.
+read by `_pt2` from its JSON and raw records, never by torch.export.load (which unpickles).
 
 Graph files (TorchScript, .pt2) are converted op by op to the IR (docs/ir.md); an aten op without an
 IR counterpart is kept as an op ``aten::name`` in domain ``torch``. Weights keep their state_dict names,
@@ -14,7 +14,6 @@ file and replace its tensors, so everything the IR does not model is kept as it 
 from __future__ import annotations
 
 import io
-import json
 import operator
 import os
 import re
@@ -141,6 +140,16 @@ def _sniff(p: Path) -> _Kind:
                 path=str(p),
                 hint="Re-save or re-download the file",
             ) from e
+        legacy = sorted(n for n in full if "/" not in n and n.startswith("serialized_"))
+        if legacy:
+            # torch < 2.6 export archives, or a crafted fallback: torch.export.load unpickles these
+            # with weights_only=False
+            raise UnsupportedError(
+                f"a torch.export archive in the legacy layout ({legacy[0]}); "
+                "nncompress does not unpickle untrusted data",
+                path=str(p),
+                hint="Re-export it with torch.export.save from torch 2.6 or later",
+            )
         roots = {n.split("/", 1)[0] for n in full if "/" in n}
         if len(roots) != 1:
             raise InputError(
@@ -2006,250 +2015,337 @@ def _save_torchscript(graph: Graph, src: _Source, tmp: Path) -> None:
 # =================================================================================================
 
 
-def _check_pt2(p: Path, kind: _Kind, *, trusted: bool) -> None:
-    """Refuse, before torch.export.load sees it, an archive that would unpickle or load native code."""
-    import torch
-
-    names = set(kind.names)
-    models = [n for n in names if n.startswith("models/") and n.endswith(".json")]
-    if "models/model.json" not in names:
-        raise UnsupportedError(
-            "a .pt2 archive without an exported program (models/model.json)",
-            path=str(p),
-            hint="Save the program with torch.export.save",
-        )
-    if any(n.startswith("data/aotinductor/") for n in names):
-        raise UnsupportedError(
-            "a .pt2 archive with AOTInductor-compiled code; nncompress does not load native libraries",
-            path=str(p),
-            hint="Save the program with torch.export.save (no AOTInductor package)",
-        )
-    if trusted:
-        return
-    reasons = []
-    with zipfile.ZipFile(p) as z:
-
-        def read(name: str) -> bytes:
-            return z.read(f"{kind.root}/{name}")
-
-        # torch.export.load reads every program of the archive: check the payloads of each
-        for model in (n[len("models/") : -len(".json")] for n in models):
-            for cfg in (
-                f"data/weights/{model}_weights_config.json",
-                f"data/constants/{model}_constants_config.json",
-            ):
-                if cfg not in names:
-                    continue
-                conf = json.loads(read(cfg)).get("config", {})
-                for fqn, meta in conf.items():
-                    path_name = str(meta.get("path_name", ""))
-                    if meta.get("use_pickle") or path_name.startswith(("custom_obj", "opaque_obj")):
-                        reasons.append(f"pickled entry {fqn!r}")
-            for legacy in (f"data/weights/{model}.pt", f"data/constants/{model}.pt"):
-                if legacy in names:
-                    reasons.append("legacy pickled weights")
-            sample = f"data/sample_inputs/{model}.pt"
-            data = read(sample) if sample in names else b""
-            if data:
-                try:
-                    torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-                except Exception:
-                    reasons.append("pickled sample inputs")
-    if reasons:
-        raise UnsupportedError(
-            f"holds pickled Python objects ({', '.join(sorted(set(reasons)))}); "
-            "nncompress does not unpickle untrusted data",
-            path=str(p),
-            hint="Re-export it with torch.export.save from plain tensors, or pass --trust-pickle if you trust this file",
-        )
-
-
-def _export_load(path: str, extra: dict[str, Any] | None = None) -> Any:
-    import torch
-
-    with open(path, "rb") as f:  # a file object: torch.export.load checks the .pt2 suffix of paths only
-        return torch.export.load(f, extra_files=extra)
-
-
 def _load_export(p: Path, kind: _Kind, *, trust_pickle: bool) -> Graph:
-    _check_pt2(p, kind, trusted=trust_pickle)
-    try:
-        ep = _export_load(str(p))
-    except Exception as e:
-        raise InputError(
-            f"corrupt or unreadable torch.export archive ({_short(e)})",
-            path=str(p),
-            hint="Re-save it with torch.export.save",
-        ) from None
-    version = ""
-    try:
-        with zipfile.ZipFile(p) as z:
-            version = str(json.loads(z.read(f"{kind.root}/models/model.json")).get("torch_version", ""))
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-        pass
-    tensors: dict[str, Any] = dict(ep.state_dict)
-    import torch
+    """A .pt2 archive read by `_pt2` (never by torch.export.load) and converted from its JSON."""
+    from nncompress.io._pt2 import open_pt2
+    from nncompress.io._torchzip import NUMPY_OF, TorchZip
 
-    for k, v in ep.constants.items():
-        if isinstance(v, torch.Tensor) and k not in tensors:
-            tensors[k] = v
+    pt2 = open_pt2(p, trusted=trust_pickle)
+    arrays: dict[str, np.ndarray] = {}
     skipped: list[str] = []
-    weights = _weights_from(tensors, skipped)
+    with TorchZip.open(p) as z:
+        by_record: dict[str, list[str]] = {}
+        for fqn, st in pt2.tensors.items():
+            if st.dtype not in NUMPY_OF:
+                skipped.append(fqn)
+            else:
+                by_record.setdefault(st.record, []).append(fqn)
+        for fqns in by_record.values():  # each record read once, views of it made, bytes dropped
+            cache: dict[str, bytes] = {}
+            for fqn in fqns:
+                arrays[fqn] = z.array(pt2.tensors[fqn], f"tensor {fqn!r}", cache=cache)
+        for fqn, member in pt2.pickled.items():  # only with --trust-pickle: the user vouched for them
+            import torch
+
+            t = torch.load(io.BytesIO(z.read(member)), map_location="cpu", weights_only=False)
+            arr = _to_numpy(t) if isinstance(t, torch.Tensor) else None
+            if arr is None:
+                skipped.append(fqn)
+            else:
+                arrays[fqn] = arr
+    order = [k for k in pt2.tensors if k in arrays] + [k for k in pt2.pickled if k in arrays]
+    weights = {k: Weight(name=k, value=arrays[k], source=k) for k in order}
     _guess_roles(weights)
-    extra_names = [
-        n[len("extra/") :] for n in kind.names if n.startswith("extra/") and len(n) > len("extra/")
-    ]
     src = _Source(
-        kind="torch-export", path=str(p), trusted=trust_pickle, tensors=list(weights), extra_files=extra_names
+        kind="torch-export",
+        path=str(p),
+        trusted=trust_pickle,
+        tensors=[k for k in order if k in pt2.tensors],
+        extra_files=pt2.extra_files,
     )
-    meta = ModelMeta(format="torch-export", producer="pytorch", producer_version=version, path=str(p))
+    meta = ModelMeta(
+        format="torch-export", producer="pytorch", producer_version=pt2.torch_version, path=str(p)
+    )
+    notes = []
+    bf16 = [k for k, st in pt2.tensors.items() if st.dtype == "bfloat16"]
+    if bf16:
+        notes.append(f"{len(bf16)} bfloat16 tensors read as float32 (written back as bfloat16)")
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        notes.append(f"{len(skipped)} tensors with no numpy dtype kept unchanged ({shown})")
     b = _Builder(weights, set(weights))
     try:
-        outputs = _convert_export(b, ep)
-        meta.notes = [*_dtype_notes(tensors, skipped)]
+        outputs = _convert_program(b, pt2.program)
+        meta.notes = notes
         meta.extra["input_shapes"] = {vi.name: list(vi.shape or ()) for vi in b.inputs}
         return _finish(b, outputs, meta, p.stem, src, dtypes_known=True)
     except (_Unconvertible, IRError) as e:
-        return _fallback(tensors, meta, p.stem, src, str(e), skipped)
+        meta.notes = [f"graph not converted ({e}); weights only: fidelity is measured on weights", *notes]
+        g = Graph(weights=weights, has_graph=False, meta=meta, name=p.stem, source=src)
+        g.validate()
+        return g
 
 
-def _meta_info(val: Any) -> tuple[tuple[int | str | None, ...] | None, str | None]:
+_PT2_SCHEMAS: dict[str, Any] = {}
+
+
+def _op_schema(target: str) -> Any:
+    """The registered schema of ``torch.ops.ns.op.overload``: a look-up, nothing is called."""
     import torch
 
-    if isinstance(val, torch.Tensor):
-        shape = tuple(int(d) if isinstance(d, int) or _is_static(d) else str(d) for d in val.shape)
-        return shape, _dtype_name(val.dtype)
-    return None, None
+    if target not in _PT2_SCHEMAS:
+        _, _, ns, op, overload = target.split(".")
+        try:
+            _PT2_SCHEMAS[target] = torch._C._get_schema(
+                f"{ns}::{op}", "" if overload == "default" else overload
+            )
+        except RuntimeError:
+            _PT2_SCHEMAS[target] = None
+    return _PT2_SCHEMAS[target]
 
 
-def _is_static(d: Any) -> bool:
-    try:
-        int(d)
-        return not hasattr(d, "node") or d.node.is_constant()
-    except Exception:
-        return False
+class _Program:
+    """Reads a torch.export program's JSON (torch/_export/serde/schema.py) into the builder."""
 
+    def __init__(self, b: _Builder, program: Mapping[str, Any]) -> None:
+        self.b = b
+        try:
+            gm = program["graph_module"]
+            self.graph, self.sig = gm["graph"], gm["signature"]
+            self.meta = self.graph.get("tensor_values", {})
+        except (KeyError, TypeError):
+            raise _Unconvertible("the program has no graph or signature") from None
+        if not isinstance(self.meta, dict):
+            raise _Unconvertible("the program's tensor_values is not an object")
+        self.env: dict[str, Any] = {}
 
-def _convert_export(b: _Builder, ep: Any) -> list[ValueInfo]:
-    import torch
+    def tensor_info(self, name: str) -> tuple[tuple[int | str | None, ...] | None, str | None]:
+        from nncompress.io._pt2 import dtype_of, sym_name
 
-    sig = ep.graph_signature
-    specs = {getattr(s.arg, "name", None): s for s in sig.input_specs}
-    env: dict[Any, Any] = {}
-
-    def value(x: Any) -> Any:
-        if isinstance(x, torch.fx.Node):
-            return env.get(x, _UNKNOWN)
-        if isinstance(x, (list, tuple)):
-            return [value(v) for v in x]
-        return x
-
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            s = specs.get(node.name)
-            kind = s.kind.name if s is not None else ""
-            if s is not None and kind in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
-                if s.target not in b.weights:
-                    raise _Unconvertible(f"{kind.lower()} {s.target!r} has no readable tensor")
-                env[node] = _Ref(s.target)
-            elif kind == "USER_INPUT":
-                val = node.meta.get("val")
-                if not isinstance(val, torch.Tensor):
-                    raise _Unconvertible(f"input {node.name!r} is not a tensor")
-                shape, dt = _meta_info(val)
-                name = b.fresh(node.name)
-                b.inputs.append(ValueInfo(name=name, shape=shape, dtype=dt or "float32"))
-                b.rank[name], b.dtype[name] = val.dim(), dt or "float32"
-                env[node] = _Ref(name)
+        tm = self.meta.get(name)
+        if not isinstance(tm, dict) or not isinstance(tm.get("sizes"), list):
+            return None, None
+        shape: list[int | str | None] = []
+        for s in tm["sizes"]:
+            if isinstance(s, dict) and type(s.get("as_int")) is int:
+                shape.append(s["as_int"])
+            elif isinstance(s, dict) and isinstance(s.get("as_expr"), dict):
+                shape.append(sym_name(str(s["as_expr"].get("expr_str", ""))))
             else:
-                raise _Unconvertible(f"unsupported program input kind {kind or '?'}")
-        elif node.op == "call_function":
-            env[node] = _export_call(b, node, value)
-        elif node.op == "output":
-            results = node.args[0]
-            user = [
-                (r, s)
-                for r, s in zip(results, sig.output_specs, strict=False)
-                if s.kind.name == "USER_OUTPUT"
-            ]
-            vals = [value(r) for r, _ in user]
-            info = [
-                _meta_info(r.meta.get("val")) if isinstance(r, torch.fx.Node) else (None, None)
-                for r, _ in user
-            ]
-            return _outputs_of(b, vals, info)
+                shape.append(None)
+        return tuple(shape), dtype_of(tm.get("dtype"))
+
+    def arg(self, a: Any) -> Any:
+        from nncompress.io._pt2 import dtype_of
+
+        if not isinstance(a, dict) or len(a) != 1:
+            raise _Unconvertible("malformed argument")
+        ((k, v),) = a.items()
+        if k == "as_none":
+            return None
+        if k == "as_tensor":
+            return self.env.get(_name(v), _UNKNOWN)
+        if k == "as_tensors":
+            return [self.env.get(_name(t), _UNKNOWN) for t in _list(v)]
+        if k == "as_optional_tensor":
+            return self.arg(v)
+        if k == "as_optional_tensors":
+            return [self.arg(t) for t in _list(v)]
+        if k in ("as_int", "as_bool", "as_string", "as_ints", "as_bools", "as_strings", "as_int_lists"):
+            return v
+        if k in ("as_float", "as_floats", "as_float_lists"):
+            return _floats(v)
+        if k in ("as_sym_int", "as_sym_bool", "as_sym_float"):
+            return self.sym(v)
+        if k in ("as_sym_ints", "as_sym_bools", "as_sym_floats"):
+            return [self.sym(x) for x in _list(v)]
+        if k == "as_scalar_type":
+            return f"torch.{dtype_of(v) or 'unknown'}"  # what _dtype_name reads from str(torch.dtype)
+        if k in ("as_memory_format", "as_layout", "as_device"):
+            return f"{k[3:]}:{v}"
+        if k == "as_complex" and isinstance(v, dict):
+            return complex(_floats(v.get("real", 0)), _floats(v.get("imag", 0)))
+        raise _Unconvertible(f"unsupported program argument {k}")
+
+    def sym(self, v: Any) -> Any:
+        if not isinstance(v, dict) or len(v) != 1:
+            raise _Unconvertible("malformed symbolic argument")
+        ((k, x),) = v.items()
+        if k == "as_name":
+            return self.env.get(str(x), _UNKNOWN)
+        return _floats(x) if k == "as_float" else x
+
+    def run(self) -> list[ValueInfo]:
+        b = self.b
+        for spec in _list(self.sig.get("input_specs")):
+            kind, body = _one(spec)
+            if kind in ("parameter", "buffer", "tensor_constant"):
+                target = body.get(f"{kind}_name")
+                if target not in b.weights:
+                    raise _Unconvertible(f"{kind} {target!r} has no readable tensor")
+                self.env[_name(body.get("arg"))] = _Ref(target)
+            elif kind == "user_input":
+                arg = body.get("arg")
+                akind, aval = _one(arg)
+                if akind != "as_tensor":
+                    raise _Unconvertible(f"a program input of kind {akind}")
+                node_name = _name(aval)
+                shape, dt = self.tensor_info(node_name)
+                name = b.fresh(node_name)
+                b.inputs.append(ValueInfo(name=name, shape=shape, dtype=dt or "float32"))
+                b.rank[name], b.dtype[name] = (len(shape) if shape is not None else 0), dt or "float32"
+                self.env[node_name] = _Ref(name)
+            elif kind == "constant_input":
+                self.env[str(body.get("name"))] = self.arg(body.get("value"))
+            else:
+                raise _Unconvertible(f"unsupported program input kind {kind}")
+        for node in _list(self.graph.get("nodes")):
+            if not isinstance(node, dict):
+                raise _Unconvertible("malformed node")
+            self.node(node)
+        vals, info = [], []
+        for spec in _list(self.sig.get("output_specs")):
+            kind, body = _one(spec)
+            if kind != "user_output":
+                continue  # buffer mutations, tokens: not model outputs
+            akind, aval = _one(body.get("arg"))
+            if akind != "as_tensor":
+                raise _Unconvertible("the model returns something other than tensors")
+            vals.append(self.env.get(_name(aval), _UNKNOWN))
+            info.append(self.tensor_info(_name(aval)))
+        if not vals:
+            raise _Unconvertible("the program has no output")
+        return _outputs_of(b, vals, info)
+
+    def node(self, node: dict[str, Any]) -> None:
+        target = str(node.get("target", ""))
+        inputs = {na.get("name"): na.get("arg") for na in _list(node.get("inputs")) if isinstance(na, dict)}
+        outs = _list(node.get("outputs"))
+        if not target.startswith("torch.ops."):
+            self.scalar(target, inputs, outs)
+            return
+        schema = _op_schema(target)
+        if schema is None:
+            raise _Unconvertible(f"unknown operator {target}")
+        full = schema.name
+        if full == "aten::sym_size":
+            x, d = self.arg(inputs.get("self")), self.arg(inputs.get("dim"))
+            val = _Dim(x.name, int(d)) if isinstance(x, _Ref) and isinstance(d, int) else _UNKNOWN
+            self.bind_sym(outs, val)
+            return
+        names = [a.name for a in schema.arguments]
+        vals = [
+            self.arg(inputs[a.name])
+            if a.name in inputs
+            else (a.default_value if a.has_default_value() else None)
+            for a in schema.arguments
+        ]
+        tensor_outs = [o for o in outs if isinstance(o, dict) and ("as_tensor" in o or "as_tensors" in o)]
+        if not tensor_outs:
+            self.bind_sym(outs, _UNKNOWN)  # assertions, or a scalar the converter does not follow
+            return
+        if len(outs) == 1 and "as_tensors" in outs[0]:
+            names_out = [_name(t) for t in _list(outs[0]["as_tensors"])]
         else:
-            raise _Unconvertible(f"unsupported graph node kind {node.op}")
-    raise _Unconvertible("the program has no output")
+            names_out = [_name(o["as_tensor"]) if "as_tensor" in o else "" for o in outs]
+        tensor_inputs = [_is_tensor_type(a.type) or "Tensor" in str(a.type) for a in schema.arguments]
+        base = str(node.get("name") or (names_out[0] if names_out else "v"))
+        res = _emit_op(self.b, full, _Args(names, vals), base, len(names_out), tensor_inputs)
+        results = list(res) if isinstance(res, tuple) else [res]
+        for out_name, r in zip(names_out, results, strict=False):
+            if not out_name:
+                continue
+            self.env[out_name] = r
+            if isinstance(r, _Ref):
+                shape, dt = self.tensor_info(out_name)
+                if shape is not None:
+                    self.b.rank[r.name] = len(shape)
+                if dt:
+                    self.b.dtype[r.name] = dt
+
+    def scalar(self, target: str, inputs: dict[Any, Any], outs: list[Any]) -> None:
+        """Python arithmetic on sizes (``_operator.mul`` of two sym ints): folded where known."""
+        args = [self.arg(a) for a in inputs.values()]
+        fn = _SYM_FNS.get(target)
+        val: Any = _UNKNOWN
+        if fn is not None and all(isinstance(v, (int, float, bool)) for v in args):
+            try:
+                val = fn(*args)
+            except (ArithmeticError, TypeError, ValueError):
+                val = _UNKNOWN
+        elif any(isinstance(o, dict) and ("as_tensor" in o or "as_tensors" in o) for o in outs):
+            raise _Unconvertible(f"unsupported call {target}")
+        self.bind_sym(outs, val)
+
+    def bind_sym(self, outs: list[Any], val: Any) -> None:
+        for o in outs:
+            if isinstance(o, dict) and len(o) == 1:
+                ((_, v),) = o.items()
+                if isinstance(v, dict) and isinstance(v.get("as_name"), str):
+                    self.env[v["as_name"]] = val
 
 
-def _export_call(b: _Builder, node: Any, value: Callable[[Any], Any]) -> Any:
-    import torch
+_SYM_FNS: dict[str, Callable[..., Any]] = {
+    "_operator.add": operator.add,
+    "_operator.sub": operator.sub,
+    "_operator.mul": operator.mul,
+    "_operator.floordiv": operator.floordiv,
+    "_operator.truediv": operator.truediv,
+    "_operator.mod": operator.mod,
+    "_operator.neg": operator.neg,
+    "_operator.eq": operator.eq,
+    "_operator.ne": operator.ne,
+    "_operator.lt": operator.lt,
+    "_operator.le": operator.le,
+    "_operator.gt": operator.gt,
+    "_operator.ge": operator.ge,
+    "torch.sym_max": max,
+    "torch.sym_min": min,
+    "torch.sym_int": int,
+    "torch.sym_float": float,
+}
 
-    t = node.target
-    if t is operator.getitem:
-        seq, i = value(node.args[0]), node.args[1]
-        return seq[i] if isinstance(seq, (list, tuple)) and isinstance(i, int) and i < len(seq) else _UNKNOWN
-    if not isinstance(t, torch._ops.OpOverload):
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            raise _Unconvertible(f"unsupported call {getattr(t, '__name__', t)}")
-        return _UNKNOWN
-    schema = t._schema
-    full = schema.name
-    if full == "aten::sym_size":
-        x, d = value(node.args[0]), node.args[1]
-        return _Dim(x.name, int(d)) if isinstance(x, _Ref) and isinstance(d, int) else _UNKNOWN
-    names = [a.name for a in schema.arguments]
-    vals: list[Any] = []
-    for i, arg in enumerate(schema.arguments):
-        if i < len(node.args):
-            vals.append(value(node.args[i]))
-        elif arg.name in node.kwargs:
-            vals.append(value(node.kwargs[arg.name]))
-        elif arg.has_default_value():
-            vals.append(arg.default_value)
-        else:
-            vals.append(None)
-    val = node.meta.get("val")
-    if val is None or (isinstance(val, (list, tuple)) and not any(isinstance(v, torch.Tensor) for v in val)):
-        if not node.users:
-            return None  # assertions and other side-effect-only calls
-        if not isinstance(val, (list, tuple)):
-            return _UNKNOWN
-    n_out = len(val) if isinstance(val, (list, tuple)) else 1
-    tensor_inputs = [_is_tensor_type(a.type) or "Tensor" in str(a.type) for a in schema.arguments]
-    res = _emit_op(b, full, _Args(names, vals), node.name, n_out, tensor_inputs)
-    # ranks and dtypes the program knows for sure
-    pairs = (
-        list(zip(res, val, strict=False))
-        if isinstance(res, tuple) and isinstance(val, (list, tuple))
-        else [(res, val)]
-    )
-    for r, v in pairs:
-        if isinstance(r, _Ref) and isinstance(v, torch.Tensor):
-            b.rank[r.name] = v.dim()
-            dt = _dtype_name(v.dtype)
-            if dt:
-                b.dtype[r.name] = dt
-    return res
+
+def _name(v: Any) -> str:
+    if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+        raise _Unconvertible("malformed tensor argument")
+    return str(v["name"])
+
+
+def _list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _Unconvertible("malformed program: a list was expected")
+    return v
+
+
+def _one(v: Any) -> tuple[str, Any]:
+    if not isinstance(v, dict) or len(v) != 1:
+        raise _Unconvertible("malformed program entry")
+    ((k, x),) = v.items()
+    return str(k), x if isinstance(x, dict) else {"value": x}
+
+
+def _floats(v: Any) -> Any:
+    """torch writes non-finite floats as the strings "Infinity", "-Infinity" and "NaN"."""
+    if isinstance(v, list):
+        return [_floats(x) for x in v]
+    if isinstance(v, str) and v in ("Infinity", "-Infinity", "NaN"):
+        return float(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise _Unconvertible("malformed float argument")
+
+
+def _convert_program(b: _Builder, program: Mapping[str, Any]) -> list[ValueInfo]:
+    return _Program(b, program).run()
 
 
 def _save_export(graph: Graph, src: _Source, tmp: Path) -> None:
-    import torch
+    """The source archive copied member by member, with only the tensor records rewritten."""
+    from nncompress.io import _torchzip
+    from nncompress.io._pt2 import open_pt2
 
-    extra: dict[str, Any] = dict.fromkeys(src.extra_files, "")  # torch fills only the names it is given
-    ep = _export_load(src.path, extra)
-    for table in (ep.state_dict, ep.constants):
-        for k in list(table.keys()):
-            t = table[k]
-            w = graph.weights.get(k)
-            if w is None or k not in src.tensors or not isinstance(t, torch.Tensor):
-                continue
-            _check_shape(w, tuple(t.shape), src)
-            table[k] = _tensor_like(w.to_source(), t)
-    with open(tmp, "wb") as f:
-        torch.export.save(ep, f, extra_files=extra or None)
+    pt2 = open_pt2(Path(src.path), trusted=src.trusted)
+    changes = []
+    for k in src.tensors:
+        w, st = graph.weights.get(k), pt2.tensors.get(k)
+        if w is None or st is None:
+            continue
+        _check_shape(w, st.shape, src)
+        changes.append((st, w.to_source()))
+    _torchzip.patch(Path(src.path), tmp, changes)
 
 
 # =================================================================================================
