@@ -94,7 +94,7 @@ class Artifact:
 
 def _little(a: np.ndarray) -> np.ndarray:
     """``a`` contiguous and little-endian (the stored byte order, whatever machine writes it)."""
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
 
 
 def _layout(art: Artifact) -> list[dict[str, tuple[int, np.ndarray]]]:

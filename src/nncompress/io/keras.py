@@ -406,7 +406,7 @@ class _Builder:
     def const(self, layer: str, slot: str, arr: np.ndarray) -> str:
         name = f"{layer}/{slot}"
         if name not in self.weights:
-            self.weights[name] = Weight(name, np.ascontiguousarray(arr), layer=layer, role="const")
+            self.weights[name] = Weight(name, np.asarray(arr, order="C"), layer=layer, role="const")
         return name
 
     def layer_vars(self, L: _Layer) -> dict[str, _Var]:

@@ -706,7 +706,7 @@ class _Builder:
 
     def const(self, base: str, arr: np.ndarray) -> _Ref:
         name = self.fresh(base)
-        self.weights[name] = Weight(name=name, value=np.ascontiguousarray(arr), layer=base, role="const")
+        self.weights[name] = Weight(name=name, value=np.asarray(arr, order="C"), layer=base, role="const")
         self.rank[name] = arr.ndim
         self.dtype[name] = str(arr.dtype)
         return _Ref(name)
