@@ -1,160 +1,256 @@
-"""How close a compressed model is to its original: run both with the reference executor and compare.
+"""How close a compressed model is to its original: run both in the same runtime and compare.
 
-Figures: top-1 agreement (share of samples whose arg-max class is unchanged), mean and max relative
-output error (per sample ||a - b|| / ||a||), and accuracy before and after when labels exist.
+Figures (first output of each model): top-1 agreement (share of samples whose arg-max class is
+unchanged) with a 95 % Wilson interval, mean and max relative output error (per sample
+||a - b|| / ||a||), and with labels the accuracy before and after and the drop, with a 95 % interval
+for the drop from the paired outcomes (Agresti and Min's adjusted Wald interval for a difference of
+paired proportions: 1/2 added to each cell of the before x after correct/wrong table).
+
+The runtime: onnxruntime for ONNX sources (the original from its file, the compressed model from the
+file the ONNX writer makes of it), else the reference executor, which is also the fallback. What is
+run is fixed by the data and the options (`nncompress.inputs`), never by timing, so the same command
+gives the same figures.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nncompress.errors import InputError, UsageError
+from nncompress.errors import UnsupportedError
+from nncompress.inputs import (
+    GUESSES,
+    RANDOM_SAMPLES,
+    EvalData,
+    InputSpec,
+    batch_size,
+    load_data,
+    random_data,
+    signatures,
+    with_guess,
+)
 from nncompress.ir import Graph
+from nncompress.runtime import (
+    EXECUTOR,
+    Runtime,
+    RuntimeFailure,
+    executor,
+    onnx_applies,
+    onnxruntime_file,
+    onnxruntime_graph,
+    outputs,
+)
+
+Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 
 
 @dataclass
-class EvalData:
-    """Inputs for a fidelity run, and labels if any; ``origin`` says where they came from."""
+class Reference:
+    """The original model's outputs, taken before compressing, and how they were computed.
 
-    x: np.ndarray
-    y: np.ndarray | None
-    origin: str
+    ``out`` is None when nothing could compute them; ``reason`` then says why.
+    """
 
+    data: EvalData | None = None
+    out: np.ndarray | None = None
+    runtime: str = ""  # EXECUTOR or "onnxruntime X.Y"
+    batch: int = 1
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
-def load_data(path: str | os.PathLike[str], *, samples: int | None = None) -> EvalData:
-    """Read an ``.npz`` with ``x`` and optional ``y`` (at most ``samples`` rows)."""
-    p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as d:
-            if "x" not in d:
-                raise InputError(
-                    f"has no array 'x' (found: {', '.join(d.files) or 'none'})",
-                    path=str(p),
-                    hint="Save inputs as x (and labels as y) with numpy.savez",
-                )
-            x = d["x"]
-            y = d["y"] if "y" in d else None
-    except FileNotFoundError:
-        raise InputError("no such file", path=str(p), hint="Check the --data path") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(
-            f"not a readable .npz ({e})", path=str(p), hint="Write it with numpy.savez"
-        ) from None
-    if y is not None and len(y) != len(x):
-        raise InputError(f"x has {len(x)} rows but y has {len(y)}", path=str(p))
-    if samples is not None:
-        x, y = x[:samples], (None if y is None else y[:samples])
-    return EvalData(x, y, str(p))
+    @property
+    def measured(self) -> bool:
+        return self.out is not None
 
 
-def random_data(graph: Graph, samples: int, seed: int) -> EvalData:
-    """Seeded standard-normal inputs shaped like the graph's single input (batch axis = samples)."""
-    if len(graph.inputs) != 1:
-        raise UsageError("random inputs need a model with exactly one input", hint="Pass --data FILE.npz")
-    shape = graph.inputs[0].shape
-    if shape is None or any(not isinstance(d, int) for d in shape[1:]):
-        raise UsageError(
-            f"the input shape of {graph.meta.path or 'the model'} is not fully known ({shape})",
-            hint="Pass --data FILE.npz with example inputs",
+def _runtimes(graph: Graph) -> list[tuple[str, Callable[[], Runtime]]]:
+    """The runtimes to try on the original, best first."""
+    out: list[tuple[str, Callable[[], Runtime]]] = []
+    if onnx_applies(graph) and graph.meta.path:
+        out.append(("onnxruntime", lambda: onnxruntime_file(graph.meta.path)))
+    out.append((EXECUTOR, lambda: executor(graph)))
+    return out
+
+
+def reference(
+    graph: Graph,
+    *,
+    data_path: str | os.PathLike[str] | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    shapes: dict[str | None, tuple[int | None, ...]] | None = None,
+) -> Reference:
+    """Run the original ``graph`` on ``--data`` (or seeded random inputs) in the first runtime that
+    can. Errors in the user's data or options raise; a model nothing can run gives a Reference with
+    a reason instead."""
+    if not graph.has_graph:
+        return Reference(
+            reason="weights-only input: there is no graph to run (fidelity is weight error only)"
         )
-    dims = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
-    # Drawn a few rows at a time into float32 (the same numbers as one draw): one float64 draw of 256
-    # VGG16 inputs is 308 MB. The first n rows do not depend on how many follow.
-    x = np.empty((samples, *dims), dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    per = max(1, DRAW_FLOATS // max(1, int(np.prod(dims, dtype=np.int64))))
-    for i in range(0, samples, per):
-        x[i : i + per] = rng.standard_normal((min(per, samples - i), *dims))
-    return EvalData(x, None, f"seeded random inputs (seed {seed})")
-
-
-DEFAULT_SAMPLES = 256
-# Without --samples, a run of the original on the default count is kept near RUN_BUDGET_S seconds
-# (the compressed model's run costs about as much again). On a VGG16, 16 samples added 22 s and
-# 0.46 GB to compress's 2: the default 256 would have taken about 7 minutes and 9 GB. It now gets
-# MIN_SAMPLES. A batch holds about BATCH_BUDGET_S seconds of compute, a proxy for the memory its
-# activations take.
-RUN_BUDGET_S = 10.0
-BATCH_BUDGET_S = 1.0
-MIN_SAMPLES = 8
-DRAW_FLOATS = 1 << 22  # random inputs are drawn this many numbers at a time
-
-
-def subset(data: EvalData, n: int) -> EvalData:
-    """The first ``n`` samples of ``data``, copied: the rest can go (256 VGG16 inputs are 154 MB)."""
-    return EvalData(data.x[:n].copy(), None if data.y is None else data.y[:n].copy(), data.origin)
-
-
-def time_one(graph: Graph, x: np.ndarray) -> float:
-    """Seconds the reference executor takes on the first sample of ``x``."""
-    from nncompress.ir.execute import run
-
-    t0 = time.perf_counter()
-    run(graph, x[:1], batch_size=1)
-    return max(time.perf_counter() - t0, 1e-6)
-
-
-def plan_samples(t1: float, available: int, *, explicit: bool) -> tuple[int, int, str | None]:
-    """(samples, batch size, note) for a model that takes ``t1`` s a sample: the batch size that keeps
-    a batch near BATCH_BUDGET_S and, unless the count was asked for (``explicit``), the samples of the
-    ``available`` that keep a run near RUN_BUDGET_S (at least MIN_SAMPLES), with a note for the
-    report when some are left out."""
-    batch = int(min(DEFAULT_SAMPLES, max(1, BATCH_BUDGET_S / t1)))
-    n = available if explicit else int(min(available, max(MIN_SAMPLES, RUN_BUDGET_S / t1)))
-    if n >= available:
-        return available, batch, None
-    note = (
-        f"fidelity on the first {n} of {available} samples: one sample takes {t1:.2f} s on this model "
-        f"(pass --samples {available} to use them all)"
+    try:
+        specs, notes = signatures(graph, shapes)
+    except UnsupportedError as e:
+        return Reference(reason=e.detail)
+    guessing = data_path is None and any(s.guessed for s in specs)
+    if data_path is not None:
+        data = load_data(data_path, specs, samples=samples)
+        notes = [n for n in notes if "guessed" not in n]  # the data's shapes are used
+    else:
+        data = random_data(specs, samples or RANDOM_SAMPLES, seed)
+    reasons = []
+    for _, make in _runtimes(graph):
+        try:
+            rt = make()
+        except RuntimeFailure as e:
+            reasons.append(str(e))
+            continue
+        try:
+            if guessing:
+                data, guess_note = _settle_guesses(rt, specs, data.n, seed)
+                if guess_note:
+                    notes = [n for n in notes if "guessed" not in n] + [guess_note]
+            batch = batch_size(data)
+            out = outputs(rt, data, batch)
+        except RuntimeFailure as e:
+            reasons.append(str(e))
+            continue
+        finally:
+            rt.close()
+        return Reference(
+            data,
+            out,
+            rt.name,
+            batch,
+            None,
+            notes + data.notes,
+            [s.as_dict() for s in data.specs],
+        )
+    return Reference(
+        data, None, "", 1, "; ".join(reasons), notes + data.notes, [s.as_dict() for s in data.specs]
     )
-    return n, batch, note
+
+
+def _settle_guesses(rt: Runtime, specs: list[InputSpec], n: int, seed: int) -> tuple[EvalData, str | None]:
+    """Random data with the first of GUESSES for the guessed dims that the model runs on (one sample
+    tried each), and a note saying what was used. RuntimeFailure (the first one's) if none runs."""
+    first: RuntimeFailure | None = None
+    for g in GUESSES:
+        cand = with_guess(specs, g)
+        probe = random_data(cand, 1, seed)
+        try:
+            outputs(rt, probe, 1)
+        except RuntimeFailure as e:
+            first = first or e
+            continue
+        data = random_data(cand, n, seed)
+        dims = sorted({sym for s in cand for sym in s.guessed.values()})
+        txt = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in cand if s.guessed)
+        return data, (
+            f"dims {', '.join(dims)} not known from the file: guessed {g} ({txt}; batch axis shown as 1); "
+            "pass --input-shape NAME=... to set them"
+        )
+    assert first is not None
+    raise first
+
+
+def compressed(ref: Reference, g2: Graph) -> tuple[dict[str, Any] | None, str | None]:
+    """Fidelity figures of the compressed graph ``g2`` against ``ref``, computed in the same runtime;
+    (None, reason) when they cannot be."""
+    if ref.out is None or ref.data is None:
+        return None, ref.reason
+    try:
+        rt = executor(g2) if ref.runtime == EXECUTOR else onnxruntime_graph(g2)
+        try:
+            b = outputs(rt, ref.data, ref.batch)
+        finally:
+            rt.close()
+    except RuntimeFailure as e:
+        return None, f"the compressed model does not run: {e}"
+    return figures(ref.out, b, ref.data, ref.runtime), None
+
+
+def wilson(k: int, n: int, z: float = Z95) -> list[float]:
+    """The Wilson score interval of a proportion k/n."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return [max(0.0, mid - half), min(1.0, mid + half)]
+
+
+def paired_drop_interval(before: np.ndarray, after: np.ndarray, z: float = Z95) -> list[float]:
+    """A 95 % interval for mean(before) - mean(after) of paired 0/1 outcomes (Agresti and Min, 2005:
+    the Wald interval after adding 1/2 to each of the four cells)."""
+    n = len(before)
+    n10 = int(np.count_nonzero(before & ~after))  # right before, wrong after
+    n01 = int(np.count_nonzero(~before & after))
+    m = n + 2.0
+    p10, p01 = (n10 + 0.5) / m, (n01 + 0.5) / m
+    d = p10 - p01
+    se = math.sqrt(max(0.0, (p10 + p01 - d * d) / m))
+    return [max(-1.0, d - z * se), min(1.0, d + z * se)]
 
 
 def _top1(out: np.ndarray) -> np.ndarray:
-    return out.reshape(len(out), -1).argmax(axis=1)
+    return np.asarray(out.reshape(len(out), -1).argmax(axis=1))
 
 
-def compare(original: Graph, compressed: Graph, data: EvalData, *, batch_size: int = 256) -> dict[str, Any]:
-    """Fidelity figures of ``compressed`` against ``original`` on ``data`` (first output of each)."""
-    return compare_to(
-        reference(original, data, batch_size=batch_size), compressed, data, batch_size=batch_size
-    )
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
 
 
-def reference(original: Graph, data: EvalData, *, batch_size: int = 256) -> np.ndarray:
-    """The original model's first output on ``data``: what `compare_to` measures against.
-
-    Taken before compressing, it lets compress drop each original weight as soon as it is encoded.
-    """
-    from nncompress.ir.execute import run
-
-    return run(original, data.x, batch_size=batch_size)[0].astype(np.float64)
-
-
-def compare_to(a: np.ndarray, compressed: Graph, data: EvalData, *, batch_size: int = 256) -> dict[str, Any]:
-    """Fidelity figures of ``compressed`` against the reference outputs ``a`` on ``data``."""
-    from nncompress.ir.execute import run
-
-    b = run(compressed, data.x, batch_size=batch_size)[0].astype(np.float64)
-    diff = np.linalg.norm((a - b).reshape(len(a), -1), axis=1)
-    norm = np.linalg.norm(a.reshape(len(a), -1), axis=1)
-    rel = diff / np.maximum(norm, np.finfo(np.float64).tiny)
+def figures(a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTOR) -> dict[str, Any]:
+    """Fidelity figures of outputs ``b`` against reference outputs ``a`` (rows: samples)."""
+    a = a.reshape(len(a), -1)
+    b = b.reshape(len(b), -1)
+    diff = np.linalg.norm(a - b, axis=1)
+    norm = np.linalg.norm(a, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = diff / np.maximum(norm, np.finfo(np.float64).tiny)
+    agree = _top1(a) == _top1(b)
     res: dict[str, Any] = {
         "data": data.origin,
-        "samples": len(a),
-        "top1_agreement": float((_top1(a) == _top1(b)).mean()),
-        "rel_error_mean": float(rel.mean()),
-        "rel_error_max": float(rel.max()),
+        "samples": data.n,
+        "runtime": runtime,
+        "top1_agreement": float(agree.mean()),
+        "top1_agreement_ci95": wilson(int(agree.sum()), len(agree)),
+        "rel_error_mean": _finite(float(rel.mean())),
+        "rel_error_max": _finite(float(rel.max())),
     }
-    if data.y is not None:
+    if data.y is not None and len(a) == len(data.y):
         y = data.y.reshape(len(data.y), -1).argmax(1) if data.y.ndim > 1 else data.y
-        res["accuracy_before"] = float((_top1(a) == y).mean())
-        res["accuracy_after"] = float((_top1(b) == y).mean())
+        before, after = _top1(a) == y, _top1(b) == y
+        res["accuracy_before"] = float(before.mean())
+        res["accuracy_after"] = float(after.mean())
         res["accuracy_drop"] = res["accuracy_before"] - res["accuracy_after"]
+        res["accuracy_drop_ci95"] = paired_drop_interval(before, after)
     return res
+
+
+def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str]:
+    """The first output of ``graph`` on ``data`` (rows: samples) and the runtime's name: onnxruntime
+    for an ONNX source (on the file the ONNX writer makes of it), else the reference executor.
+    RuntimeFailure when neither can run it."""
+    reasons = []
+    makers: list[Callable[[], Runtime]] = []
+    if onnx_applies(graph):
+        makers.append(lambda: onnxruntime_graph(graph))
+    makers.append(lambda: executor(graph))
+    for make in makers:
+        try:
+            rt = make()
+            try:
+                return outputs(rt, data, batch_size(data)), rt.name
+            finally:
+                rt.close()
+        except RuntimeFailure as e:
+            reasons.append(str(e))
+    raise RuntimeFailure("; ".join(reasons))

@@ -55,12 +55,24 @@ def compress_cmd(
     recipe: Annotated[
         Path | None, typer.Option(help="TOML recipe: [[rule]] tables matching layers (docs/recipes.md).")
     ] = None,
-    data: Annotated[Path | None, typer.Option(help=".npz with x (and optional y) for fidelity.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npz with one array per input, keyed by name (x for a one-input model), y the labels."
+        ),
+    ] = None,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="Shape of an input's dynamic dims for random inputs: NAME=1x3x224x224 (repeatable; a bare "
+            "1x3x224x224 for a one-input model). Default: what the file says, else 32 (said in a note).",
+        ),
+    ] = None,
     samples: Annotated[
         int | None,
         typer.Option(
-            help="Samples used for fidelity (random inputs without --data). Default: up to 256, as many "
-            "as the original runs in about 10 s (at least 8)."
+            help="Samples used for fidelity. Default: the first 1000 of --data, else 64 seeded random inputs."
         ),
     ] = None,
     max_drop: Annotated[
@@ -82,16 +94,8 @@ def compress_cmd(
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
     from nncompress.errors import GateError, UsageError
-    from nncompress.fidelity import (
-        DEFAULT_SAMPLES,
-        compare_to,
-        load_data,
-        plan_samples,
-        random_data,
-        reference,
-        subset,
-        time_one,
-    )
+    from nncompress.fidelity import Reference, compressed, reference
+    from nncompress.inputs import parse_input_shapes
     from nncompress.io import load
     from nncompress.io._atomic import atomic_path, check_output
 
@@ -106,21 +110,18 @@ def compress_cmd(
         raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
     if not dry_run:
         check_output(target, force=force, inputs=(model,))
-    ev = load_data(data, samples=samples or DEFAULT_SAMPLES) if data else None
+    shapes = parse_input_shapes(input_shape)
     graph = load(model, trust_pickle=trust_pickle)
     # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
     gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run else None
     gz_size = gz.submit(gzip_baseline, model) if gz else None
     # The original's outputs come first, so that compress can drop each original weight once it
-    # is encoded: the model is never held twice.
-    ref, batch, sample_note = None, DEFAULT_SAMPLES, None
-    if graph.has_graph and not dry_run:
-        # one sample timed first: a large model gets fewer samples and smaller batches by default
-        wanted = len(ev.x) if ev else samples or DEFAULT_SAMPLES
-        t1 = time_one(graph, ev.x if ev else random_data(graph, 1, seed).x)
-        n, batch, sample_note = plan_samples(t1, wanted, explicit=samples is not None)
-        ev = (subset(ev, n) if n < wanted else ev) if ev else random_data(graph, n, seed)
-        ref = reference(graph, ev, batch_size=batch)
+    # is encoded: the model is never held twice. A model nothing here can run still compresses.
+    ref = (
+        reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
+        if not dry_run
+        else Reference(reason="dry run")
+    )
     with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
         g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
     in_bytes = model.stat().st_size
@@ -132,7 +133,9 @@ def compress_cmd(
         "seed": seed,
         "layers": rows,
     }
-    notes: list[str] = list(graph.meta.notes) + ([sample_note] if sample_note else [])
+    if ref.inputs:
+        report["inputs"] = ref.inputs
+    notes: list[str] = list(graph.meta.notes) + ref.notes
     if dry_run:
         est = sum(e.payload_bytes for e in entries)
         report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}
@@ -140,11 +143,9 @@ def compress_cmd(
         _finish(report, json_out, quiet, notes)
         return
     art = build_artifact(graph, entries, plan, seed)
-    fid: dict[str, Any] | None = None
-    if ref is not None and ev is not None:
-        fid = compare_to(ref, g2, ev, batch_size=batch)
-    else:
-        notes.append("weights-only input: fidelity is reported as weight error only (no graph to run)")
+    fid, unmeasured = compressed(ref, g2)
+    if unmeasured:
+        notes.append(f"fidelity not measured: {unmeasured}")
     with atomic_path(target) as tmp:
         out_bytes = write_artifact(art, tmp)
         report["totals"] = {
@@ -156,7 +157,8 @@ def compress_cmd(
             "skeleton_member_bytes": art.skeleton_size,
         }
         report["fidelity"] = fid
-        failed = _gates(report, fid, max_drop, min_ratio)
+        report["fidelity_not_measured"] = unmeasured
+        failed = _gates(report, fid, max_drop, min_ratio, unmeasured)
         report["gates"] = failed
         if failed and not keep_failed:
             tmp.unlink()
@@ -188,12 +190,18 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def _gates(
-    report: dict[str, Any], fid: dict[str, Any] | None, max_drop: float | None, min_ratio: float | None
+    report: dict[str, Any],
+    fid: dict[str, Any] | None,
+    max_drop: float | None,
+    min_ratio: float | None,
+    unmeasured: str | None = None,
 ) -> list[str]:
     failed = []
     ratio = report["totals"]["ratio"]
     if min_ratio is not None and ratio < min_ratio:
         failed.append(f"size ratio {ratio:.2f}x is below --min-ratio {min_ratio:g}")
+    if max_drop is not None and fid is None:
+        failed.append(f"--max-drop {max_drop:g} cannot be checked: fidelity was not measured ({unmeasured})")
     if max_drop is not None and fid is not None:
         if "accuracy_drop" in fid:
             drop = 100 * fid["accuracy_drop"]
@@ -204,6 +212,27 @@ def _gates(
         if drop > max_drop:
             failed.append(f"{what} {drop:.2f} points exceeds --max-drop {max_drop:g}")
     return failed
+
+
+def fidelity_line(fid: dict[str, Any]) -> str:
+    """One line of fidelity figures for a person."""
+    lo, hi = fid["top1_agreement_ci95"]
+    line = (
+        f"fidelity in {fid['runtime']} on {fid['data']} ({fid['samples']} samples): top-1 agreement "
+        f"{fid['top1_agreement']:.1%} (95 % {lo:.1%}-{hi:.1%}), relative output error mean "
+        f"{_num(fid['rel_error_mean'])} max {_num(fid['rel_error_max'])}"
+    )
+    if "accuracy_before" in fid:
+        lo, hi = fid["accuracy_drop_ci95"]
+        line += (
+            f", accuracy {fid['accuracy_before']:.1%} -> {fid['accuracy_after']:.1%} "
+            f"(drop {100 * fid['accuracy_drop']:.2f} points, 95 % {100 * lo:.2f} to {100 * hi:.2f})"
+        )
+    return line
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def _finish(report: dict[str, Any], json_out: bool, quiet: bool, notes: list[str]) -> None:
@@ -253,13 +282,7 @@ def _finish(report: dict[str, Any], json_out: bool, quiet: bool, notes: list[str
         )
     fid = report.get("fidelity")
     if fid:
-        line = (
-            f"fidelity on {fid['data']} ({fid['samples']} samples): top-1 agreement {fid['top1_agreement']:.1%}, "
-            f"relative output error mean {fid['rel_error_mean']:.4f} max {fid['rel_error_max']:.4f}"
-        )
-        if "accuracy_before" in fid:
-            line += f", accuracy {fid['accuracy_before']:.1%} -> {fid['accuracy_after']:.1%}"
-        console.print(line)
+        console.print(fidelity_line(fid))
     for n in report["notes"]:
         console.print(f"note: {n}")
     if report.get("output"):

@@ -1,0 +1,163 @@
+"""Runtimes that compute a model's outputs for fidelity: onnxruntime for ONNX sources, else the
+numpy reference executor; and the batching loop that feeds them.
+
+ONNX sources run in onnxruntime, the runtime they are deployed with: the original from its file, the
+compressed model from the file the ONNX writer makes of it (what `decompress` would write). The
+reference executor runs everything else, and any ONNX graph onnxruntime cannot load. A runtime that
+fails says why in one line (`RuntimeFailure`); compress then reports fidelity as not measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nncompress.errors import NNCError
+from nncompress.inputs import EvalData
+from nncompress.ir import Graph
+
+Feeds = dict[str, np.ndarray]
+RunFn = Callable[[Feeds], np.ndarray]  # the first output of one run
+
+EXECUTOR = "reference executor"
+
+
+class RuntimeFailure(Exception):
+    """A runtime could not compute outputs; the message says why in one line."""
+
+
+@dataclass
+class Runtime:
+    """A named way to compute the first output of a model on a batch of feeds."""
+
+    name: str
+    fn: RunFn
+    cleanup: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.cleanup is not None:
+            self.cleanup()
+            self.cleanup = None
+
+
+def _why(e: BaseException) -> str:
+    msg = e.detail if isinstance(e, NNCError) else str(e)
+    msg = " ".join(msg.split())
+    if len(msg) > 300:
+        msg = msg[:297] + "..."
+    return f"{type(e).__name__}: {msg}" if not isinstance(e, NNCError) else msg
+
+
+def executor(graph: Graph) -> Runtime:
+    """The numpy reference executor on ``graph`` (its first output)."""
+    from nncompress.ir.execute import run
+
+    def fn(feeds: Feeds) -> np.ndarray:
+        return np.asarray(run(graph, feeds, batch_size=None)[0])
+
+    return Runtime(EXECUTOR, fn)
+
+
+def onnx_applies(graph: Graph) -> bool:
+    """Whether ``graph`` came from an ONNX file and onnxruntime is installed."""
+    import importlib.util
+
+    return (
+        graph.meta.format == "onnx"
+        and graph.has_graph
+        and importlib.util.find_spec("onnxruntime") is not None
+    )
+
+
+def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None] | None = None) -> Runtime:
+    """onnxruntime on the ONNX file ``path`` (external data next to it); RuntimeFailure if it will not load."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.use_deterministic_compute = True
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+        if cleanup is not None:
+            cleanup()
+        raise RuntimeFailure(f"onnxruntime cannot load it ({_why(e)})") from None
+    first = sess.get_outputs()[0].name
+    names = {i.name for i in sess.get_inputs()}
+
+    def fn(feeds: Feeds) -> np.ndarray:
+        return np.asarray(sess.run([first], {k: v for k, v in feeds.items() if k in names})[0])
+
+    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup)
+
+
+def onnxruntime_graph(graph: Graph) -> Runtime:
+    """onnxruntime on the file the ONNX writer makes of ``graph`` (in a temp dir, removed on close)."""
+    from nncompress.io.onnx import save_onnx
+
+    d = tempfile.mkdtemp(prefix="nnc-ort-")
+    name = Path(graph.meta.path).stem or "model"
+
+    def cleanup() -> None:
+        shutil.rmtree(d, ignore_errors=True)
+
+    try:
+        p = save_onnx(graph, Path(d) / f"{name}.onnx")
+    except Exception as e:
+        cleanup()
+        raise RuntimeFailure(f"cannot write it as ONNX ({_why(e)})") from None
+    return onnxruntime_file(p, cleanup=cleanup)
+
+
+def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
+    """The first output of every sample of ``data`` as float64 rows (n, -1), run ``batch`` at a time.
+
+    When the first batch fails and the model does not fix its batch, it is run again one sample at a
+    time (an export may hard-code batch 1 in a Reshape). An output that does not follow the samples
+    (no batch axis) comes from one run on all of them, and is one row. RuntimeFailure when the
+    runtime cannot compute it.
+    """
+    n = data.n
+    steps = [max(1, min(batch, n))]
+    if data.step is None and steps[0] > 1:
+        steps.append(1)
+    err: BaseException | None = None
+    for step in steps:
+        try:
+            return _outputs(rt, data, step)
+        except RuntimeFailure:
+            raise
+        except Exception as e:  # the executor's NNCErrors, onnxruntime's own types, numpy's errors
+            if os.environ.get("NNCOMPRESS_DEBUG") and not isinstance(e, NNCError):
+                raise
+            err = e
+    assert err is not None
+    raise RuntimeFailure(f"{rt.name} cannot run it ({_why(err)})")
+
+
+def _outputs(rt: Runtime, data: EvalData, step: int) -> np.ndarray:
+    n = data.n
+    if not data.batched():
+        return _rows(rt.fn(data.chunk(0, n)), 1)
+    rows: list[np.ndarray] = []
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        out = rt.fn(data.chunk(i, j))
+        if out.ndim == 0 or out.shape[0] != j - i:
+            if i == 0 and step >= n:
+                return _rows(out, 1)  # not per sample: one row for the whole run
+            if i == 0:
+                return _rows(rt.fn(data.chunk(0, n)), 1)
+            raise RuntimeFailure(f"{rt.name}: the output's first axis does not follow the batch")
+        rows.append(out.reshape(j - i, -1).astype(np.float64))
+    return np.concatenate(rows, axis=0)
+
+
+def _rows(out: np.ndarray, k: int) -> np.ndarray:
+    return np.asarray(out, dtype=np.float64).reshape(k, -1)
