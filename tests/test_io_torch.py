@@ -181,31 +181,45 @@ def test_state_dict_is_weights_only_with_roles_and_round_trips(kind: str, tmp_pa
         np.testing.assert_array_equal(g2.weights[k].array, _scale(g, 0.5).weights[k].array)
 
 
-def test_checkpoint_with_optimizer_keeps_everything_else(tmp_path: Path) -> None:
+def test_checkpoint_training_state_left_out_unless_kept(tmp_path: Path) -> None:
     model, x = _build("mlp")
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(x).sum().backward()
     opt.step()
     model.eval()
-    ckpt = {"epoch": 7, "model_state_dict": model.state_dict(), "optimizer_state_dict": opt.state_dict()}
+    ckpt = {
+        "epoch": 7,
+        "model_state_dict": model.state_dict(),
+        "optimizer_state_dict": opt.state_dict(),
+        "classes": ["a", "b"],
+    }
     path = tmp_path / "ckpt.pth"
     torch.save(ckpt, str(path))
     n_opt = sum(len(s) for s in opt.state_dict()["state"].values())
     g = load_torch(path)
     assert g.meta.format == "torch-checkpoint" and not g.has_graph
-    assert f"ignored: epoch, optimizer_state_dict ({n_opt} tensors)" in g.meta.notes
+    note = next(n for n in g.meta.notes if n.startswith("training state left out"))
+    assert f"epoch, optimizer_state_dict ({n_opt} tensors, " in note and "--keep-training-state" in note
+    assert "kept unchanged: classes" in g.meta.notes
+    assert g.meta.extra["training_state"]["optimizer_state_dict"]["tensors"] == n_opt
     assert list(g.weights) == list(model.state_dict())
     assert g.weights["bn.num_batches_tracked"].dtype == np.int64
     assert int(g.weights["bn.num_batches_tracked"].array) == 18  # 17 + the training step
 
     out = save_torch(_scale(g, 0.5), tmp_path / "out.pth")
     back = torch.load(str(out), weights_only=True)
-    assert list(back) == list(ckpt) and back["epoch"] == 7
-    torch.testing.assert_close(back["optimizer_state_dict"], ckpt["optimizer_state_dict"], rtol=0, atol=0)
+    assert list(back) == ["model_state_dict", "classes"] and back["classes"] == ["a", "b"]
+    assert out.stat().st_size < path.stat().st_size
     for k, t in ckpt["model_state_dict"].items():
         want = t * 0.5 if t.is_floating_point() else t
         torch.testing.assert_close(back["model_state_dict"][k], want, rtol=0, atol=0)
+
+    kept = _scale(g, 0.5)
+    kept.meta.extra["keep_training_state"] = True
+    back = torch.load(str(save_torch(kept, tmp_path / "kept.pth")), weights_only=True)
+    assert list(back) == list(ckpt) and back["epoch"] == 7
+    torch.testing.assert_close(back["optimizer_state_dict"], ckpt["optimizer_state_dict"], rtol=0, atol=0)
 
 
 def test_checkpoint_wrapper_key_and_dataparallel_prefix(tmp_path: Path) -> None:
@@ -217,7 +231,7 @@ def test_checkpoint_wrapper_key_and_dataparallel_prefix(tmp_path: Path) -> None:
     assert list(g.weights) == list(sd) and all(k.startswith("module.") for k in g.weights)
     assert g.weights["module.fc1.weight"].role == "kernel"
     assert any("module." in n for n in g.meta.notes)
-    assert "ignored: hparams" in g.meta.notes
+    assert "kept unchanged: hparams" in g.meta.notes
 
 
 # -- graphs: TorchScript and torch.export ---------------------------------------------------------------
@@ -328,22 +342,80 @@ def test_export_archive_found_by_content_and_pickled_entries_refused(tmp_path: P
 # -- refusals and bad input -----------------------------------------------------------------------------
 
 
-def test_pickled_module_refused_unless_trusted(tmp_path: Path) -> None:
+def test_pickled_module_read_without_unpickling_it(tmp_path: Path) -> None:
     model, _ = _build("mlp")
     path = tmp_path / "whole.pt"
     torch.save(model, str(path))
-    with pytest.raises(UnsupportedError) as e:
-        load_torch(path)
-    msg = _one_line(e, path)
-    assert "--trust-pickle" in msg and "MLP" in msg and "torch.save(model.state_dict())" in msg
-
-    g = load_torch(path, trust_pickle=True)
+    g = load_torch(path)  # no --trust-pickle: the module's class is never looked up or called
     assert list(g.weights) == list(model.state_dict())
-    assert any("unpickled by request" in n for n in g.meta.notes)
+    for k, t in model.state_dict().items():
+        np.testing.assert_array_equal(g.weights[k].array, t.numpy())
+    assert any("MLP module: its tensors read without unpickling it" in n for n in g.meta.notes)
     out = save_torch(_scale(g, 0.5), tmp_path / "whole_half.pt")
-    back = torch.load(str(out), weights_only=False)
+    back = torch.load(str(out), weights_only=False)  # where the original loaded, the copy loads
     assert isinstance(back, MLP)
     torch.testing.assert_close(back.fc1.weight, model.fc1.weight * 0.5, rtol=0, atol=0)
+    torch.testing.assert_close(back.bn.running_var, model.bn.running_var * 0.5, rtol=0, atol=0)
+
+    g = load_torch(path, trust_pickle=True)  # the old path stays for those who ask for it
+    assert any("unpickled by request" in n for n in g.meta.notes)
+
+
+class _Config:
+    """Stands for omegaconf's DictConfig in a Lightning checkpoint: a class the reader never imports."""
+
+    def __init__(self) -> None:
+        self.lr = 0.01
+        self.layers = [8, 16]
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_lightning_style_checkpoint_with_objects_runs_nothing(legacy: bool, tmp_path: Path) -> None:
+    model, _ = _build("cnn")
+    marker = tmp_path / "pwned"
+    ckpt = {
+        "epoch": 3,
+        "global_step": 120,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": {"cfg": _Config(), "hook": _Evil(marker)},
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.01}]}],
+        "lr_schedulers": [],
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(ckpt, str(path), _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(Exception):  # noqa: B017 - the control: torch's safe loader refuses it
+        torch.load(str(path), weights_only=True)
+    g = load_torch(path)
+    assert not marker.exists()
+    assert list(g.weights) == list(ckpt["state_dict"])
+    assert any("posix.system" in n or "nt.system" in n for n in g.meta.notes)
+    assert set(g.meta.extra["training_state"]) == {
+        "epoch",
+        "global_step",
+        "optimizer_states",
+        "lr_schedulers",
+    }
+    out = save_torch(_scale(g, 2.0), tmp_path / "out.ckpt")
+    assert not marker.exists()
+    # only the trusting loader of the user runs the file's objects, and the copy holds the same ones
+    back = torch.load(str(out), weights_only=False)
+    assert marker.exists()
+    assert list(back) == ["pytorch-lightning_version", "state_dict", "hyper_parameters"]
+    assert isinstance(back["hyper_parameters"]["cfg"], _Config)
+    for k, t in ckpt["state_dict"].items():
+        want = t * 2.0 if t.is_floating_point() else t
+        torch.testing.assert_close(back["state_dict"][k], want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("case", ["empty", "truncated_zip", "truncated_legacy", "text", "zip_not_torch"])

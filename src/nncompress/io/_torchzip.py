@@ -225,15 +225,20 @@ def patch(
     changes: Iterable[tuple[Stored, np.ndarray]],
     *,
     replace: Mapping[str, bytes] | None = None,
+    drop: Iterable[str] = (),
 ) -> None:
-    """Copy archive ``src`` to ``dst`` with the tensors of ``changes`` written into their records
-    (and whole members of ``replace``, by full name, swapped); every other byte of content is kept."""
+    """Copy archive ``src`` to ``dst`` with the tensors of ``changes`` written into their records,
+    whole members of ``replace`` (full names) swapped and those of ``drop`` left out; every other
+    byte of content is kept."""
     by_record: dict[str, list[tuple[Stored, np.ndarray]]] = {}
     for st, arr in changes:
         by_record.setdefault(st.record, []).append((st, arr))
     replace = dict(replace or {})
     with zipfile.ZipFile(src) as zin, open(dst, "wb") as f, zipfile.ZipFile(f, "w") as zout:
+        gone = set(drop)
         for info in zin.infolist():
+            if info.filename in gone:
+                continue
             data = replace.pop(info.filename, None)
             if data is None:
                 data = zin.read(info.filename)

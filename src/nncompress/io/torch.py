@@ -313,6 +313,7 @@ class _Source:
     key: str | None = None  # the checkpoint entry holding the weights (None: the top level)
     tensors: list[str] = field(default_factory=list)  # the file's tensor names the writer may replace
     extra_files: list[str] = field(default_factory=list)  # TorchScript extra/ members to keep
+    drop: list[str] = field(default_factory=list)  # checkpoint entries left out when written (training state)
 
 
 def _torch_load(p: Path, *, trusted: bool) -> Any:
@@ -393,6 +394,8 @@ def _count_tensors(v: Any, depth: int = 0) -> int:
 
 
 def _load_saved(p: Path, *, legacy: bool, trusted: bool) -> Graph:
+    if not trusted:
+        return _load_saved_safely(p, legacy=legacy)
     import torch
 
     obj = _torch_load(p, trusted=trusted)
@@ -482,7 +485,101 @@ def _find_state(obj: Mapping[str, Any], p: Path, *, trusted: bool) -> tuple[str 
     )
 
 
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
+    """A torch.save file read by the inert unpickler: nothing in it is called (see io/_torchsave)."""
+    from nncompress.io._checkpoint import find_weights
+    from nncompress.io._torchsave import open_saved
+
+    ts = open_saved(p, legacy=legacy)
+    found = find_weights(ts.obj)
+    if found is None:
+        what = type(ts.obj).__name__ if not hasattr(ts.obj, "fullname") else ts.obj.fullname
+        raise UnsupportedError(
+            f"holds a {what}, not a state_dict, a module or a checkpoint dict with tensors",
+            path=str(p),
+            hint="Re-save it with torch.save(model.state_dict())",
+        )
+    readable = {k: r for k, r in found.refs.items() if r.kind == "strided" and r.dtype in _NUMPY_DTYPES}
+    skipped = [k for k in found.refs if k not in readable]
+    arrays = ts.arrays(readable)
+    weights = {k: Weight(name=k, value=arrays[k], source=k) for k in readable}
+    if not weights:
+        raise UnsupportedError("holds no tensors nncompress can read", path=str(p))
+    _guess_roles(weights)
+    notes = list(found.notes)
+    if found.kind == "checkpoint":
+        notes.append(f"weights from {found.key!r}" if found.key else "weights from the top-level tensors")
+    if found.training:
+        shown = ", ".join(
+            f"{k} ({n} tensors, {_human(b)})" if n else k for k, (n, b) in found.training.items()
+        )
+        notes.append(f"training state left out of the artifact: {shown} (--keep-training-state keeps it)")
+    if found.ignored:
+        notes.append("kept unchanged: " + ", ".join(found.ignored))
+    if ts.foreign:
+        names = sorted(ts.foreign)
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        notes.append(f"holds {len(names)} Python classes ({shown}): read without running any of them")
+    if any(k.startswith("module.") for k in weights):
+        notes.append("names carry DataParallel's 'module.' prefix; kept as they are")
+    bf16 = [k for k in readable if readable[k].dtype == "bfloat16"]
+    if bf16:
+        notes.append(f"{len(bf16)} bfloat16 tensors read as float32 (written back as bfloat16)")
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        notes.append(f"{len(skipped)} tensors with no numpy dtype kept unchanged ({shown})")
+    src = _Source(
+        kind=found.kind, path=str(p), legacy=legacy, key=found.key, tensors=list(weights),
+        drop=list(found.training),
+    )  # fmt: skip
+    fmt = "torch-state-dict" if found.kind in ("state-dict", "tensor") else "torch-checkpoint"
+    extra: dict[str, Any] = {"legacy": legacy} if legacy else {}
+    if found.training:
+        extra["training_state"] = {k: {"tensors": n, "bytes": b} for k, (n, b) in found.training.items()}
+    meta = ModelMeta(format=fmt, producer="pytorch", path=str(p), notes=[_WEIGHTS_NOTE, *notes], extra=extra)
+    g = Graph(weights=weights, has_graph=False, meta=meta, name=p.stem, source=src)
+    g.validate()
+    return g
+
+
+_NUMPY_DTYPES = frozenset(
+    "float64 float32 float16 bfloat16 int64 int32 int16 int8 uint8 uint16 uint32 uint64 bool".split()
+)
+
+
+def _save_saved_safely(graph: Graph, src: _Source, tmp: Path) -> None:
+    """The source file copied with only the changed tensors' bytes rewritten (training state cut
+    unless the graph asks to keep it)."""
+    from nncompress.io._checkpoint import find_weights
+    from nncompress.io._torchsave import open_saved
+
+    ts = open_saved(Path(src.path), legacy=src.legacy)
+    found = find_weights(ts.obj)
+    if found is None:
+        raise OutputError("the source file no longer holds its weights", path=src.path)
+    changes = []
+    for k in src.tensors:
+        w, ref = graph.weights.get(k), found.refs.get(k)
+        if w is None or ref is None:
+            continue
+        _check_shape(w, ref.shape, src)
+        changes.append((ts.stored(ref), w.to_source()))
+    keep = bool(graph.meta.extra.get("keep_training_state"))
+    ts.write(tmp, changes, drop=() if keep else tuple(src.drop))
+
+
 def _save_saved(graph: Graph, src: _Source, tmp: Path) -> None:
+    if not src.trusted:
+        _save_saved_safely(graph, src, tmp)
+        return
     import torch
 
     obj = _torch_load(Path(src.path), trusted=src.trusted)
