@@ -239,3 +239,23 @@ def test_paired_drop_interval() -> None:
     big = np.repeat(before, 10)
     lo2, hi2 = paired_drop_interval(big, np.repeat(after, 10))
     assert hi2 - lo2 < (hi - lo) / 2.5  # ten times the samples: about a third the width
+
+
+def test_scores_are_compared_rather_than_a_label_output(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["scores"], transB=1),
+        helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0),
+    ]
+    p = _save(
+        tmp_path,
+        "labelled",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 32]),
+        ],
+        [_w("w", 32, 64)],
+    )
+    r = compress_json(p, tmp_path, "--method", "quantize")
+    assert r["fidelity"]["output"] == "scores" and r["fidelity"]["rel_error_mean"] > 0

@@ -161,3 +161,16 @@ def test_batch_size_depends_on_shapes_only() -> None:
     small = random_data(signatures(_graph([ValueInfo("x", ("N", 784))]))[0], 4, 0)
     big = random_data(signatures(_graph([ValueInfo("x", ("N", 3, 224, 224))]))[0], 4, 0)
     assert batch_size(small) == 256 and 1 <= batch_size(big) < 16
+
+
+def test_float_ids_into_an_embedding_are_ids() -> None:
+    """A Keras Input is float32 even when it feeds an Embedding."""
+    table = Weight("t", np.zeros((12, 4), np.float32), role="embedding")
+    nodes = [
+        Node("c", "Cast", ["tokens"], ["i"], {"to": 7}),
+        Node("g", "Gather", ["t", "i"], ["e"], {"axis": 0}),
+    ]
+    (s,), _ = signatures(_graph([ValueInfo("tokens", (None, 9))], nodes, [table]))
+    assert s.fill == "ids" and s.high == 12
+    a = random_data([s], 50, 0).arrays["tokens"]
+    assert a.dtype == np.float32 and set(np.unique(a)) <= set(range(12))

@@ -1,6 +1,6 @@
 """How close a compressed model is to its original: run both in the same runtime and compare.
 
-Figures (first output of each model): top-1 agreement (share of samples whose arg-max class is
+Figures (on the first floating-point output of each model, else the first): top-1 agreement (share of samples whose arg-max class is
 unchanged) with a 95 % Wilson interval, mean and max relative output error (per sample
 ||a - b|| / ||a||), and with labels the accuracy before and after and the drop, with a 95 % interval
 for the drop from the paired outcomes (Agresti and Min's adjusted Wald interval for a difference of
@@ -59,6 +59,7 @@ class Reference:
     data: EvalData | None = None
     out: np.ndarray | None = None
     runtime: str = ""  # EXECUTOR or "onnxruntime X.Y"
+    output: str = ""  # the output compared
     batch: int = 1
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -126,13 +127,14 @@ def reference(
             data,
             out,
             rt.name,
+            rt.output,
             batch,
             None,
             notes + data.notes,
             [s.as_dict() for s in data.specs],
         )
     return Reference(
-        data, None, "", 1, "; ".join(reasons), notes + data.notes, [s.as_dict() for s in data.specs]
+        data, None, "", "", 1, "; ".join(reasons), notes + data.notes, [s.as_dict() for s in data.specs]
     )
 
 
@@ -172,7 +174,7 @@ def compressed(ref: Reference, g2: Graph) -> tuple[dict[str, Any] | None, str | 
             rt.close()
     except RuntimeFailure as e:
         return None, f"the compressed model does not run: {e}"
-    return figures(ref.out, b, ref.data, ref.runtime), None
+    return figures(ref.out, b, ref.data, ref.runtime, ref.output), None
 
 
 def wilson(k: int, n: int, z: float = Z95) -> list[float]:
@@ -207,8 +209,11 @@ def _finite(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def figures(a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTOR) -> dict[str, Any]:
-    """Fidelity figures of outputs ``b`` against reference outputs ``a`` (rows: samples)."""
+def figures(
+    a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTOR, output: str = ""
+) -> dict[str, Any]:
+    """Fidelity figures of outputs ``b`` against reference outputs ``a`` (rows: samples) of the
+    model's ``output``."""
     a = a.reshape(len(a), -1)
     b = b.reshape(len(b), -1)
     diff = np.linalg.norm(a - b, axis=1)
@@ -220,6 +225,7 @@ def figures(a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTO
         "data": data.origin,
         "samples": data.n,
         "runtime": runtime,
+        "output": output,
         "top1_agreement": float(agree.mean()),
         "top1_agreement_ci95": wilson(int(agree.sum()), len(agree)),
         "rel_error_mean": _finite(float(rel.mean())),
@@ -235,10 +241,10 @@ def figures(a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTO
     return res
 
 
-def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str]:
-    """The first output of ``graph`` on ``data`` (rows: samples) and the runtime's name: onnxruntime
-    for an ONNX source (on the file the ONNX writer makes of it), else the reference executor.
-    RuntimeFailure when neither can run it."""
+def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str, str]:
+    """The compared output of ``graph`` on ``data`` (rows: samples), the runtime's name and the
+    output's name: onnxruntime for an ONNX source (on the file the ONNX writer makes of it), else
+    the reference executor. RuntimeFailure when neither can run it."""
     reasons = []
     makers: list[Callable[[], Runtime]] = []
     if onnx_applies(graph):
@@ -248,7 +254,7 @@ def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str]:
         try:
             rt = make()
             try:
-                return outputs(rt, data, batch_size(data)), rt.name
+                return outputs(rt, data, batch_size(data)), rt.name, rt.output
             finally:
                 rt.close()
         except RuntimeFailure as e:

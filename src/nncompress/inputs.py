@@ -13,10 +13,11 @@ a string for a dynamic axis) and the concrete shape one run uses. Dims are resol
 5. `DEFAULT_DIM` (32) otherwise, said in a note. When the model refuses those, the other
    `GUESSES` are tried in order (each on one sample): the choice depends on the model only.
 
-Random inputs are drawn from one generator per input, seeded by (seed, input position): floats
-standard normal; integers that index a weight table through a Gather (an embedding, after any Cast,
-Reshape, Squeeze, Unsqueeze or Flatten) uniform in [0, rows); integer or boolean inputs named like a
-mask ones; other integers zeros (with a note); other booleans fair coin flips.
+Random inputs are drawn from one generator per input, seeded by (seed, input position): ids
+(integers, or floats, that index a weight table through a Gather: an embedding, after any Cast,
+Reshape, Squeeze, Unsqueeze or Flatten) uniform in [0, rows); other floats standard normal; integer
+or boolean inputs named like a mask ones; other integers zeros (with a note); other booleans fair
+coin flips.
 """
 
 from __future__ import annotations
@@ -222,14 +223,14 @@ def _fmt(shape: tuple[Any, ...]) -> str:
 def _fill(graph: Graph, name: str, dtype: str) -> tuple[str, int]:
     """How random values of input ``name`` are drawn, and the id bound for "ids"."""
     dt = _np_dtype(dtype)
+    rows = _table_rows(graph, name)
+    if rows and (dt is None or dt != np.bool_):
+        return "ids", rows  # float ids too: a Keras Input feeding an Embedding is float32
     if dt is not None and np.issubdtype(dt, np.floating):
         return "normal", 0
     masklike = bool(re.search(r"mask", name, re.IGNORECASE))
     if dt is not None and dt == np.bool_:
         return ("ones" if masklike else "bool"), 0
-    rows = _table_rows(graph, name)
-    if rows:
-        return "ids", rows
     return ("ones" if masklike else "zeros"), 0
 
 

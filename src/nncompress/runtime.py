@@ -23,7 +23,7 @@ from nncompress.inputs import EvalData
 from nncompress.ir import Graph
 
 Feeds = dict[str, np.ndarray]
-RunFn = Callable[[Feeds], np.ndarray]  # the first output of one run
+RunFn = Callable[[Feeds], np.ndarray]  # the compared output of one run
 
 EXECUTOR = "reference executor"
 
@@ -39,6 +39,7 @@ class Runtime:
     name: str
     fn: RunFn
     cleanup: Callable[[], None] | None = None
+    output: str = ""  # the output compared: the first floating-point tensor output, else the first
 
     def close(self) -> None:
         if self.cleanup is not None:
@@ -54,14 +55,22 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if not isinstance(e, NNCError) else msg
 
 
+def _first_float(types: list[str]) -> int:
+    """Index of the first floating-point output (a classifier's scores rather than its label)."""
+    return next((i for i, t in enumerate(types) if "float" in t or t in ("double", "tensor(double)")), 0)
+
+
 def executor(graph: Graph) -> Runtime:
-    """The numpy reference executor on ``graph`` (its first output)."""
+    """The numpy reference executor on ``graph`` (its first floating-point output)."""
     from nncompress.ir.execute import run
 
-    def fn(feeds: Feeds) -> np.ndarray:
-        return np.asarray(run(graph, feeds, batch_size=None)[0])
+    k = _first_float([v.dtype for v in graph.outputs])
+    name = graph.outputs[k].name if graph.outputs else ""
 
-    return Runtime(EXECUTOR, fn)
+    def fn(feeds: Feeds) -> np.ndarray:
+        return np.asarray(run(graph, feeds, batch_size=None)[k])
+
+    return Runtime(EXECUTOR, fn, output=name)
 
 
 def onnx_applies(graph: Graph) -> bool:
@@ -88,13 +97,14 @@ def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None
         if cleanup is not None:
             cleanup()
         raise RuntimeFailure(f"onnxruntime cannot load it ({_why(e)})") from None
-    first = sess.get_outputs()[0].name
+    outs = sess.get_outputs()
+    first = outs[_first_float([o.type for o in outs])].name
     names = {i.name for i in sess.get_inputs()}
 
     def fn(feeds: Feeds) -> np.ndarray:
         return np.asarray(sess.run([first], {k: v for k, v in feeds.items() if k in names})[0])
 
-    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup)
+    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first)
 
 
 def onnxruntime_graph(graph: Graph) -> Runtime:
@@ -116,7 +126,7 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
 
 
 def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
-    """The first output of every sample of ``data`` as float64 rows (n, -1), run ``batch`` at a time.
+    """The compared output of every sample of ``data`` as float64 rows (n, -1), ``batch`` at a time.
 
     When the first batch fails and the model does not fix its batch, it is run again one sample at a
     time (an export may hard-code batch 1 in a Reshape). An output that does not follow the samples

@@ -45,7 +45,7 @@ def eval_cmd(
     specs, _ = signatures(g)
     ev = load_data(data, specs, samples=samples)
     try:
-        out, runtime = run_model(g, ev)
+        out, runtime, output = run_model(g, ev)
     except RuntimeFailure as e:
         raise UnsupportedError(f"cannot compute its outputs: {e}", path=str(model)) from None
     res: dict[str, Any] = {
@@ -61,10 +61,10 @@ def eval_cmd(
     if reference is not None:
         rg = _load_any(reference, trust_pickle)
         try:
-            ref_out, ref_runtime = run_model(rg, ev)
+            ref_out, ref_runtime, _ = run_model(rg, ev)
         except RuntimeFailure as e:
             raise UnsupportedError(f"cannot compute its outputs: {e}", path=str(reference)) from None
-        fid = figures(ref_out, out, ev, runtime)
+        fid = figures(ref_out, out, ev, runtime, output)
         if ref_runtime != runtime:
             fid["reference_runtime"] = ref_runtime
         res["fidelity"] = fid
