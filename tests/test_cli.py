@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nncompress.cli.app import app
-from nncompress.errors import EXIT_INPUT, EXIT_UNSUPPORTED, EXIT_USAGE
+from nncompress.errors import EXIT_INPUT, EXIT_USAGE
 
 from .conftest import MODELS, run_cli
 
@@ -108,14 +108,15 @@ def test_missing_file(tmp_path: Path) -> None:
     _one_line_error(run_cli("inspect", str(tmp_path / "nope.onnx")), EXIT_INPUT, "no such file")
 
 
-def test_pickled_module_is_refused_then_trusted(tmp_path: Path) -> None:
+def test_pickled_module_is_read_without_trust(tmp_path: Path) -> None:
+    """Issue 13 item 8: a whole pickled nn.Module is read by the inert unpickler, no --trust-pickle."""
     torch = pytest.importorskip("torch")
     p = tmp_path / "module.pt"
     torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3)), p)
-    _one_line_error(run_cli("inspect", str(p)), EXIT_UNSUPPORTED, str(p), "--trust-pickle")
-    res = run_cli("inspect", str(p), "--trust-pickle", "--json")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["totals"]["params"] == 15
+    for extra in ((), ("--trust-pickle",)):
+        res = run_cli("inspect", str(p), "--json", *extra)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["totals"]["params"] == 15
 
 
 def test_weights_only_h5_says_so(tmp_path: Path) -> None:
@@ -138,3 +139,13 @@ def test_wrong_flag_is_a_usage_error() -> None:
 def test_version() -> None:
     res = run_cli("--version")
     assert res.returncode == 0 and res.stdout.startswith("nncompress ")
+
+
+@pytest.mark.parametrize(
+    "shape", ["nosuch=1x784", "input=1x783", "input=1x784x1", "1xAx3", "input=1x784 input=2x784"]
+)
+def test_bad_input_shape_is_a_usage_error(shape: str, tmp_path: Path) -> None:
+    args = [a for s in shape.split() for a in ("--input-shape", s)]
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(tmp_path / "m.nnc"), *args)
+    _one_line_error(res, EXIT_USAGE, "--input-shape")
+    assert not (tmp_path / "m.nnc").exists()
