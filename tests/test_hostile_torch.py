@@ -257,3 +257,18 @@ def test_clean_archive_still_round_trips_without_torch_export_load(tmp_path: Pat
     m = torch.export.load(str(out)).module()
     x = torch.randn(2, 6)  # exported with a static batch of 2
     assert m(x).shape == (2, 4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_record_shorter_than_its_tensor_is_refused(tmp_path: Path) -> None:
+    """torch.jit.load trusts the size a pickle declares: a short record was read past its end."""
+    torch.manual_seed(0)
+    good = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.trace(_Net().eval(), torch.randn(2, 6)), str(good))
+    with zipfile.ZipFile(good) as z:
+        biggest = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    bad = _rewrite(good, tmp_path / "short.pt", lambda n, d: d[:8] if n == biggest.filename else d)
+    for cmd in (["inspect", str(bad)], ["compress", str(bad), "-o", str(tmp_path / "o.nnc")]):
+        res = run_cli(*cmd)
+        assert res.returncode == EXIT_INPUT, (cmd, res.returncode, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "holds 8 bytes" in res.stderr, res.stderr

@@ -1742,9 +1742,60 @@ def _outputs_of(b: _Builder, vals: list[Any], info: list[tuple[Any, Any]] | None
 # =================================================================================================
 
 
+def _torchscript_tensors(p: Path) -> tuple[str, Any]:
+    """(record folder, data.pkl's module structure), with every tensor record of data.pkl and
+    constants.pkl checked against the size its pickle declares: torch.jit.load trusts the declared
+    size, and a short record made it read past its buffer (and compress then crash)."""
+    from nncompress.io._torchzip import ITEMSIZE, NUMPY_OF, Stored, TorchZip
+    from nncompress.io._unpickle import SafeUnpickler, Storage, iter_refs, storage_from_pid
+
+    with TorchZip.open(p) as z:
+        module: Any = None
+        for pkl, folder in (("data.pkl", "data"), ("constants.pkl", "constants")):
+            if not z.has(pkl):
+                continue
+            storages: dict[str, Storage] = {}
+
+            def persistent(pid: Any, seen: dict[str, Storage] = storages) -> Storage:
+                st = storage_from_pid(pid)
+                seen.setdefault(st.key, st)
+                return st
+
+            try:
+                obj = SafeUnpickler(io.BytesIO(z.read(pkl, limit=1 << 30)), persistent=persistent).load()
+            except NNCError:
+                raise
+            except Exception as e:
+                raise InputError(
+                    f"corrupt TorchScript archive: {pkl} is unreadable ({_short(e)})",
+                    path=str(p),
+                    hint="Re-save it with torch.jit.save",
+                ) from None
+            for key, st in storages.items():
+                need, record = st.numel * ITEMSIZE.get(st.dtype, 1), f"{folder}/{key}"
+                have = z.size(record) if z.has(record) else 0
+                if need > have:
+                    raise InputError(
+                        f"corrupt TorchScript archive: record {record} holds {have} bytes, its tensor "
+                        f"declares {need}",
+                        path=str(p),
+                        hint="Re-save it with torch.jit.save",
+                    )
+            for name, ref in iter_refs(obj):
+                if ref.kind == "strided" and ref.dtype in NUMPY_OF:
+                    view = Stored(
+                        f"{z.root}/{folder}/{ref.storage.key}", ref.dtype, ref.offset, ref.shape, ref.strides
+                    )
+                    z.check(view, f"tensor {name!r}")
+            if pkl == "data.pkl":
+                module = obj
+        return z.root, module
+
+
 def _load_torchscript(p: Path, kind: _Kind) -> Graph:
     import torch
 
+    _torchscript_tensors(p)
     traced = "traced_inputs.pkl" in kind.names
     extra_names = [
         n[len("extra/") :] for n in kind.names if n.startswith("extra/") and len(n) > len("extra/")
@@ -2084,27 +2135,28 @@ def _has_tensor_ops(n: Any) -> bool:
 
 
 def _save_torchscript(graph: Graph, src: _Source, tmp: Path) -> None:
-    import torch
+    """The source archive copied member by member with only the weights' records rewritten: code,
+    debug info, extra files and the record folder's name stay as they were (the same bytes on every
+    run; torch.jit.save named the folder after a random temp file)."""
+    from nncompress.io import _torchzip
+    from nncompress.io._unpickle import Opaque, TensorRef
 
-    extra: dict[str, Any] = dict.fromkeys(src.extra_files, "")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        m = torch.jit.load(src.path, map_location="cpu", _extra_files=extra)
-    with torch.no_grad():
-        for key in src.tensors:
-            w = graph.weights.get(key)
-            if w is None:
-                continue
-            obj = m
-            *owners, last = key.split(".")
-            for part in owners:
-                obj = getattr(obj, part)
-            t = getattr(obj, last)
-            _check_shape(w, tuple(t.shape), src)
-            t.copy_(torch.from_numpy(np.array(w.to_source(), copy=True)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(m, str(tmp), _extra_files=extra)
+    root, module = _torchscript_tensors(Path(src.path))
+    changes = []
+    for key in src.tensors:
+        w = graph.weights.get(key)
+        if w is None:
+            continue
+        obj: Any = module
+        for part in key.split("."):
+            state = obj.record.state if isinstance(obj, Opaque) else None
+            obj = state.get(part) if isinstance(state, dict) else None
+        if not isinstance(obj, TensorRef):
+            raise OutputError(f"tensor {key!r} is not an attribute of the TorchScript module", path=src.path)
+        _check_shape(w, obj.shape, src)
+        st = _torchzip.Stored(f"{root}/data/{obj.storage.key}", obj.dtype, obj.offset, obj.shape, obj.strides)
+        changes.append((st, w.to_source()))
+    _torchzip.patch(Path(src.path), tmp, changes)
 
 
 # =================================================================================================
