@@ -174,3 +174,21 @@ def test_float_ids_into_an_embedding_are_ids() -> None:
     assert s.fill == "ids" and s.high == 12
     a = random_data([s], 50, 0).arrays["tokens"]
     assert a.dtype == np.float32 and set(np.unique(a)) <= set(range(12))
+
+
+def test_data_of_the_wrong_shape_is_an_input_error(tmp_path: Path) -> None:
+    g = _graph([ValueInfo("a", ("B", 3, 8)), ValueInfo("h", (2, "B", 4))])
+    specs, _ = signatures(g)
+    p = tmp_path / "d.npz"
+    np.savez(p, a=np.zeros((5, 3, 8)), h=np.ones((5, 2, 4)))  # h: samples on axis 0, moved to axis 1
+    d = load_data(p, specs)
+    assert d.arrays["h"].shape == (2, 5, 4) and d.n == 5
+    for bad in ({"a": np.zeros((5, 4, 8))}, {"a": np.zeros(())}, {"a": np.zeros((5, 7))}):
+        np.savez(p, **{"h": np.ones((5, 2, 4)), **bad})
+        with pytest.raises(InputError, match="array 'a'"):
+            load_data(p, specs)
+
+
+def test_negative_dims_are_dynamic() -> None:
+    (s,), notes = signatures(_graph([ValueInfo("x", (-1, 3, -1))]))
+    assert s.batch_axis == 0 and s.shape == (1, 3, DEFAULT_DIM) and notes

@@ -122,7 +122,8 @@ def signatures(
         )
     declared: dict[str, tuple[int | str | None, ...]] = {}
     for v in needed:
-        d = v.shape
+        # a negative dim (-1 from some exporters) is as dynamic as a missing one
+        d = None if v.shape is None else tuple(None if isinstance(x, int) and x < 0 else x for x in v.shape)
         given = shapes.get(v.name)
         if given is not None:
             if d is not None and len(d) != len(given):
@@ -387,7 +388,7 @@ def load_data(
     for s in specs:
         a = by_input[s.name]
         if s.batch_axis is not None:
-            a = _fit(np.asarray(a[:n]), s, str(p))
+            a = _fit(np.asarray(a[:n] if np.ndim(a) else a), s, str(p))
             fitted.append(replace(s, shape=_run_shape(a.shape, s)))
         else:
             a = np.asarray(a)
@@ -418,6 +419,11 @@ def _fit(a: np.ndarray, s: InputSpec, path: str) -> np.ndarray:
     assert s.batch_axis is not None and s.declared is not None
     rank = len(s.declared)
     per = [d for i, d in enumerate(s.declared) if i != s.batch_axis]
+    if a.ndim == 0:
+        raise InputError(
+            f"array {s.name!r} is a scalar, the model expects {_fmt(s.declared)} (samples on axis 0)",
+            path=path,
+        )
     if a.ndim != rank:
         if all(isinstance(d, int) for d in per) and int(np.prod(a.shape[1:])) == int(
             np.prod(per)  # type: ignore[arg-type]
@@ -430,7 +436,18 @@ def _fit(a: np.ndarray, s: InputSpec, path: str) -> np.ndarray:
                 path=path,
                 hint="reshape the data to the model's input shape",
             )
-    return np.moveaxis(a, 0, s.batch_axis) if s.batch_axis else a
+    a = np.moveaxis(a, 0, s.batch_axis) if s.batch_axis else a
+    bad = [
+        i for i, d in enumerate(s.declared) if i != s.batch_axis and isinstance(d, int) and a.shape[i] != d
+    ]
+    if bad:
+        raise InputError(
+            f"array {s.name!r} has sample shape {_fmt(a.shape)} (batch axis {s.batch_axis}), the model "
+            f"expects {_fmt(s.declared)}",
+            path=path,
+            hint="reshape the data to the model's input shape",
+        )
+    return a
 
 
 def batch_size(data: EvalData) -> int:
