@@ -259,3 +259,19 @@ def test_scores_are_compared_rather_than_a_label_output(tmp_path: Path) -> None:
     )
     r = compress_json(p, tmp_path, "--method", "quantize")
     assert r["fidelity"]["output"] == "scores" and r["fidelity"]["rel_error_mean"] > 0
+
+
+def test_eval_feeds_inputs_by_name_in_onnxruntime(tmp_path: Path) -> None:
+    p = three_inputs(tmp_path)
+    compress_json(p, tmp_path, "--method", "quantize")
+    d = tmp_path / "d.npz"
+    rng = np.random.default_rng(1)
+    np.savez(d, x=rng.standard_normal((20, 16)), ids=rng.integers(0, 100, (20, 4)), sr=np.array(3))
+    res = run_cli("eval", str(tmp_path / "out.nnc"), "--data", str(d), "--reference", str(p), "--json")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["samples"] == 20 and r["runtime"].startswith("onnxruntime") and "accuracy" not in r
+    assert r["fidelity"]["output"] == "out" and 0 < r["fidelity"]["rel_error_mean"] < 0.2
+    np.savez(d, x=rng.standard_normal((20, 16)))
+    res = run_cli("eval", str(p), "--data", str(d))
+    assert res.returncode == 3 and "no array for input ids, sr" in res.stderr
