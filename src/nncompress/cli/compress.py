@@ -93,9 +93,9 @@ def compress_cmd(
     """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
-    from nncompress.errors import GateError, UsageError
+    from nncompress.errors import GateError, UnsupportedError, UsageError
     from nncompress.fidelity import Reference, compressed, reference
-    from nncompress.inputs import parse_input_shapes
+    from nncompress.inputs import parse_input_shapes, signatures
     from nncompress.io import load
     from nncompress.io._atomic import atomic_path, check_output
 
@@ -117,11 +117,13 @@ def compress_cmd(
     gz_size = gz.submit(gzip_baseline, model) if gz else None
     # The original's outputs come first, so that compress can drop each original weight once it
     # is encoded: the model is never held twice. A model nothing here can run still compresses.
-    ref = (
-        reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
-        if not dry_run
-        else Reference(reason="dry run")
-    )
+    if not dry_run:
+        ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
+    else:  # nothing runs, but the input shapes are checked and shown
+        ref = Reference(reason="dry run")
+        with contextlib.suppress(UnsupportedError):
+            specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
+            ref.inputs = [s.as_dict() for s in specs]
     with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
         g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
     in_bytes = model.stat().st_size
