@@ -46,7 +46,13 @@ _DROPOUTS = (
     "AlphaDropout",
     "ActivityRegularization",
 )
-_ROLE_OF_VAR = {"kernel": "kernel", "bias": "bias", "embeddings": "embedding", "alpha": "alpha"}
+_ROLE_OF_VAR = {
+    "kernel": "kernel",
+    "recurrent_kernel": "recurrent",
+    "bias": "bias",
+    "embeddings": "embedding",
+    "alpha": "alpha",
+}
 _BN_ROLES = {"gamma": "bn_gamma", "beta": "bn_beta", "moving_mean": "bn_mean", "moving_variance": "bn_var"}
 _INT64 = 7  # onnx.TensorProto.INT64, for Cast
 

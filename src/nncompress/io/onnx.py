@@ -536,6 +536,8 @@ def _role(n: Node, idx: int, w: Weight) -> tuple[str, str]:
         return _BN_ROLES[idx - 1], n.op
     if n.op == "PRelu" and idx == 1:
         return "alpha", n.op
+    if n.op in ("LSTM", "GRU", "RNN") and idx in (1, 2, 3):
+        return ("recurrent" if idx < 3 else "bias"), n.op
     if n.op == "Gather" and idx == 0 and len(w.shape) == 2:
         return "embedding", "Embedding"
     if n.op == "Clip" and idx in (1, 2):

@@ -242,7 +242,11 @@ def _guess_roles(weights: dict[str, Weight]) -> None:
         has_bn = f"{layer}.running_mean" in names if layer else "running_mean" in names
         nd = len(w.shape)
         floating = np.issubdtype(w.dtype, np.floating)
-        if suffix == "weight" or (suffix.endswith("_weight") and nd == 2):
+        if re.fullmatch(r"weight_(ih|hh)_l\d+(_reverse)?", suffix) and floating:
+            w.role, w.op = "recurrent", "Recurrent"  # nn.LSTM / GRU / RNN
+        elif re.fullmatch(r"bias_(ih|hh)_l\d+(_reverse)?", suffix):
+            w.role, w.op = "bias", "Recurrent"
+        elif suffix == "weight" or (suffix.endswith("_weight") and nd == 2):
             if nd == 1 and has_bn:
                 w.role, w.op = "bn_gamma", "BatchNormalization"
             elif nd == 2 and "embed" in layer.lower():

@@ -41,6 +41,7 @@ ROLES = (
     "bn_mean",
     "bn_var",
     "embedding",
+    "recurrent",  # LSTM/GRU/RNN input and hidden weights
     "alpha",  # PReLU slope
     "const",  # a small constant an op needs (shapes, axes, clip bounds)
     "buffer",  # a non-float or bookkeeping tensor (num_batches_tracked, int64 indices)

@@ -26,12 +26,22 @@ from nncompress.summary import value_stats
 
 Select = Callable[[Weight], bool]
 Stats = dict[str, Any]
-DEFAULT_ROLES = ("kernel", "embedding")
+DEFAULT_ROLES = ("kernel", "embedding", "recurrent")
+# Any other float tensor of at least this many elements and 2 or more dimensions is a weight worth
+# compressing too (attention projections, constant MatMul operands, position tables); 1-D tensors
+# are biases and normalization parameters, which stay as they are.
+MIN_ELEMENTS = 1024
+_KEPT_ROLES = ("bias", "bn_gamma", "bn_beta", "bn_mean", "bn_var", "alpha", "buffer")
 
 
 def default_select(w: Weight) -> bool:
-    """Float kernels and embedding tables; biases, BatchNorm statistics and constants stay as they are."""
-    return w.role in DEFAULT_ROLES and np.issubdtype(w.dtype, np.floating)
+    """Float kernels, embeddings, recurrent weights, and other float tensors of at least MIN_ELEMENTS
+    elements in 2+ dimensions; biases, normalization parameters and small constants stay as they are."""
+    if not np.issubdtype(w.dtype, np.floating):
+        return False
+    if w.role in DEFAULT_ROLES:
+        return True
+    return w.role not in _KEPT_ROLES and len(w.shape) >= 2 and w.size >= MIN_ELEMENTS
 
 
 def selected(graph: Graph, select: Select) -> list[Weight]:
