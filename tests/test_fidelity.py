@@ -292,6 +292,7 @@ def test_an_onnx_graph_onnxruntime_refuses_falls_back_to_the_executor(tmp_path: 
     )
     r = compress_json(p, tmp_path, "--method", "quantize")
     assert r["fidelity"]["runtime"] == "reference executor" and r["fidelity"]["samples"] == 64
+    assert any(n.startswith("onnxruntime cannot load it") and "Dense" in n for n in r["notes"])
 
 
 def test_figures_hold_with_a_cpu_heavy_job_beside(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def reference(
             rt.output,
             batch,
             None,
-            notes + data.notes,
+            notes + data.notes + [f"{r}: fidelity measured in the {rt.name} instead" for r in reasons],
             [s.as_dict() for s in data.specs],
         )
     return Reference(
