@@ -297,7 +297,9 @@ def test_keras2_optimizer_note_and_names(kx: dict[str, Case]) -> None:
     c = kx["k2_cnn"]
     g = load_keras(c.files["h5"])
     assert g.meta.producer_version.startswith("2.")
-    assert any(n.startswith("optimizer state ignored (") and "kept in the file" in n for n in g.meta.notes)
+    note = "training state left out of the artifact: optimizer_weights ("
+    assert any(n.startswith(note) and "--keep-training-state" in n for n in g.meta.notes)
+    assert g.meta.extra["training_state"]["optimizer_weights"]["tensors"] > 0
     dense, sep = _layer(c.model, "Dense").name, _layer(c.model, "SeparableConv2D").name
     assert g.weights[f"{dense}/kernel"].source == f"model_weights/{dense}/{dense}/kernel:0"
     assert g.weights[f"{sep}/depthwise_kernel"].shape == (4, 1, 3, 3)
@@ -339,11 +341,19 @@ def test_keras_zip_written_as_legacy_h5(kx: dict[str, Case], tmp_path: Path, cas
         _assert_close(_execute(g, c.xs), _predict(_load_model(out, False), c.xs))
 
 
-def test_writer_keeps_optimizer_state_and_config(kx: dict[str, Case], tmp_path: Path) -> None:
+def test_writer_drops_optimizer_state_unless_kept(kx: dict[str, Case], tmp_path: Path) -> None:
     src = kx["k2_cnn"].files["h5"]
     g = load_keras(src)
     for w in g.select(roles=("kernel",)):
         w.value = np.zeros(w.shape, w.dtype)
+    out = save_keras(g, tmp_path / "dropped.h5")
+    assert out.stat().st_size < src.stat().st_size
+    with h5py.File(src, "r") as a, h5py.File(out, "r") as b:
+        assert "optimizer_weights" not in b and dict(a.attrs) == dict(b.attrs)
+        assert not b["model_weights/dense/dense/kernel:0"][()].any()
+    _predict(_load_model(out, True), kx["k2_cnn"].xs)  # still loads in Keras 2
+
+    g.meta.extra["keep_training_state"] = True
     out = save_keras(g, tmp_path / "z.h5")
     with h5py.File(src, "r") as a, h5py.File(out, "r") as b:
         assert dict(a.attrs) == dict(b.attrs)

@@ -114,17 +114,33 @@ def _dtype_name(d: Any) -> str:
     return "float32" if d.startswith("mixed") else d
 
 
-def _count_datasets(g: Any) -> int:
+def _count_datasets(g: Any) -> tuple[int, int]:
+    """(datasets, bytes) under an HDF5 group (0, 0 for None)."""
     if g is None:
-        return 0
-    n = [0]
+        return 0, 0
+    n = [0, 0]
 
     def visit(_name: str, obj: Any) -> None:
         if hasattr(obj, "shape") and hasattr(obj, "dtype"):
             n[0] += 1
+            n[1] += int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
 
     g.visititems(visit)
-    return n[0]
+    return n[0], n[1]
+
+
+# HDF5 groups that hold optimizer state: Keras 2 .h5 and Keras 3 (.h5 root, .keras model.weights.h5)
+_TRAINING_GROUPS = ("optimizer_weights", "optimizer")
+
+
+def _copy_without(fin: Any, fout: Any, drop: str) -> None:
+    """Every member and attribute of HDF5 file ``fin`` into ``fout`` except group ``drop``: deleting a
+    group in place leaves its bytes in the file, a copy does not."""
+    for k, v in fin.attrs.items():
+        fout.attrs[k] = v
+    for name in fin:
+        if name != drop:
+            fin.copy(fin[name], fout, name=name)
 
 
 def _to_cf(r: int) -> list[int]:
@@ -1338,11 +1354,11 @@ def _load_h5(p: Path) -> Graph:
         a = f.attrs
         version = _s(a.get("keras_version", ""))
         major = _major(version, 2)
-        opt = 0
+        opt: tuple[int, int, str] = (0, 0, "")
         if "model_config" in a:
             cfg = json.loads(_s(a["model_config"]))
             root = f["model_weights"] if "model_weights" in f else f
-            opt = _count_datasets(f.get("optimizer_weights"))
+            opt = (*_count_datasets(f.get("optimizer_weights")), "optimizer_weights")
             g = _from_config_or_weights(cfg, _LegacyStore(root), lambda: _legacy_layers(root), major, str(p))
         elif "layer_names" in a or "layer_names0" in a:
             g = _from_config_or_weights(None, None, lambda: _legacy_layers(f), major, str(p))
@@ -1351,7 +1367,7 @@ def _load_h5(p: Path) -> Graph:
         elif "layers" in f:
             major = _major(version, 3)
             g = _from_config_or_weights(None, None, lambda: _k3_layers(f["layers"]), major, str(p))
-            opt = _count_datasets(f.get("optimizer"))
+            opt = (*_count_datasets(f.get("optimizer")), "optimizer")
         else:
             raise InputError(
                 "HDF5 file holds neither a Keras model_config nor Keras weights",
@@ -1401,17 +1417,22 @@ def _load_zip(p: Path) -> Graph:
     with f:
         layers = f["layers"] if "layers" in f else f
         g = _from_config_or_weights(cfg, _ZipStore(f), lambda: _k3_layers(layers), major, str(p))
-        opt = _count_datasets(f.get("optimizer"))
+        opt = (*_count_datasets(f.get("optimizer")), "optimizer")
     g.meta.format = "keras"
     g.meta.extra["backend"] = ""
     return _finish(g, p, "keras", version, major, opt)
 
 
-def _finish(g: Graph, p: Path, container: str, version: str, major: int, opt: int) -> Graph:
+def _finish(g: Graph, p: Path, container: str, version: str, major: int, opt: tuple[int, int, str]) -> Graph:
     g.meta.producer, g.meta.producer_version, g.meta.path = "keras", version, str(p)
     g.meta.extra["keras_major"] = major
-    if opt:
-        g.meta.notes.append(f"optimizer state ignored ({opt} tensors); kept in the file as it was")
+    if opt[0]:
+        group = opt[2]
+        g.meta.extra["training_state"] = {group: {"tensors": opt[0], "bytes": opt[1]}}
+        g.meta.notes.append(
+            f"training state left out of the artifact: {group} ({opt[0]} tensors, {opt[1]} bytes) "
+            "(--keep-training-state keeps it)"
+        )
     g.source.container = container
     g.validate()
     return g
@@ -1515,6 +1536,8 @@ def save_keras(graph: Graph, path: str | os.PathLike[str], *, force: bool = Fals
             f"the source file {src.path} is gone; the Keras writer patches a copy of it", path=str(out)
         )
     want = "keras" if out.suffix.lower() == ".keras" else "h5"
+    state = graph.meta.extra.get("training_state") or {}
+    drop = "" if graph.meta.extra.get("keep_training_state") else next(iter(state), "")
     if want == "keras" and src.container != "keras":
         raise OutputError(
             "cannot turn an .h5 model into .keras", path=str(out), hint="Write .h5 (as the source) or .onnx"
@@ -1522,6 +1545,10 @@ def save_keras(graph: Graph, path: str | os.PathLike[str], *, force: bool = Fals
     with atomic_path(out) as tmp:
         if src.container == "keras" and want == "h5":
             _zip_to_h5(graph, src, tmp, out)
+        elif want == "h5" and drop:
+            with h5py.File(src.path, "r") as fin, h5py.File(tmp, "w") as f:
+                _copy_without(fin, f, drop)
+                _patch(f, graph, src, out)
         elif want == "h5":
             shutil.copyfile(src.path, tmp)
             with h5py.File(tmp, "r+") as f:
@@ -1532,6 +1559,11 @@ def save_keras(graph: Graph, path: str | os.PathLike[str], *, force: bool = Fals
                     data = zin.read(info)
                     if info.filename == "model.weights.h5":
                         buf = io.BytesIO(data)
+                        if drop:
+                            fresh = io.BytesIO()
+                            with h5py.File(buf, "r") as fin, h5py.File(fresh, "w") as f:
+                                _copy_without(fin, f, drop)
+                            buf = fresh
                         with h5py.File(buf, "r+") as f:
                             _patch(f, graph, src, out)
                         data = buf.getvalue()
