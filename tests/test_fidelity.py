@@ -311,3 +311,18 @@ def test_figures_hold_with_a_cpu_heavy_job_beside(tmp_path: Path) -> None:
             b.kill()
             b.wait()
     assert busy["fidelity"] == quiet["fidelity"] and quiet["fidelity"]["samples"] == 1000
+
+
+def test_large_outputs_spill_to_a_temp_file_with_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nncompress.runtime as rt
+    from nncompress.fidelity import figures
+
+    g = load(MODELS / "lenet300.onnx")
+    mem = reference(g, samples=40)
+    monkeypatch.setattr(rt, "SPILL_BYTES", 0)
+    spilled = reference(g, samples=40)
+    assert isinstance(spilled.out, np.memmap) and not isinstance(mem.out, np.memmap)
+    assert mem.out is not None and mem.data is not None and spilled.out is not None
+    np.testing.assert_array_equal(mem.out, spilled.out)
+    noisy = mem.out + np.random.default_rng(0).standard_normal(mem.out.shape).astype(np.float32)
+    assert figures(mem.out, noisy, mem.data) == figures(spilled.out, noisy, mem.data)

@@ -201,26 +201,33 @@ def paired_drop_interval(before: np.ndarray, after: np.ndarray, z: float = Z95) 
     return [max(-1.0, d - z * se), min(1.0, d + z * se)]
 
 
-def _top1(out: np.ndarray) -> np.ndarray:
-    return np.asarray(out.reshape(len(out), -1).argmax(axis=1))
-
-
 def _finite(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
+
+
+FIGURE_ROWS = 256  # rows compared at a time: the outputs may be a memory-mapped file
 
 
 def figures(
     a: np.ndarray, b: np.ndarray, data: EvalData, runtime: str = EXECUTOR, output: str = ""
 ) -> dict[str, Any]:
     """Fidelity figures of outputs ``b`` against reference outputs ``a`` (rows: samples) of the
-    model's ``output``."""
+    model's ``output``, computed in float64 a few rows at a time."""
     a = a.reshape(len(a), -1)
     b = b.reshape(len(b), -1)
-    diff = np.linalg.norm(a - b, axis=1)
-    norm = np.linalg.norm(a, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = diff / np.maximum(norm, np.finfo(np.float64).tiny)
-    agree = _top1(a) == _top1(b)
+    rel_parts, ta_parts, tb_parts = [], [], []
+    for i in range(0, len(a), FIGURE_ROWS):
+        ai = np.asarray(a[i : i + FIGURE_ROWS], dtype=np.float64)
+        bi = np.asarray(b[i : i + FIGURE_ROWS], dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            diff = np.linalg.norm(ai - bi, axis=1)
+            norm = np.linalg.norm(ai, axis=1)
+            rel_parts.append(diff / np.maximum(norm, np.finfo(np.float64).tiny))
+        ta_parts.append(ai.argmax(axis=1))
+        tb_parts.append(bi.argmax(axis=1))
+    rel = np.concatenate(rel_parts)
+    ta, tb = np.concatenate(ta_parts), np.concatenate(tb_parts)
+    agree = ta == tb
     res: dict[str, Any] = {
         "data": data.origin,
         "samples": data.n,
@@ -233,7 +240,7 @@ def figures(
     }
     if data.y is not None and len(a) == len(data.y):
         y = data.y.reshape(len(data.y), -1).argmax(1) if data.y.ndim > 1 else data.y
-        before, after = _top1(a) == y, _top1(b) == y
+        before, after = ta == y, tb == y
         res["accuracy_before"] = float(before.mean())
         res["accuracy_after"] = float(after.mean())
         res["accuracy_drop"] = res["accuracy_before"] - res["accuracy_after"]

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], np.ndarray]  # the compared output of one run
 
 EXECUTOR = "reference executor"
+SPILL_BYTES = 512 << 20  # outputs above this are kept in a temp file, not in memory
 
 
 class RuntimeFailure(Exception):
@@ -126,7 +128,8 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
 
 
 def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
-    """The compared output of every sample of ``data`` as float64 rows (n, -1), ``batch`` at a time.
+    """The compared output of every sample of ``data`` as rows (n, -1) (float32, or float64 for a
+    float64 output), ``batch`` at a time.
 
     When the first batch fails and the model does not fix its batch, it is run again one sample at a
     time (an export may hard-code batch 1 in a Reshape). An output that does not follow the samples
@@ -155,7 +158,7 @@ def _outputs(rt: Runtime, data: EvalData, step: int) -> np.ndarray:
     n = data.n
     if not data.batched():
         return _rows(rt.fn(data.chunk(0, n)), 1)
-    rows: list[np.ndarray] = []
+    store: np.ndarray | None = None
     for i in range(0, n, step):
         j = min(n, i + step)
         out = rt.fn(data.chunk(i, j))
@@ -165,9 +168,22 @@ def _outputs(rt: Runtime, data: EvalData, step: int) -> np.ndarray:
             if i == 0:
                 return _rows(rt.fn(data.chunk(0, n)), 1)
             raise RuntimeFailure(f"{rt.name}: the output's first axis does not follow the batch")
-        rows.append(out.reshape(j - i, -1).astype(np.float64))
-    return np.concatenate(rows, axis=0)
+        rows = out.reshape(j - i, -1)
+        if store is None:
+            store = _store(n, rows.shape[1], np.float64 if rows.dtype == np.float64 else np.float32)
+        store[i:j] = rows
+    assert store is not None
+    return store
+
+
+def _store(n: int, k: int, dtype: type[np.floating[Any]]) -> np.ndarray:
+    """Room for ``n`` output rows of ``k`` numbers: in memory, or above SPILL_BYTES in an unlinked
+    temp file (1,000 samples of a segmentation map or a detector's boxes run to gigabytes)."""
+    if n * k * np.dtype(dtype).itemsize <= SPILL_BYTES:
+        return np.empty((n, k), dtype=dtype)
+    return np.memmap(tempfile.TemporaryFile(prefix="nnc-out-"), dtype=dtype, mode="w+", shape=(n, k))
 
 
 def _rows(out: np.ndarray, k: int) -> np.ndarray:
-    return np.asarray(out, dtype=np.float64).reshape(k, -1)
+    a = np.asarray(out)
+    return a.astype(np.float64 if a.dtype == np.float64 else np.float32).reshape(k, -1)
