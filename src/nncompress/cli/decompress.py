@@ -24,7 +24,7 @@ def decompress_cmd(
 ) -> None:
     """Rebuild a runnable model with the artifact's reconstructed weights."""
     from nncompress.compress import graph_from_artifact
-    from nncompress.io import detect_format, save
+    from nncompress.io import EXTENSIONS, detect_format, save
     from nncompress.io._atomic import check_output
 
     if detect_format(artifact) != "nnc":
@@ -32,6 +32,14 @@ def decompress_cmd(
 
         raise InputError(
             "is not a .nnc artifact", path=str(artifact), hint="Give the output of nncompress compress"
+        )
+    if EXTENSIONS.get(out.suffix.lower()) in (None, "nnc"):
+        from nncompress.errors import UsageError
+
+        raise UsageError(
+            f"cannot write a model as {out.suffix or 'a file without extension'!r}",
+            path=str(out),
+            hint="Use .h5, .keras, .pt, .pt2 or .onnx",
         )
     check_output(out, force=force, inputs=(artifact,))
     g = graph_from_artifact(artifact)

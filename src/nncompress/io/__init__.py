@@ -11,7 +11,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from nncompress.errors import InputError, UnsupportedError
+from nncompress.errors import InputError, UnsupportedError, UsageError
 from nncompress.ir import Graph
 
 # extension -> format family
@@ -108,10 +108,10 @@ def save(graph: Graph, path: str | os.PathLike[str], *, force: bool = False) -> 
         from nncompress.io import onnx as mod_o
 
         return mod_o.save_onnx(graph, p, force=force)
-    raise InputError(
+    raise UsageError(
         f"cannot write {p.suffix or 'files without extension'!r}",
         path=str(p),
-        hint="Use .h5, .keras, .pt or .onnx",
+        hint="Use .h5, .keras, .pt, .pt2 or .onnx",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,16 +26,43 @@ def check_output(
         raise OutputError("output exists", path=str(p), hint="Pass --force to overwrite it")
     if p.exists() and p.is_dir():
         raise OutputError("output is a directory", path=str(p), hint="Give a file path")
+    if p.is_symlink() and not force:  # a dangling link too: writing would replace what it names
+        raise OutputError("output exists (a symbolic link)", path=str(p), hint="Pass --force to replace it")
     if not p.parent.exists():
         raise OutputError("output directory does not exist", path=str(p), hint="Create it first")
+    if not p.parent.is_dir():
+        raise OutputError(f"{p.parent} is not a directory", path=str(p), hint="Choose another -o path")
     return p
+
+
+# errno values that mean "this output cannot be written here", whatever raised them
+_WRITE_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENOTDIR,
+}
+
+
+def _output_error(p: Path, e: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write the output ({e.strerror or type(e).__name__})",
+        path=str(p),
+        hint="Check the folder's permissions and free space, or choose another -o path",
+    )
 
 
 @contextlib.contextmanager
 def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path in the target's directory; rename it onto ``out`` only on success."""
     p = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + p.suffix, dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + p.suffix, dir=p.parent)
+    except OSError as e:
+        raise _output_error(p, e) from None
     os.close(fd)
     tmp_p = Path(tmp)
     try:
@@ -44,6 +72,11 @@ def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_p, 0o666 & ~umask)
         os.replace(tmp_p, p)
+    except OSError as e:
+        tmp_p.unlink(missing_ok=True)
+        if e.errno in _WRITE_ERRORS:
+            raise _output_error(p, e) from None
+        raise
     except BaseException:
         tmp_p.unlink(missing_ok=True)
         raise
