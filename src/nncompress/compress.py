@@ -8,12 +8,9 @@ model in the source format with the writers of io/.
 
 from __future__ import annotations
 
-import atexit
 import fnmatch
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nncompress._tempfiles import temp_dir
 from nncompress.artifact import Artifact, TensorEntry, read_artifact
 from nncompress.errors import InputError, UsageError
 from nncompress.formats import FORMATS, LOSSY, Format, load_format
@@ -451,9 +449,7 @@ def skeleton_file(graph: Graph, name: str) -> Path:
     z = graph.copy()
     for w in z.weights.values():
         w.value = np.zeros(w.shape, dtype=w.dtype)  # calloc'd pages: no memory until written
-    d = tempfile.mkdtemp(prefix="nnc-skel-")
-    atexit.register(shutil.rmtree, d, True)
-    return save(z, Path(d) / name)
+    return save(z, temp_dir("skel") / name)
 
 
 def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: int) -> Artifact:
@@ -475,8 +471,7 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
 
     # The writers re-read the skeleton to patch it, so it must outlive this call; it goes from the
     # zip to that file without passing through memory.
-    d = tempfile.mkdtemp(prefix="nnc-")
-    atexit.register(shutil.rmtree, d, True)
+    d = temp_dir("art")
     art = read_artifact(path, skeleton_dir=d)
     if not art.skeleton_name:
         raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))

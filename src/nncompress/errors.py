@@ -27,10 +27,22 @@ class NNCError(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        s = f"{self.path}: {self.detail}" if self.path else self.detail
+        detail = readable(self.detail, MAX_DETAIL)
+        s = f"{readable(self.path, 300)}: {detail}" if self.path else detail
         if self.hint:
-            s = f"{s.rstrip('.')}. {self.hint}"
-        return " ".join(s.split())
+            s = f"{s.rstrip('.')}. {readable(self.hint, 300)}"
+        return s
+
+
+MAX_DETAIL = 300  # a message quoting a file's bytes stays a line a person can read
+
+
+def readable(text: object, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: control characters and raw
+    bytes from a hostile file become '?', whitespace runs one space."""
+    s = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in str(text))
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 class UsageError(NNCError):

@@ -7,6 +7,7 @@ Errors a user can cause end as one line on stderr and the exit code of their typ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -20,7 +21,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 from nncompress import __version__
 from nncompress.cli import bench, compress, decompress, inspect
 from nncompress.cli import eval as eval_cmd
-from nncompress.errors import EXIT_INTERNAL, EXIT_USAGE, NNCError
+from nncompress.errors import EXIT_INTERNAL, EXIT_USAGE, NNCError, readable
 
 app = typer.Typer(
     name="nncompress",
@@ -57,8 +58,19 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that temp files and folders are removed on the way out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning every known error into one line and an exit code."""
+    import signal
+
+    from nncompress._tempfiles import sweep
+
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _terminate)
+    sweep()  # what runs killed with SIGKILL left in the temp directory
     cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv, prog_name="nncompress", standalone_mode=False)
@@ -88,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("NNCOMPRESS_DEBUG"):
             raise
         code = _fail(
-            f"internal error: {type(e).__name__}: {e}. Please report it; set NNCOMPRESS_DEBUG=1 "
-            "for the traceback",
+            f"internal error: {type(e).__name__}: {readable(e, 300)}. Please report it; set "
+            "NNCOMPRESS_DEBUG=1 for the traceback",
             EXIT_INTERNAL,
         )
     sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,12 +56,30 @@ def _output_error(p: Path, e: OSError) -> OutputError:
     )
 
 
+def _sweep_beside(p: Path) -> None:
+    """Remove the temp files that runs killed by SIGKILL left beside ``p`` (``.NAME.PID.xxxx.tmp``)."""
+    from nncompress._tempfiles import pid_alive
+
+    pat = re.compile(rf"\.{re.escape(p.name)}\.(\d+)\.[^/]*\.tmp{re.escape(p.suffix)}")
+    try:
+        stale = [
+            e for e in p.parent.iterdir() if (m := pat.fullmatch(e.name)) and not pid_alive(int(m.group(1)))
+        ]
+    except OSError:
+        return
+    for e in stale:
+        with contextlib.suppress(OSError):
+            if e.is_file() and not e.is_symlink():
+                e.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path in the target's directory; rename it onto ``out`` only on success."""
     p = Path(out)
+    _sweep_beside(p)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp" + p.suffix, dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp" + p.suffix, dir=p.parent)
     except OSError as e:
         raise _output_error(p, e) from None
     os.close(fd)
