@@ -94,4 +94,5 @@ def test_layer_norms_and_biases_stay_raw() -> None:
     proj = Weight("attn.q", np.ones((64, 64), np.float32), role="other")
     small = Weight("pos", np.ones((4, 8), np.float32), role="other")
     bias = Weight("fc.bias", np.ones((2048,), np.float32), role="bias")
-    assert [default_select(w) for w in (gamma, proj, small, bias)] == [False, True, False, False]
+    flat = Weight("tp.weight", np.ones((86_016,), np.float32), role="other")  # e3nn's flat weights
+    assert [default_select(w) for w in (gamma, proj, small, bias, flat)] == [False, True, False, False, True]

@@ -37,7 +37,10 @@ from typing import Any, cast
 import numpy as np
 
 from nncompress import __version__
+from nncompress._limits import check_alloc
 from nncompress.errors import InputError
+from nncompress.io._json import JSONError, loads
+from nncompress.io._zip import check_member, read_member
 
 SCHEMA = "nncompress.artifact/2"
 SCHEMA_V1 = "nncompress.artifact/1"  # one .npy member per array; read, no longer written
@@ -152,6 +155,7 @@ def manifest_of(
 
 
 _BZIP2_ABOVE = 64 << 20
+_MAX_MANIFEST = 256 << 20  # about a million tensors' entries
 
 
 def _skeleton_compression(size: int) -> int:
@@ -308,12 +312,14 @@ def read_artifact(
     except (zipfile.BadZipFile, OSError) as e:
         raise _bad(p, f"not a readable zip ({e})") from None
     with z:
+        if MANIFEST not in z.namelist():
+            raise _bad(p, "manifest.json is missing")
         try:
-            m = json.loads(z.read(MANIFEST))
-        except KeyError:
-            raise _bad(p, "manifest.json is missing") from None
-        except _UNREADABLE as e:
-            raise _bad(p, f"manifest.json is unreadable ({e})") from None
+            m = loads(read_member(z, MANIFEST, p, limit=_MAX_MANIFEST))
+        except JSONError as e:
+            raise _bad(p, f"manifest.json is not valid JSON ({e})") from None
+        except InputError as e:
+            raise _bad(p, e.detail) from None
         if not isinstance(m, dict) or m.get("schema") not in (SCHEMA, SCHEMA_V1):
             got = m.get("schema") if isinstance(m, dict) else type(m).__name__
             raise InputError(
@@ -323,10 +329,16 @@ def read_artifact(
             )
         try:
             v1 = m["schema"] == SCHEMA_V1
-            blob = _read_blob(z, m["arrays_member"], p) if not v1 and m["arrays_member"] else bytearray()
-            tensors = []
+            declared = 0
             for i, entry in enumerate(m["tensors"]):
                 _check_entry(entry, i, p)
+                declared += math.prod(entry["shape"]) * 8  # what decoding it may take, at most
+            check_alloc(declared, "the artifact's tensors", p)
+            if not v1 and m["arrays_member"]:
+                check_member(z, m["arrays_member"], p)
+            blob = _read_blob(z, m["arrays_member"], p) if not v1 and m["arrays_member"] else bytearray()
+            tensors = []
+            for entry in m["tensors"]:
                 if v1:
                     arrays = {k: _read_npy(z, member, p) for k, member in entry["arrays"].items()}
                 else:
@@ -347,6 +359,10 @@ def read_artifact(
             ):  # it becomes a file name: no folders, no way out of the folder it is written to
                 raise _bad(p, f"skeleton member {skel_member!r} is not skeleton/<file name>")
             skeleton: bytes | Path = b""
+            if skel_member:
+                # our skeletons are mostly zeros (bzip2 packs a zeroed VGG16's 553 MB under a
+                # kilobyte), so the ratio says nothing; the model it holds is bounded by the budget
+                check_member(z, skel_member, p, ratio=False)
             try:
                 if skel_member and skeleton_dir is not None:
                     skeleton = Path(skeleton_dir) / skel_name

@@ -22,6 +22,7 @@ EXTENSIONS = {
     ".pt": "torch",
     ".pth": "torch",
     ".pt2": "torch",
+    ".jit": "torch",  # TorchScript archives as silero-vad and others ship them
     ".bin": "torch",
     ".ckpt": "torch",
     ".onnx": "onnx",

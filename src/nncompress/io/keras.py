@@ -31,6 +31,8 @@ import numpy as np
 
 from nncompress.errors import InputError, NNCError, OutputError, UnsupportedError
 from nncompress.io._atomic import atomic_path, check_output
+from nncompress.io._json import JSONError, loads
+from nncompress.io._zip import UNREADABLE, read_member
 from nncompress.ir import Graph, ModelMeta, Node, ValueInfo, Weight, apply_layout
 from nncompress.ir.graph import IRError, LayoutOp
 
@@ -171,6 +173,25 @@ def _depthwise_layout(shape: tuple[int, ...]) -> list[LayoutOp]:
 _SLAB_BYTES = 1 << 24  # how much of a dataset a transposed read holds beside its output
 
 
+def _check_dataset(ds: Any, path: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    """A dataset's declared size against the memory budget and against the bytes the file stores
+    for it, before it is read (a few bytes of HDF5 can declare a dataset of 2^40 elements)."""
+    from nncompress._limits import MAX_RATIO, memory_budget
+
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > memory_budget():
+        raise InputError(
+            f"dataset {path} declares {nbytes:,} bytes, above the memory budget of {memory_budget():,}",
+            hint="If the file is genuine, raise the budget with --max-memory (or NNCOMPRESS_MAX_MEMORY)",
+        )
+    if nbytes > (64 << 20):
+        stored = ds.id.get_storage_size()
+        if stored * MAX_RATIO < nbytes:
+            raise InputError(
+                f"dataset {path} declares {nbytes:,} bytes but the file stores {stored:,} for it"
+            )
+
+
 class _Var:
     """A variable of the file. Its dataset is read when first needed: ``array`` reads it as stored,
     ``ir_array`` reads a 2-D kernel slab by slab straight into the transposed IR layout (a large
@@ -183,6 +204,7 @@ class _Var:
         self._array: np.ndarray | None = None
         self.shape: tuple[int, ...] = tuple(ds.shape)
         self.dtype: np.dtype[Any] = np.dtype(ds.dtype)
+        _check_dataset(ds, path, self.shape, self.dtype)
 
     @property
     def array(self) -> np.ndarray:
@@ -1356,7 +1378,7 @@ def _load_h5(p: Path) -> Graph:
         major = _major(version, 2)
         opt: tuple[int, int, str] = (0, 0, "")
         if "model_config" in a:
-            cfg = json.loads(_s(a["model_config"]))
+            cfg = _json_attr(a["model_config"], "the model_config attribute", p)
             root = f["model_weights"] if "model_weights" in f else f
             opt = (*_count_datasets(f.get("optimizer_weights")), "optimizer_weights")
             g = _from_config_or_weights(cfg, _LegacyStore(root), lambda: _legacy_layers(root), major, str(p))
@@ -1381,6 +1403,23 @@ def _load_h5(p: Path) -> Graph:
     return _finish(g, p, "h5", version, major, opt)
 
 
+_MAX_CONFIG = 64 << 20  # a config.json of a thousand-layer model is a few megabytes
+
+
+def _json_member(z: zipfile.ZipFile, name: str, p: Path) -> Any:
+    try:
+        return loads(read_member(z, name, p, limit=_MAX_CONFIG))
+    except JSONError as e:
+        raise InputError(f"{name} is not valid JSON ({e})", path=str(p)) from None
+
+
+def _json_attr(raw: Any, what: str, p: Path) -> Any:
+    try:
+        return loads(_s(raw))
+    except JSONError as e:
+        raise InputError(f"{what} is not valid JSON ({e})", path=str(p)) from None
+
+
 def _load_zip(p: Path) -> Graph:
     import h5py
 
@@ -1399,13 +1438,11 @@ def _load_zip(p: Path) -> Graph:
                     path=str(p),
                     hint="Re-save it with model.save('x.keras')",
                 )
-            cfg = json.loads(z.read("config.json"))
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in members else {}
-            data = z.read("model.weights.h5")
-    except zipfile.BadZipFile as e:
+            cfg = _json_member(z, "config.json", p)
+            meta = _json_member(z, "metadata.json", p) if "metadata.json" in members else {}
+            data = read_member(z, "model.weights.h5", p)
+    except UNREADABLE as e:
         raise InputError(f"not a valid .keras zip archive: {e}", path=str(p)) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"config.json or metadata.json is not valid JSON: {e}", path=str(p)) from None
     version = _s(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
     major = _major(version, 3)
     try:
@@ -1447,11 +1484,14 @@ def load_keras(path: str | os.PathLike[str]) -> Graph:
         raise InputError("file is empty", path=str(p), hint="Re-export the model")
     try:
         return _load_zip(p) if p.suffix.lower() == ".keras" else _load_h5(p)
-    except NNCError:
+    except NNCError as e:
+        if e.path is None:  # raised where the file's name is not at hand
+            e.path = str(p)
         raise
     except IRError as e:
         raise InputError(f"the model config does not form a valid graph: {e}", path=str(p)) from None
-    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+        # h5py raises RuntimeError (and OSError, KeyError...) on damaged headers and B-trees
         raise InputError(
             f"cannot read the Keras model ({type(e).__name__}: {e})",
             path=str(p),
@@ -1484,9 +1524,9 @@ def _zip_to_h5(graph: Graph, src: KerasSource, tmp: Path, out: Path) -> None:
     import h5py
 
     with zipfile.ZipFile(src.path) as z:
-        cfg = json.loads(z.read("config.json"))
-        meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-        buf = io.BytesIO(z.read("model.weights.h5"))
+        cfg = _json_member(z, "config.json", Path(src.path))
+        meta = _json_member(z, "metadata.json", Path(src.path)) if "metadata.json" in z.namelist() else {}
+        buf = io.BytesIO(read_member(z, "model.weights.h5", src.path))
     layers = cfg.get("config", {}).get("layers") if _is_model_config(cfg) else None
     if layers is None or any(lc.get("class_name") in _NESTED for lc in layers):
         # A nested model's legacy weight order (all trainable, then the rest) is Keras's to decide.

@@ -31,6 +31,9 @@ DEFAULT_ROLES = ("kernel", "embedding", "recurrent")
 # compressing too (attention projections, constant MatMul operands, position tables); 1-D tensors
 # are biases and normalization parameters, which stay as they are.
 MIN_ELEMENTS = 1024
+# A 1-D tensor this large is a flattened weight (e3nn stores its Linear weights so), not a norm's
+# scale: LayerNorm widths stay under 16K even in the largest language models.
+MIN_FLAT_ELEMENTS = 1 << 16
 _KEPT_ROLES = ("bias", "bn_gamma", "bn_beta", "bn_mean", "bn_var", "alpha", "buffer")
 
 
@@ -41,7 +44,9 @@ def default_select(w: Weight) -> bool:
         return False
     if w.role in DEFAULT_ROLES:
         return True
-    return w.role not in _KEPT_ROLES and len(w.shape) >= 2 and w.size >= MIN_ELEMENTS
+    if w.role in _KEPT_ROLES:
+        return False
+    return w.size >= (MIN_ELEMENTS if len(w.shape) >= 2 else MIN_FLAT_ELEMENTS)
 
 
 def selected(graph: Graph, select: Select) -> list[Weight]:
