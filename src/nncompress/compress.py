@@ -25,6 +25,7 @@ from nncompress.formats import FORMATS, LOSSY, Format, load_format
 from nncompress.ir import Graph, Weight
 from nncompress.passes import PASSES, default_select, parse_pipeline, run_pipeline
 from nncompress.passes._infra import (
+    MIN_ELEMENTS,
     Source,
     pipeline_blocks,
     pipeline_per_weight,
@@ -54,14 +55,32 @@ PRESETS: dict[str, tuple[str, str]] = {
 # cost more than it saves (rank 1 of a tiny matrix is over any budget).
 MIN_STRUCTURED_SIDE = 16
 RAW = "array"  # storage of a tensor kept as it is (biases, BatchNorm statistics, int buffers)
+# Integer weights (an already-quantized graph's int8 kernels) are stored losslessly, whatever the
+# recipe: pruning and k-means are for floats, and a quantized model's integers are its weights.
+# `ham` codes every entry over a codebook of the exact distinct values; its float32 codebook holds
+# every integer of up to 24 bits exactly, so the decoded values are the original integers.
+LOSSLESS_INT = "ham"
+_INT_DTYPES = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32))
+_EXACT_INT = 1 << 24  # float32 represents every integer in [-2**24, 2**24]
+# ham decodes the rows of a block in lockstep, one column per step (tens of microseconds each): a
+# matrix wider than this (a long 1-D integer table) would take minutes to decode, so it stays raw.
+MAX_LOSSLESS_COLS = 1 << 16
 
 
 class Shaped:
     """A 2-D format seen with the weight's own shape (conv kernels are stored as (out, rest))."""
 
-    def __init__(self, fmt: Format, shape: tuple[int, ...], dense: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        fmt: Format,
+        shape: tuple[int, ...],
+        dense: np.ndarray | None = None,
+        dtype: np.dtype[Any] | None = None,
+    ) -> None:
         self.fmt = fmt
         self._shape = tuple(shape)
+        # An integer weight stored losslessly decodes to its own dtype (formats hold float32).
+        self._dtype = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
         # compress() already holds the exact dense array it encoded (formats are lossless, which
         # their tests check); keeping it spares a full decode when fidelity is measured.
         self._dense = dense
@@ -73,12 +92,12 @@ class Shaped:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(np.float32)
+        return self._dtype
 
     def to_dense(self) -> np.ndarray:
         if self._dense is not None:
             return self._dense
-        return self.fmt.to_dense().reshape(self._shape)
+        return self.fmt.to_dense().reshape(self._shape).astype(self._dtype, copy=False)
 
     def dot(self, x: np.ndarray) -> np.ndarray | None:
         """``x @ W.T`` by the format's native kernel, for the executor; None where there is none
@@ -86,6 +105,8 @@ class Shaped:
         from nncompress import native
 
         if self._dense is not None or len(self._shape) != 2 or not native.supports(self.fmt.name):
+            return None
+        if self._dtype.kind != "f":  # integer arithmetic (MatMulInteger) is the executor's, on the values
             return None
         if self._bound is None:  # the arrays are converted once, not on every batch
             self._bound = native.bind(self.fmt)
@@ -208,6 +229,20 @@ class Plan:
     rules: list[Rule]
     origin: dict[str, Any]
 
+    def lossless_for(self, w: Weight) -> bool:
+        """Whether ``w`` is an integer weight to store losslessly coded (see `LOSSLESS_INT`).
+
+        Integer tensors of at least MIN_ELEMENTS entries (int8/16/32 and unsigned; never int64
+        shapes and indices, nor bool) that a rule covers; an ``exclude`` rule keeps them raw.
+        """
+        if w.dtype not in _INT_DTYPES or w.size < MIN_ELEMENTS:
+            return False
+        chosen = False
+        for r in self.rules:
+            if r.matches(w):
+                chosen = not r.exclude
+        return chosen
+
     def recipe_for(self, w: Weight) -> Recipe | None:
         if not default_select(w):
             return None  # biases, BatchNorm statistics, constants and int tensors stay as they are
@@ -303,6 +338,7 @@ def compress_graph(
     its size.
     """
     assigned = {n: r for n, w in graph.weights.items() if (r := plan.recipe_for(w)) is not None}
+    lossless = {n for n, w in graph.weights.items() if n not in assigned and plan.lossless_for(w)}
     groups: dict[str, list[str]] = {}
     for n, r in assigned.items():
         groups.setdefault(r.passes, []).append(n)
@@ -339,6 +375,11 @@ def compress_graph(
         params = recipe.format_params if recipe else {}
         if on_weight is not None:
             on_weight(name)
+        if name in lossless:
+            rows.append(_lossless(src, w, entries))
+            if release:
+                src.value = np.broadcast_to(np.zeros((), dtype=src.dtype), src.shape)
+            continue
         chosen = recipe.format if recipe is not None and w.size > 0 else RAW
         source = pieced[name](src) if name in pieced else None
         one = streamed.get(name)
@@ -386,6 +427,36 @@ def compress_graph(
         if release:
             src.value = np.broadcast_to(np.zeros((), dtype=src.dtype), src.shape)
     return g2, entries, rows
+
+
+def _lossless(src: Weight, w: Weight, entries: list[TensorEntry]) -> dict[str, Any]:
+    """Store the integer weight ``src`` as `LOSSLESS_INT` where that saves bytes, else raw; its report row.
+
+    ``w`` is its slot in the output graph; the entry goes to ``entries``.
+    """
+    a = src.array
+    m = _matrix_shape(src.shape)
+    f: Format | None = None
+    exact = a.dtype.itemsize < 4 or (int(a.min()) >= -_EXACT_INT and int(a.max()) <= _EXACT_INT)
+    if a.size and m[1] <= MAX_LOSSLESS_COLS and exact:
+        flat = a.reshape(-1)
+        try:
+            f = FORMATS[LOSSLESS_INT].encode_rows(
+                m, lambda r0, r1: flat[r0 * m[1] : r1 * m[1]].reshape(r1 - r0, m[1]).astype(np.float32)
+            )
+        except UsageError:  # more distinct values than a codebook holds (a wide int32 table)
+            f = None
+        if f is not None and f.nbytes >= a.nbytes:
+            f = None  # the format would not save bytes on this tensor: keep it as it is
+    if f is None:
+        stored = np.ascontiguousarray(a)
+        w.value = stored
+        entries.append(TensorEntry(src.name, RAW, src.shape, str(src.dtype), {}, {"values": stored}))
+        return _row(src, a, RAW, stored.nbytes, None)
+    # No dense copy is kept: the original may be released, and fidelity decodes it again.
+    w.value = Shaped(f, src.shape, None, src.dtype)
+    entries.append(TensorEntry(src.name, LOSSLESS_INT, src.shape, str(src.dtype), f.meta(), f.arrays()))
+    return _row(src, a, LOSSLESS_INT, f.nbytes, f.meta()["k"])
 
 
 def _matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -465,6 +536,25 @@ def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: i
     )
 
 
+def _int_target(t: TensorEntry, f: Format, dtype: np.dtype[Any], path: str | os.PathLike[str]) -> Any:
+    """The integer dtype a coded tensor decodes to (its skeleton slot's), or None for a float one.
+
+    Only `LOSSLESS_INT` holds integers, and its codebook must hold integers of that dtype: a value
+    cast from a corrupt codebook would be silently wrong.
+    """
+    if dtype.kind not in "iu":
+        return None
+    if dtype not in _INT_DTYPES or not isinstance(f, FORMATS[LOSSLESS_INT]):
+        raise InputError(f"tensor {t.name!r} of {dtype} is stored as {t.format!r}", path=str(path))
+    cb = f.arrays()["codebook"].astype(np.float64)
+    info = np.iinfo(dtype)
+    if np.any(cb != np.rint(cb)) or np.any(cb < info.min) or np.any(cb > info.max):
+        raise InputError(
+            f"tensor {t.name!r}: codebook holds values that are not {dtype} integers", path=str(path)
+        )
+    return dtype
+
+
 def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     """Rebuild the IR from a `.nnc`: the skeleton's graph with the stored tensors in its slots."""
     from nncompress.io import load
@@ -477,6 +567,8 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
         raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))
     assert isinstance(art.skeleton, Path)
     g = load(art.skeleton)
+    # compress decided what the artifact holds (training state included or not): rebuilding drops nothing
+    g.meta.extra["keep_training_state"] = True
     for t in art.tensors:
         w = g.weights.get(t.name)
         if w is None or w.shape != t.shape:
@@ -493,7 +585,7 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
                 raise InputError(
                     f"tensor {t.name!r}: stored shape {f.shape} does not fit {t.shape}", path=str(path)
                 )
-            w.value = Shaped(f, t.shape)
+            w.value = Shaped(f, t.shape, dtype=_int_target(t, f, w.dtype, path))
     g.meta.extra["artifact"] = {
         "path": str(path),
         "recipe": art.recipe,

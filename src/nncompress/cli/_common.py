@@ -14,6 +14,22 @@ if not console.is_terminal:  # logs and pipes: do not squeeze tables into 80 col
     console.width = 160
 
 
+MAX_MEMORY_HELP = (
+    "Memory a file may make nncompress allocate (e.g. 2G); sizes a file declares above it are "
+    "refused before allocation. Default: half the available memory."
+)
+
+
+def set_max_memory(value: str | None) -> None:
+    """``--max-memory``: the budget every declared size is checked against (nncompress._limits)."""
+    if value is not None:
+        import os
+
+        from nncompress._limits import parse_size
+
+        os.environ["NNCOMPRESS_MAX_MEMORY"] = str(parse_size(value))
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, separators=(",", ":"), allow_nan=False) + "\n")
     sys.stdout.flush()

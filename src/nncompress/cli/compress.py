@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nncompress.cli._common import console, emit_json, human_bytes, shape_str
+from nncompress.cli._common import MAX_MEMORY_HELP, console, emit_json, human_bytes, set_max_memory, shape_str
 
 app = typer.Typer()
 
@@ -89,8 +89,16 @@ def compress_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table on stderr.")] = False,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
+    keep_training_state: Annotated[
+        bool,
+        typer.Option(
+            help="Keep optimizer state, schedulers and step counters (left out of the artifact by default)."
+        ),
+    ] = False,
+    max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
+    set_max_memory(max_memory)
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
     from nncompress.errors import GateError, UnsupportedError, UsageError
@@ -112,6 +120,8 @@ def compress_cmd(
         check_output(target, force=force, inputs=(model,))
     shapes = parse_input_shapes(input_shape)
     graph = load(model, trust_pickle=trust_pickle)
+    if keep_training_state:
+        graph.meta.extra["keep_training_state"] = True
     # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
     gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run else None
     gz_size = gz.submit(gzip_baseline, model) if gz else None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nncompress.cli._common import console, emit_json, human_bytes
+from nncompress.cli._common import MAX_MEMORY_HELP, console, emit_json, human_bytes, set_max_memory
 
 app = typer.Typer()
 
@@ -21,8 +21,10 @@ def decompress_cmd(
     ],
     force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Rebuild a runnable model with the artifact's reconstructed weights."""
+    set_max_memory(max_memory)
     from nncompress.compress import graph_from_artifact
     from nncompress.io import EXTENSIONS, detect_format, save
     from nncompress.io._atomic import check_output

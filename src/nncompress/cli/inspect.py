@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nncompress.cli._common import console, emit_json, human_bytes, human_count, shape_str
+from nncompress.cli._common import (
+    MAX_MEMORY_HELP,
+    console,
+    emit_json,
+    human_bytes,
+    human_count,
+    set_max_memory,
+    shape_str,
+)
 
 app = typer.Typer()
 
@@ -28,8 +36,10 @@ def inspect_cmd(
             help="Allow unpickling a .pt that holds Python objects. Only for files you trust.",
         ),
     ] = False,
+    max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Show format, producer, inputs/outputs and per-layer weight statistics of a model file."""
+    set_max_memory(max_memory)
     from nncompress.io import detect_format, load
     from nncompress.summary import summarize
 

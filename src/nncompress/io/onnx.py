@@ -351,6 +351,21 @@ class _Reader:
         self.locators[src] = loc
         self.weights[name] = Weight(name, np.asarray(arr), source=src, source_shape=tuple(arr.shape))
 
+    def _check_size(self, name: str, dims: Any, data_type: int) -> None:
+        """A tensor's declared size against the memory budget, before it is made (an initializer
+        or a sparse one can declare 2^40 elements in a few bytes)."""
+        from onnx import helper
+
+        from nncompress._limits import check_alloc
+
+        if any(d < 0 for d in dims):
+            raise InputError(f"tensor {name!r} has a negative dimension", path=str(self.path))
+        try:
+            item = np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            item = 8
+        check_alloc(math.prod(int(d) for d in dims) * item, f"tensor {name!r}", self.path)
+
     def _graph(self, gp: Any, scope: Scope, label: str, rename: dict[str, str]) -> Graph:
         from onnx import numpy_helper
 
@@ -359,11 +374,13 @@ class _Reader:
         for name in [v.name for v in gp.input] + [o for n in gp.node for o in n.output]:
             rename.pop(name, None)  # a local definition shadows the outer scope's rename
         for i, t in enumerate(gp.initializer):
+            self._check_size(t.name, t.dims, t.data_type)
             raw = self.raws.get(i) if not scope else None
             arr = _onnxwire.read(self.path, raw) if raw is not None else numpy_helper.to_array(t)
             self._add(t.name, arr, rename, (scope, "init", i, t.name), f"init:{label}{t.name}")
         for i, st in enumerate(gp.sparse_initializer):
             nm = st.values.name
+            self._check_size(nm, st.dims, st.values.data_type)
             self._add(nm, _sparse_to_dense(st), rename, (scope, "sparse", i, nm), f"sparse:{label}{nm}")
         inputs = [_value_info(v) for v in gp.input if v.name not in inits]
         nodes: list[Node] = []

@@ -1,0 +1,223 @@
+"""Files that declare more than they hold, or nest deeper than any model: each is refused in one
+line (exit 3) before anything is allocated, with the process's peak memory under 1 GB.
+
+Every bomb is built here from a real example file; none is stored in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from nncompress.errors import EXIT_INPUT
+
+from .conftest import MODELS, run_cli
+
+GB = 1 << 30
+
+
+def _run_measured(*args: str) -> tuple[int, str, int]:
+    """(exit code, stderr, peak RSS in bytes) of ``nncompress ARGS`` in a child process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nncompress.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    return code, err, usage.ru_maxrss * 1024
+
+
+def _declare_size(path: Path, member: str, size: int) -> None:
+    """Make the zip's headers say ``member`` inflates to ``size`` bytes (its data stays as it is):
+    what a bomb's headers say, and all a reader that trusts them needs to hear."""
+    blob = bytearray(path.read_bytes())
+    name = member.encode()
+    with zipfile.ZipFile(path) as z:
+        local = z.getinfo(member).header_offset
+    blob[local + 22 : local + 26] = size.to_bytes(4, "little")
+    at = blob.find(b"PK\x01\x02")
+    while at >= 0:
+        n = int.from_bytes(blob[at + 28 : at + 30], "little")
+        if blob[at + 46 : at + 46 + n] == name:
+            blob[at + 24 : at + 28] = size.to_bytes(4, "little")
+        at = blob.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(blob))
+
+
+def _keras_config_bomb(tmp: Path) -> Path:
+    dst = tmp / "bomb.keras"
+    with zipfile.ZipFile(MODELS / "lenet300.keras") as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "config.json":
+                # 300 MB of spaces inside the JSON: valid, tiny compressed, large inflated
+                data = data[:1] + b" " * (300 << 20) + data[1:]
+                zi = zipfile.ZipInfo("config.json", date_time=info.date_time)
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                zout.writestr(zi, data, compresslevel=9)
+            else:
+                zout.writestr(info, data)
+    return dst
+
+
+def _keras_deep_config(tmp: Path) -> Path:
+    dst = tmp / "deep.keras"
+    with zipfile.ZipFile(MODELS / "lenet300.keras") as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "config.json":
+                data = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+            zout.writestr(info, data)
+    return dst
+
+
+def _h5_deep_config(tmp: Path) -> Path:
+    dst = tmp / "deep.h5"
+    dst.write_bytes((MODELS / "lenet300.h5").read_bytes())
+    with h5py.File(dst, "r+") as f:
+        f.attrs["model_config"] = "[" * 50_000 + "]" * 50_000
+    return dst
+
+
+def _h5_huge_dataset(tmp: Path) -> Path:
+    dst = tmp / "huge.h5"
+    dst.write_bytes((MODELS / "lenet300.h5").read_bytes())
+    with h5py.File(dst, "r+") as f:
+        names: list[str] = []
+        f["model_weights"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        path = "model_weights/" + next(n for n in names if n.endswith(("kernel", "kernel:0")))
+        old = f[path]
+        attrs = dict(old.attrs)
+        del f[path]
+        # chunked, never written: the file stores nothing for it, the header says 2^40 floats
+        ds = f.create_dataset(path, shape=(1 << 20, 1 << 20), dtype="f4", chunks=(64, 64))
+        for k, v in attrs.items():
+            ds.attrs[k] = v
+    return dst
+
+
+def _onnx_sparse_bomb(tmp: Path) -> Path:
+    values = helper.make_tensor("w_values", TensorProto.FLOAT, [1], [1.0])
+    indices = helper.make_tensor("w_indices", TensorProto.INT64, [1], [0])
+    sparse = helper.make_sparse_tensor(values, indices, [1 << 20, 1 << 20])
+    node = helper.make_node("MatMul", ["x", "w_values"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1 << 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1 << 20])],
+        sparse_initializer=[sparse],
+    )
+    dst = tmp / "sparse.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(dst))
+    return dst
+
+
+def _onnx_declared_dims(tmp: Path) -> Path:
+    m = onnx.load(str(MODELS / "lenet300.onnx"))
+    t = m.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.ClearField("float_data")
+    del t.dims[:]
+    t.dims.extend([1 << 20, 1 << 20])
+    dst = tmp / "dims.onnx"
+    onnx.save(m, str(dst))
+    return dst
+
+
+def _artifact(tmp: Path) -> Path:
+    art = tmp / "m.nnc"
+    res = run_cli("compress", str(MODELS / "lenet300.onnx"), "-o", str(art), "--samples", "4", "--quiet")
+    assert res.returncode == 0, res.stderr
+    return art
+
+
+def _nnc_edit(tmp: Path, edit: Callable[[str, bytes], bytes], name: str) -> Path:
+    src, dst = _artifact(tmp), tmp / name
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, edit(info.filename, zin.read(info.filename)))
+    return dst
+
+
+def _manifest_bomb(tmp: Path) -> Path:
+    def edit(name: str, data: bytes) -> bytes:
+        return data[:1] + b" " * (400 << 20) + data[1:] if name == "manifest.json" else data
+
+    return _nnc_edit(tmp, edit, "manifest_bomb.nnc")
+
+
+def _manifest_nan(tmp: Path) -> Path:
+    def edit(name: str, data: bytes) -> bytes:
+        if name != "manifest.json":
+            return data
+        return data.replace(b'"seed": 0', b'"seed": NaN')
+
+    return _nnc_edit(tmp, edit, "nan.nnc")
+
+
+def _manifest_huge_shape(tmp: Path) -> Path:
+    def edit(name: str, data: bytes) -> bytes:
+        if name != "manifest.json":
+            return data
+        m = json.loads(data)
+        m["tensors"][0]["shape"] = [1 << 23, 1 << 23]
+        return json.dumps(m).encode()
+
+    return _nnc_edit(tmp, edit, "shape.nnc")
+
+
+def _skeleton_bomb(tmp: Path) -> Path:
+    """The skeleton member declared 3.75 GB (bzip2 packs that many zeros in a few kilobytes)."""
+    dst = _nnc_edit(tmp, lambda n, d: d, "skeleton_bomb.nnc")
+    with zipfile.ZipFile(dst) as z:
+        member = next(n for n in z.namelist() if n.startswith("skeleton/"))
+    _declare_size(dst, member, 0xF0000000)
+    return dst
+
+
+def _arrays_bomb(tmp: Path) -> Path:
+    dst = _nnc_edit(tmp, lambda n, d: d, "arrays_bomb.nnc")
+    _declare_size(dst, "arrays.bin", 0xF0000000)
+    return dst
+
+
+BOMBS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "keras_config_bomb": (_keras_config_bomb, "inspect"),
+    "keras_deep_config": (_keras_deep_config, "inspect"),
+    "h5_deep_config": (_h5_deep_config, "inspect"),
+    "h5_huge_dataset": (_h5_huge_dataset, "inspect"),
+    "onnx_sparse_bomb": (_onnx_sparse_bomb, "inspect"),
+    "onnx_declared_dims": (_onnx_declared_dims, "inspect"),
+    "nnc_manifest_bomb": (_manifest_bomb, "decompress"),
+    "nnc_manifest_nan": (_manifest_nan, "decompress"),
+    "nnc_huge_shape": (_manifest_huge_shape, "decompress"),
+    "nnc_skeleton_bomb": (_skeleton_bomb, "decompress"),
+    "nnc_arrays_bomb": (_arrays_bomb, "decompress"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOMBS))
+def test_bombs_are_refused_before_allocating(case: str, tmp_path: Path) -> None:
+    make, cmd = BOMBS[case]
+    path = make(tmp_path)
+    args = [cmd, str(path)] + (["-o", str(tmp_path / "out.onnx")] if cmd == "decompress" else [])
+    code, err, peak = _run_measured(*args, "--max-memory", "2G")
+    assert code == EXIT_INPUT, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nncompress: error:") and len(lines[0]) < 1000, err
+    assert peak < GB, f"peak RSS {peak / GB:.2f} GB"
+    assert not (tmp_path / "out.onnx").exists()
