@@ -55,6 +55,8 @@ _ROLE_OF_VAR = {
     "embeddings": "embedding",
     "alpha": "alpha",
 }
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+_RECURRENT_SLOTS = {"0": "kernel", "1": "recurrent_kernel", "2": "bias"}
 _BN_ROLES = {"gamma": "bn_gamma", "beta": "bn_beta", "moving_mean": "bn_mean", "moving_variance": "bn_var"}
 _INT64 = 7  # onnx.TensorProto.INT64, for Cast
 
@@ -653,7 +655,9 @@ class _Builder:
         """A layer kept as it is (domain "keras", attrs = its config): it loads, the executor refuses it."""
         ws = []
         for slot, v in self.layer_vars(L).items():
-            role = _ROLE_OF_VAR.get(slot, "other" if v.dtype.kind == "f" else "buffer")
+            # a .keras file names a recurrent cell's variables by position: kernel, recurrent, bias
+            name = _RECURRENT_SLOTS.get(slot, slot) if L.cls in _RECURRENT else slot
+            role = _ROLE_OF_VAR.get(name, "other" if v.dtype.kind == "f" else "buffer")
             ws.append(self.param(L, slot, role, L.cls))
         ins = [self.get(x, "kl") for x in xs]
         outs = self.op(L.cls, ins + ws, L.name, dict(L.cfg), hint=L.name, domain="keras", n_out=L.n_out)
