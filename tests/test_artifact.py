@@ -367,3 +367,21 @@ def test_manifest_entries_of_the_wrong_type_are_clean_errors(
     _write(q, m, members)
     with pytest.raises(InputError, match=msg):
         read_artifact(q)
+
+
+def test_schema_1_npy_header_claiming_more_than_its_bytes(tmp_path: Path) -> None:
+    m, members = _v1(_art())
+    name = next(k for k in members if k.endswith(".npy"))
+    members[name] = _npy_header_only((1 << 40,), np.float32)  # 4 TB declared in 144 bytes
+    p = tmp_path / "v1_bomb.nnc"
+    _write(p, m, members)
+    with pytest.raises(InputError, match="declares"):
+        read_artifact(p)
+
+
+def _npy_header_only(shape: tuple[int, ...], dtype: type) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue() + bytes(16)

@@ -202,10 +202,19 @@ def _bad(path: str | os.PathLike[str], what: str) -> InputError:
 
 def _read_npy(z: zipfile.ZipFile, member: str, path: str | os.PathLike[str]) -> np.ndarray:
     try:
-        raw = z.read(member)  # zipfile checks the CRC here
-        a = np.load(io.BytesIO(raw), allow_pickle=False)
-    except KeyError:
-        raise _bad(path, f"member {member} is missing") from None
+        raw = read_member(z, member, path)  # sizes checked, then zipfile checks the CRC
+        f = io.BytesIO(raw)
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(f)
+        if math.prod(shape) * dtype.itemsize > len(raw):  # a header may claim more than the member holds
+            raise _bad(path, f"member {member} declares {shape} {dtype}, more than its {len(raw)} bytes")
+        f.seek(0)
+        a = np.load(f, allow_pickle=False)
+    except InputError:
+        raise
     except _UNREADABLE as e:
         raise _bad(path, f"member {member} is unreadable ({e})") from None
     if a.dtype.kind not in "biuf":
