@@ -326,3 +326,15 @@ def test_large_outputs_spill_to_a_temp_file_with_the_same_figures(monkeypatch: p
     np.testing.assert_array_equal(mem.out, spilled.out)
     noisy = mem.out + np.random.default_rng(0).standard_normal(mem.out.shape).astype(np.float32)
     assert figures(mem.out, noisy, mem.data) == figures(spilled.out, noisy, mem.data)
+
+
+def test_torchscript_source_is_measured_in_torch(tmp_path: Path) -> None:
+    """TorchScript is deployed with torch: both models run there, the compressed one from the bytes
+    decompress would write."""
+    art = tmp_path / "v.nnc"
+    res = run_cli("compress", str(MODELS / "vggmini.pt"), "--method", "sham", "-o", str(art), "--json",
+                  "--data", str(DATA / "mnist_test.npz"), "--samples", "200")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    fid = json.loads(res.stdout)["fidelity"]
+    assert fid["runtime"].startswith("torch ") and fid["samples"] == 200
+    assert 0.9 < fid["top1_agreement"] < 1.0  # sham changes some answers, not most

@@ -44,6 +44,9 @@ from nncompress.runtime import (
     onnxruntime_file,
     onnxruntime_graph,
     outputs,
+    torch_applies,
+    torchscript_file,
+    torchscript_graph,
 )
 
 Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
@@ -75,8 +78,20 @@ def _runtimes(graph: Graph) -> list[tuple[str, Callable[[], Runtime]]]:
     out: list[tuple[str, Callable[[], Runtime]]] = []
     if onnx_applies(graph) and graph.meta.path:
         out.append(("onnxruntime", lambda: onnxruntime_file(graph.meta.path)))
+    if torch_applies(graph) and graph.meta.path:
+        names = [v.name for v in graph.inputs]
+        out.append(("torch", lambda: torchscript_file(graph.meta.path, names)))
     out.append((EXECUTOR, lambda: executor(graph)))
     return out
+
+
+def _same_runtime(name: str, g2: Graph) -> Runtime:
+    """The runtime the reference ran in, on the compressed graph (as decompress would write it)."""
+    if name == EXECUTOR:
+        return executor(g2)
+    if name.startswith("torch "):
+        return torchscript_graph(g2)
+    return onnxruntime_graph(g2)
 
 
 def reference(
@@ -167,7 +182,7 @@ def compressed(ref: Reference, g2: Graph) -> tuple[dict[str, Any] | None, str | 
     if ref.out is None or ref.data is None:
         return None, ref.reason
     try:
-        rt = executor(g2) if ref.runtime == EXECUTOR else onnxruntime_graph(g2)
+        rt = _same_runtime(ref.runtime, g2)
         try:
             b = outputs(rt, ref.data, ref.batch)
         finally:
@@ -256,6 +271,8 @@ def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str, str]:
     makers: list[Callable[[], Runtime]] = []
     if onnx_applies(graph):
         makers.append(lambda: onnxruntime_graph(graph))
+    if torch_applies(graph):
+        makers.append(lambda: torchscript_graph(graph))
     makers.append(lambda: executor(graph))
     for make in makers:
         try:

@@ -113,7 +113,7 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
     """onnxruntime on the file the ONNX writer makes of ``graph`` (in a temp dir, removed on close)."""
     from nncompress.io.onnx import save_onnx
 
-    d = tempfile.mkdtemp(prefix="nnc-ort-")
+    d = tempfile.mkdtemp(prefix=f"nnc-ort-{os.getpid()}-")
     name = Path(graph.meta.path).stem or "model"
 
     def cleanup() -> None:
@@ -125,6 +125,67 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
         cleanup()
         raise RuntimeFailure(f"cannot write it as ONNX ({_why(e)})") from None
     return onnxruntime_file(p, cleanup=cleanup)
+
+
+def torch_applies(graph: Graph) -> bool:
+    """Whether ``graph`` came from a TorchScript archive and torch is installed."""
+    import importlib.util
+
+    return (
+        graph.meta.format == "torchscript"
+        and graph.has_graph
+        and importlib.util.find_spec("torch") is not None
+    )
+
+
+def torchscript_file(
+    path: str | os.PathLike[str], inputs: list[str], *, cleanup: Callable[[], None] | None = None
+) -> Runtime:
+    """torch on the TorchScript archive ``path``: the module is called with the graph's inputs in
+    order, and its first floating-point tensor output is compared."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch 2.10+ deprecates TorchScript
+            module = torch.jit.load(str(path), map_location="cpu")
+        module.eval()
+    except Exception as e:
+        if cleanup is not None:
+            cleanup()
+        raise RuntimeFailure(f"torch cannot load it ({_why(e)})") from None
+
+    def fn(feeds: Feeds) -> np.ndarray:
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in inputs])
+        flat = out if isinstance(out, (tuple, list)) else [out]
+        tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+        if not tensors:
+            raise RuntimeFailure("the TorchScript module returns no tensor")
+        first = next((t for t in tensors if t.is_floating_point()), tensors[0])
+        return first.detach().float().numpy() if first.dtype == torch.bfloat16 else first.detach().numpy()
+
+    return Runtime(f"torch {torch.__version__}", fn, cleanup, "output")
+
+
+def torchscript_graph(graph: Graph) -> Runtime:
+    """torch on the archive the torch writer makes of ``graph`` (in a temp dir, removed on close)."""
+    from nncompress.io.torch import save_torch
+
+    d = tempfile.mkdtemp(prefix=f"nnc-ts-{os.getpid()}-")
+    name = Path(graph.meta.path).stem or "model"
+
+    def cleanup() -> None:
+        shutil.rmtree(d, ignore_errors=True)
+
+    try:
+        p = save_torch(graph, Path(d) / f"{name}.pt")
+    except Exception as e:
+        cleanup()
+        raise RuntimeFailure(f"cannot write it as TorchScript ({_why(e)})") from None
+    return torchscript_file(p, [v.name for v in graph.inputs], cleanup=cleanup)
 
 
 def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
