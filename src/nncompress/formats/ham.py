@@ -26,11 +26,14 @@ from nncompress.formats._huffman import MAX_CODE_LEN, CanonicalCode
 from nncompress.formats.base import (
     MAX_CODEBOOK,
     Format,
+    Rows,
     as_input,
     as_matrix,
     as_output,
     as_uint,
+    check_finite,
     check_keys,
+    check_matrix_shape,
     check_ptr,
     check_sorted_codebook,
     codebook_of,
@@ -84,6 +87,51 @@ class HuffmanMatrix(Format):
         stream, nbits = _bits.pack(codes, lens)
         row_bits = np.concatenate([[0], np.cumsum(lens.reshape(a.shape).sum(axis=1))])
         return cls(a.shape, cb, code.lengths.astype(np.uint8), stream, as_uint(row_bits, nbits), code)
+
+    @classmethod
+    def encode_rows(cls, shape: tuple[int, int], rows: Rows, **params: Any) -> HuffmanMatrix:
+        """`encode` from row blocks, each read twice (to count the values, then to code them).
+
+        The same arrays as `encode` of the whole matrix, with temporaries of one block: the
+        per-entry index, code and length arrays of a 25M-entry int8 embedding would take 600 MB.
+        """
+        take_params(cls.name, params)
+        check_matrix_shape(shape, cls.name)
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+
+        def block(r0: int, r1: int) -> np.ndarray:
+            b = np.ascontiguousarray(rows(r0, r1), dtype=np.float32)
+            if b.shape != (r1 - r0, n_cols):
+                raise ValueError(f"rows({r0}, {r1}) gave shape {b.shape}, expected {(r1 - r0, n_cols)}")
+            check_finite(b, cls.name)
+            return b
+
+        step = max(1, _BLOCK // max(n_cols, 1))
+        blocks = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+        cb = np.zeros(0, np.float32)
+        counts = np.zeros(0, np.int64)
+        for r0, r1 in blocks:
+            u, c = np.unique(block(r0, r1), return_counts=True)
+            cb, inv = np.unique(np.concatenate([cb, u.astype(np.float32)]), return_inverse=True)
+            if cb.size > MAX_CODEBOOK:
+                codebook_of(cb, cls.name)  # raises its one-line UsageError
+            counts = np.bincount(inv, weights=np.concatenate([counts, c]), minlength=cb.size).astype(np.int64)
+        if cb.size == 0:  # an empty matrix: `encode`'s one-entry codebook
+            cb, counts = np.zeros(1, dtype=np.float32), np.zeros(1, np.int64)
+        code = CanonicalCode.from_counts(counts)
+        parts: list[tuple[np.ndarray, int]] = []
+        row_bits = np.zeros(n_rows + 1, dtype=np.int64)
+        for r0, r1 in blocks:
+            b = block(r0, r1)
+            codes, lens = code.encode(np.searchsorted(cb, b.ravel()))
+            parts.append(_bits.pack(codes, lens))
+            row_bits[r0 + 1 : r1 + 1] = row_bits[r0] + np.cumsum(lens.reshape(b.shape).sum(axis=1))
+        stream, nbits = _bits.concat(parts) if len(parts) != 1 else parts[0]
+        if not parts:
+            stream, nbits = _bits.pack(np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        return cls(
+            (n_rows, n_cols), cb, code.lengths.astype(np.uint8), stream, as_uint(row_bits, nbits), code
+        )
 
     def _rows(self, r0: int, r1: int) -> np.ndarray:
         """Codebook indices of rows r0..r1-1, decoding all of them in lockstep from their own offsets."""
