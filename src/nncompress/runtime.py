@@ -109,21 +109,28 @@ def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None
     return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first)
 
 
-def onnxruntime_graph(graph: Graph) -> Runtime:
-    """onnxruntime on the file the ONNX writer makes of ``graph`` (in a temp dir, removed on close)."""
-    from nncompress.io.onnx import save_onnx
-
-    d = tempfile.mkdtemp(prefix=f"nnc-ort-{os.getpid()}-")
+def _written(
+    graph: Graph, kind: str, suffix: str, save: Callable[[Graph, Path], Path]
+) -> tuple[Path, Callable[[], None]]:
+    """``graph`` written by ``save`` into a temp folder of its own (removed by the returned cleanup)."""
+    d = tempfile.mkdtemp(prefix=f"nnc-{kind}-{os.getpid()}-")
     name = Path(graph.meta.path).stem or "model"
 
     def cleanup() -> None:
         shutil.rmtree(d, ignore_errors=True)
 
     try:
-        p = save_onnx(graph, Path(d) / f"{name}.onnx")
+        return save(graph, Path(d) / f"{name}{suffix}"), cleanup
     except Exception as e:
         cleanup()
-        raise RuntimeFailure(f"cannot write it as ONNX ({_why(e)})") from None
+        raise RuntimeFailure(f"cannot write it as {suffix[1:]} ({_why(e)})") from None
+
+
+def onnxruntime_graph(graph: Graph) -> Runtime:
+    """onnxruntime on the file the ONNX writer makes of ``graph`` (in a temp dir, removed on close)."""
+    from nncompress.io.onnx import save_onnx
+
+    p, cleanup = _written(graph, "ort", ".onnx", save_onnx)
     return onnxruntime_file(p, cleanup=cleanup)
 
 
@@ -174,17 +181,7 @@ def torchscript_graph(graph: Graph) -> Runtime:
     """torch on the archive the torch writer makes of ``graph`` (in a temp dir, removed on close)."""
     from nncompress.io.torch import save_torch
 
-    d = tempfile.mkdtemp(prefix=f"nnc-ts-{os.getpid()}-")
-    name = Path(graph.meta.path).stem or "model"
-
-    def cleanup() -> None:
-        shutil.rmtree(d, ignore_errors=True)
-
-    try:
-        p = save_torch(graph, Path(d) / f"{name}.pt")
-    except Exception as e:
-        cleanup()
-        raise RuntimeFailure(f"cannot write it as TorchScript ({_why(e)})") from None
+    p, cleanup = _written(graph, "ts", ".pt", save_torch)
     return torchscript_file(p, [v.name for v in graph.inputs], cleanup=cleanup)
 
 

@@ -19,6 +19,7 @@ import pickle
 import pickletools
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from nncompress.errors import InputError, UnsupportedError
 from nncompress.io._torchzip import ITEMSIZE, NUMPY_OF, Stored, TorchZip, bf16_to_f32, patch
 from nncompress.io._unpickle import SafeUnpickler, Storage, TensorRef, storage_from_pid
 
-__all__ = ["TorchSave", "open_saved"]
+__all__ = ["TorchSave", "collect_storages", "open_saved"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _MAX_PICKLE = 1 << 30
@@ -157,6 +158,17 @@ def open_saved(p: Path, *, legacy: bool) -> TorchSave:
         raise _bad(p, f"its pickle is too large or too deep ({type(e).__name__})") from None
 
 
+def collect_storages(storages: dict[str, Storage]) -> Callable[[Any], Storage]:
+    """A persistent-id reader that also records each storage it meets (by key, first seen)."""
+
+    def persistent(pid: Any) -> Storage:
+        st = storage_from_pid(pid)
+        storages.setdefault(st.key, st)
+        return st
+
+    return persistent
+
+
 def _open_zip(p: Path) -> TorchSave:
     with TorchZip.open(p) as z:
         if z.has("byteorder") and z.read("byteorder", limit=16).strip() not in (b"little", b""):
@@ -165,13 +177,7 @@ def _open_zip(p: Path) -> TorchSave:
             )
         data = z.read("data.pkl", limit=_MAX_PICKLE)
         storages: dict[str, Storage] = {}
-
-        def persistent(pid: Any) -> Storage:
-            st = storage_from_pid(pid)
-            storages.setdefault(st.key, st)
-            return st
-
-        u = SafeUnpickler(io.BytesIO(data), persistent=persistent)
+        u = SafeUnpickler(io.BytesIO(data), persistent=collect_storages(storages))
         obj = u.load()
         return TorchSave(
             p, False, obj, u.foreign, root=z.root, pickle_member=f"{z.root}/data.pkl", storages=storages
@@ -201,13 +207,7 @@ def _open_legacy(p: Path) -> TorchSave:
     data = p.read_bytes()
     _, _, _, main, keys, pos = _legacy_sections(data)
     storages: dict[str, Storage] = {}
-
-    def persistent(pid: Any) -> Storage:
-        st = storage_from_pid(pid)
-        storages.setdefault(st.key, st)
-        return st
-
-    u = SafeUnpickler(io.BytesIO(main), persistent=persistent)
+    u = SafeUnpickler(io.BytesIO(main), persistent=collect_storages(storages))
     obj = u.load()
     blocks: dict[str, tuple[int, int]] = {}
     for key in keys:

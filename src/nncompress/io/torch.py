@@ -569,13 +569,8 @@ def _save_saved_safely(graph: Graph, src: _Source, tmp: Path) -> None:
     found = find_weights(ts.obj)
     if found is None:
         raise OutputError("the source file no longer holds its weights", path=src.path)
-    changes = []
-    for k in src.tensors:
-        w, ref = graph.weights.get(k), found.refs.get(k)
-        if w is None or ref is None:
-            continue
-        _check_shape(w, ref.shape, src)
-        changes.append((ts.stored(ref), w.to_source()))
+    refs = found.refs
+    changes = _changes(graph, src, lambda k: ts.stored(refs[k]) if k in refs else None)
     keep = bool(graph.meta.extra.get("keep_training_state"))
     ts.write(tmp, changes, drop=() if keep else tuple(src.drop))
 
@@ -603,6 +598,20 @@ def _save_saved(graph: Graph, src: _Source, tmp: Path) -> None:
         else:
             _replace_in(holder, graph, src)
     torch.save(obj, str(tmp), _use_new_zipfile_serialization=not src.legacy)
+
+
+def _changes(graph: Graph, src: _Source, where: Callable[[str], Any]) -> list[tuple[Any, np.ndarray]]:
+    """(record view, new values in the file's layout) of each file tensor the graph holds; ``where``
+    locates a tensor (a `_torchzip.Stored`, or None where the file has no such tensor)."""
+    out = []
+    for k in src.tensors:
+        w = graph.weights.get(k)
+        st = where(k) if w is not None else None
+        if w is None or st is None:
+            continue
+        _check_shape(w, st.shape, src)
+        out.append((st, w.to_source()))
+    return out
 
 
 def _check_shape(w: Weight, shape: tuple[int, ...], src: _Source) -> None:
@@ -1750,8 +1759,9 @@ def _torchscript_tensors(p: Path) -> tuple[str, Any]:
     """(record folder, data.pkl's module structure), with every tensor record of data.pkl and
     constants.pkl checked against the size its pickle declares: torch.jit.load trusts the declared
     size, and a short record made it read past its buffer (and compress then crash)."""
+    from nncompress.io._torchsave import collect_storages
     from nncompress.io._torchzip import ITEMSIZE, NUMPY_OF, Stored, TorchZip
-    from nncompress.io._unpickle import SafeUnpickler, Storage, iter_refs, storage_from_pid
+    from nncompress.io._unpickle import SafeUnpickler, Storage, iter_refs
 
     with TorchZip.open(p) as z:
         module: Any = None
@@ -1759,14 +1769,9 @@ def _torchscript_tensors(p: Path) -> tuple[str, Any]:
             if not z.has(pkl):
                 continue
             storages: dict[str, Storage] = {}
-
-            def persistent(pid: Any, seen: dict[str, Storage] = storages) -> Storage:
-                st = storage_from_pid(pid)
-                seen.setdefault(st.key, st)
-                return st
-
             try:
-                obj = SafeUnpickler(io.BytesIO(z.read(pkl, limit=1 << 30)), persistent=persistent).load()
+                data = z.read(pkl, limit=1 << 30)
+                obj = SafeUnpickler(io.BytesIO(data), persistent=collect_storages(storages)).load()
             except NNCError:
                 raise
             except Exception as e:
@@ -2146,20 +2151,19 @@ def _save_torchscript(graph: Graph, src: _Source, tmp: Path) -> None:
     from nncompress.io._unpickle import Opaque, TensorRef
 
     root, module = _torchscript_tensors(Path(src.path))
-    changes = []
-    for key in src.tensors:
-        w = graph.weights.get(key)
-        if w is None:
-            continue
+
+    def where(key: str) -> _torchzip.Stored:
         obj: Any = module
         for part in key.split("."):
             state = obj.record.state if isinstance(obj, Opaque) else None
             obj = state.get(part) if isinstance(state, dict) else None
         if not isinstance(obj, TensorRef):
             raise OutputError(f"tensor {key!r} is not an attribute of the TorchScript module", path=src.path)
-        _check_shape(w, obj.shape, src)
-        st = _torchzip.Stored(f"{root}/data/{obj.storage.key}", obj.dtype, obj.offset, obj.shape, obj.strides)
-        changes.append((st, w.to_source()))
+        return _torchzip.Stored(
+            f"{root}/data/{obj.storage.key}", obj.dtype, obj.offset, obj.shape, obj.strides
+        )
+
+    changes = _changes(graph, src, where)
     _torchzip.patch(Path(src.path), tmp, changes)
 
 
@@ -2491,14 +2495,7 @@ def _save_export(graph: Graph, src: _Source, tmp: Path) -> None:
     from nncompress.io._pt2 import open_pt2
 
     pt2 = open_pt2(Path(src.path), trusted=src.trusted)
-    changes = []
-    for k in src.tensors:
-        w, st = graph.weights.get(k), pt2.tensors.get(k)
-        if w is None or st is None:
-            continue
-        _check_shape(w, st.shape, src)
-        changes.append((st, w.to_source()))
-    _torchzip.patch(Path(src.path), tmp, changes)
+    _torchzip.patch(Path(src.path), tmp, _changes(graph, src, pt2.tensors.get))
 
 
 # =================================================================================================
