@@ -90,3 +90,26 @@ def test_keras_lstm(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((3, 20, 40)).astype(np.float32)
     y = back.predict(x, verbose=0)
     assert y.shape == (3, 16) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
+
+
+def test_tied_tensors_are_stored_once(tmp_path: Path) -> None:
+    """An LM head tied to its embedding (one storage under two names) costs its bytes once, and the
+    two stay equal after decompress."""
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(500, 64)
+    head = torch.nn.Linear(64, 500, bias=False)
+    head.weight = emb.weight
+    sd = {"embed.weight": emb.weight, "lm_head.weight": head.weight, "proj.weight": torch.randn(64, 64)}
+    src = tmp_path / "tied.pt"
+    torch.save(sd, str(src))
+    untied = tmp_path / "untied.pt"
+    torch.save({k: v.clone() for k, v in sd.items()} | {"lm_head.weight": torch.randn(500, 64)}, str(untied))
+    out, report = _through(src, tmp_path)
+    assert any("stored once (lm_head.weight = embed.weight)" in n for n in report["notes"])  # type: ignore[attr-defined]
+    back = torch.load(str(out), weights_only=True)
+    assert torch.equal(back["embed.weight"], back["lm_head.weight"])
+    assert not torch.equal(back["embed.weight"], sd["embed.weight"])  # compressed
+    res = run_cli("compress", str(untied), "--method", "sham", "-o", str(tmp_path / "u.nnc"), "--json")
+    assert res.returncode == 0, res.stderr
+    tied_bytes = report["totals"]["output_bytes"]  # type: ignore[index]
+    assert tied_bytes < 0.7 * json.loads(res.stdout)["totals"]["output_bytes"]

@@ -55,6 +55,7 @@ PRESETS: dict[str, tuple[str, str]] = {
 # cost more than it saves (rank 1 of a tiny matrix is over any budget).
 MIN_STRUCTURED_SIDE = 16
 RAW = "array"  # storage of a tensor kept as it is (biases, BatchNorm statistics, int buffers)
+ALIAS = "alias"  # a tensor identical to an earlier one (tied weights), stored once: meta {"of": name}
 # Integer weights (an already-quantized graph's int8 kernels) are stored losslessly, whatever the
 # recipe: pruning and k-means are for floats, and a quantized model's integers are its weights.
 # `ham` codes every entry over a codebook of the exact distinct values; its float32 codebook holds
@@ -369,12 +370,24 @@ def compress_graph(
                 g2, _ = run_pipeline(g2, passes, seed=seed + i, select=in_group, detailed=False)
     entries: list[TensorEntry] = []
     rows: list[dict[str, Any]] = []
+    twins = _twins(graph, assigned, lossless)
+    if twins:
+        shown = ", ".join(f"{a} = {b}" for a, b in list(twins.items())[:3]) + (
+            ", ..." if len(twins) > 3 else ""
+        )
+        graph.meta.notes.append(f"{len(twins)} tensors identical to an earlier one are stored once ({shown})")
     for name, w in g2.weights.items():  # graph order: what the per-weight steps expect
         src = graph.weights[name]
         recipe = assigned.get(name)
         params = recipe.format_params if recipe else {}
         if on_weight is not None:
             on_weight(name)
+        if name in twins:  # the same values as an earlier tensor: stored once, the same model value
+            w.value = g2.weights[twins[name]].value
+            entries.append(TensorEntry(name, ALIAS, src.shape, str(src.dtype), {"of": twins[name]}, {}))
+            if release:
+                src.value = np.broadcast_to(np.zeros((), dtype=src.dtype), src.shape)
+            continue
         if name in lossless:
             rows.append(_lossless(src, w, entries))
             if release:
@@ -427,6 +440,30 @@ def compress_graph(
         if release:
             src.value = np.broadcast_to(np.zeros((), dtype=src.dtype), src.shape)
     return g2, entries, rows
+
+
+def _twins(graph: Graph, assigned: dict[str, Recipe], lossless: set[str]) -> dict[str, str]:
+    """Weights byte-identical to an earlier one with the same recipe (tied embeddings and heads,
+    tensors two state_dict names share), mapped to that first one: an artifact stores them once."""
+    import hashlib
+
+    first: dict[tuple[Any, ...], str] = {}
+    out: dict[str, str] = {}
+    for name, w in graph.weights.items():
+        if w.is_compressed or w.size < 16:
+            continue
+        a = np.ascontiguousarray(w.array)
+        key = (
+            a.shape,
+            a.dtype.str,
+            id(assigned.get(name)),
+            name in lossless,
+            hashlib.blake2b(a.data).digest(),
+        )
+        other = first.setdefault(key, name)
+        if other != name and np.array_equal(graph.weights[other].array, a):
+            out[name] = other
+    return out
 
 
 def _lossless(src: Weight, w: Weight, entries: list[TensorEntry]) -> dict[str, Any]:
@@ -569,11 +606,19 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     g = load(art.skeleton)
     # compress decided what the artifact holds (training state included or not): rebuilding drops nothing
     g.meta.extra["keep_training_state"] = True
+    done: set[str] = set()
     for t in art.tensors:
         w = g.weights.get(t.name)
         if w is None or w.shape != t.shape:
             raise InputError(f"tensor {t.name!r} does not match the skeleton's weights", path=str(path))
-        if t.format == RAW:
+        if t.format == ALIAS:
+            of = t.meta.get("of")
+            if of not in done or g.weights[of].shape != t.shape:
+                raise InputError(
+                    f"tensor {t.name!r} is an alias of no earlier tensor of its shape", path=str(path)
+                )
+            w.value = g.weights[of].value
+        elif t.format == RAW:
             a = t.arrays.get("values")
             if a is None or a.shape != t.shape:
                 raise InputError(f"tensor {t.name!r} has no values of shape {t.shape}", path=str(path))
@@ -586,6 +631,7 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
                     f"tensor {t.name!r}: stored shape {f.shape} does not fit {t.shape}", path=str(path)
                 )
             w.value = Shaped(f, t.shape, dtype=_int_target(t, f, w.dtype, path))
+        done.add(t.name)
     g.meta.extra["artifact"] = {
         "path": str(path),
         "recipe": art.recipe,
