@@ -26,18 +26,31 @@ from .conftest import MODELS, run_cli
 GB = 1 << 30
 
 
-def _run_measured(*args: str) -> tuple[int, str, int]:
+# The child reads its own high-water mark at exit: getrusage's ru_maxrss of a child counts the
+# pages of the (large) test process it was forked from, which exec does not reset.
+_MEASURED = """
+import atexit, os
+def _hwm():
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["NNC_TEST_HWM"], "w") as out:
+        out.write(str(kb * 1024))
+atexit.register(_hwm)
+from nncompress.cli import main
+main()
+"""
+
+
+def _run_measured(hwm: Path, *args: str) -> tuple[int, str, int]:
     """(exit code, stderr, peak RSS in bytes) of ``nncompress ARGS`` in a child process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from nncompress.cli import main; main()", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    res = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *args],
+        capture_output=True,
         text=True,
+        env={**os.environ, "NNC_TEST_HWM": str(hwm)},
+        timeout=600,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read() if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    return code, err, usage.ru_maxrss * 1024
+    return res.returncode, res.stderr, int(hwm.read_text())
 
 
 def _declare_size(path: Path, member: str, size: int) -> None:
@@ -215,7 +228,7 @@ def test_bombs_are_refused_before_allocating(case: str, tmp_path: Path) -> None:
     make, cmd = BOMBS[case]
     path = make(tmp_path)
     args = [cmd, str(path)] + (["-o", str(tmp_path / "out.onnx")] if cmd == "decompress" else [])
-    code, err, peak = _run_measured(*args, "--max-memory", "2G")
+    code, err, peak = _run_measured(tmp_path / "hwm", *args, "--max-memory", "2G")
     assert code == EXIT_INPUT, (code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nncompress: error:") and len(lines[0]) < 1000, err

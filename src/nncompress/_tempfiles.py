@@ -7,13 +7,16 @@ removes the folders of processes that no longer exist, which is all a killed run
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["pid_alive", "sweep", "temp_dir"]
+__all__ = ["pid_alive", "signals_held", "sweep", "temp_dir"]
 
 _OURS = re.compile(r"nnc-[a-z]*-?(\d+)-")
 
@@ -30,10 +33,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a temp file is made and its removal registered: an interrupt
+    in between would leave it behind."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no pthread_sigmask (Windows)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def temp_dir(kind: str) -> Path:
     """A new folder ``nnc-<kind>-<pid>-xxxx`` in the temp directory, removed when the process exits."""
-    d = tempfile.mkdtemp(prefix=f"nnc-{kind}-{os.getpid()}-")
-    atexit.register(shutil.rmtree, d, True)
+    with signals_held():
+        d = tempfile.mkdtemp(prefix=f"nnc-{kind}-{os.getpid()}-")
+        atexit.register(shutil.rmtree, d, True)
     return Path(d)
 
 

@@ -113,14 +113,16 @@ def _written(
     graph: Graph, kind: str, suffix: str, save: Callable[[Graph, Path], Path]
 ) -> tuple[Path, Callable[[], None]]:
     """``graph`` written by ``save`` into a temp folder of its own (removed by the returned cleanup)."""
-    d = tempfile.mkdtemp(prefix=f"nnc-{kind}-{os.getpid()}-")
+    from nncompress._tempfiles import temp_dir
+
+    d = temp_dir(kind)  # removed at exit too, should an interrupt come before cleanup runs
     name = Path(graph.meta.path).stem or "model"
 
     def cleanup() -> None:
         shutil.rmtree(d, ignore_errors=True)
 
     try:
-        return save(graph, Path(d) / f"{name}{suffix}"), cleanup
+        return save(graph, d / f"{name}{suffix}"), cleanup
     except Exception as e:
         cleanup()
         raise RuntimeFailure(f"cannot write it as {suffix[1:]} ({_why(e)})") from None

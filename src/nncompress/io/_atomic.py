@@ -76,15 +76,21 @@ def _sweep_beside(p: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path in the target's directory; rename it onto ``out`` only on success."""
+    from nncompress._tempfiles import signals_held
+
     p = Path(out)
     _sweep_beside(p)
+    tmp_p = Path()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp" + p.suffix, dir=p.parent)
-    except OSError as e:
-        raise _output_error(p, e) from None
-    os.close(fd)
-    tmp_p = Path(tmp)
-    try:
+        with signals_held():  # an interrupt now would leave the file before its removal is armed
+            try:
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp" + p.suffix, dir=p.parent
+                )
+            except OSError as e:
+                raise _output_error(p, e) from None
+            os.close(fd)
+            tmp_p = Path(tmp)
         yield tmp_p
         # mkstemp makes the file 0600; a model file should get the user's usual permissions.
         umask = os.umask(0)
@@ -92,10 +98,12 @@ def atomic_path(out: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp_p, 0o666 & ~umask)
         os.replace(tmp_p, p)
     except OSError as e:
-        tmp_p.unlink(missing_ok=True)
+        if tmp_p.name:
+            tmp_p.unlink(missing_ok=True)
         if e.errno in _WRITE_ERRORS:
             raise _output_error(p, e) from None
         raise
     except BaseException:
-        tmp_p.unlink(missing_ok=True)
+        if tmp_p.name:
+            tmp_p.unlink(missing_ok=True)
         raise
