@@ -156,6 +156,14 @@ def manifest_of(
 
 _BZIP2_ABOVE = 64 << 20
 _MAX_MANIFEST = 256 << 20  # about a million tensors' entries
+_MAX_STRUCTURE = 256 << 20  # a skeleton's bytes beyond its tensors: graph, config, code
+
+
+def _itemsize(dtype: str) -> int:
+    try:
+        return max(1, np.dtype(dtype).itemsize)
+    except TypeError:
+        return 8  # bfloat16 and other names numpy lacks: counted generously
 
 
 def _skeleton_compression(size: int) -> int:
@@ -309,12 +317,16 @@ def _copy_member(path: Path, z: zipfile.ZipFile, member: str, dst: Any) -> None:
 
 
 def read_artifact(
-    path: str | os.PathLike[str], skeleton_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    skeleton_dir: str | os.PathLike[str] | None = None,
+    *,
+    with_skeleton: bool = True,
 ) -> Artifact:
     """Read and validate a `.nnc` file (formats validate their own arrays when decoded).
 
     ``skeleton_dir``: stream the skeleton into a file of that folder (``Artifact.skeleton`` is then
-    its path) instead of memory, where a VGG16's takes 553 MB."""
+    its path) instead of memory, where a VGG16's takes 553 MB. ``with_skeleton=False`` leaves it
+    unread (``inspect`` reports its stored size only)."""
     p = Path(path)
     try:
         z = zipfile.ZipFile(p)
@@ -338,10 +350,12 @@ def read_artifact(
             )
         try:
             v1 = m["schema"] == SCHEMA_V1
-            declared = 0
+            declared, source_bytes = 0, 0
             for i, entry in enumerate(m["tensors"]):
                 _check_entry(entry, i, p)
-                declared += math.prod(entry["shape"]) * 8  # what decoding it may take, at most
+                n = math.prod(entry["shape"])
+                declared += n * 8  # what decoding it may take, at most
+                source_bytes += n * _itemsize(entry["dtype"])
             check_alloc(declared, "the artifact's tensors", p)
             if not v1 and m["arrays_member"]:
                 check_member(z, m["arrays_member"], p)
@@ -371,9 +385,19 @@ def read_artifact(
             if skel_member:
                 # our skeletons are mostly zeros (bzip2 packs a zeroed VGG16's 553 MB under a
                 # kilobyte), so the ratio says nothing; the model it holds is bounded by the budget
-                check_member(z, skel_member, p, ratio=False)
+                info = check_member(z, skel_member, p, ratio=False)
+                # ...but it is the model with its weights zeroed: the weights (in the manifest) plus
+                # its structure, and training state where compress kept it (Adam: twice the weights)
+                if info.file_size > 4 * source_bytes + _MAX_STRUCTURE:
+                    raise _bad(
+                        p,
+                        f"skeleton declares {info.file_size:,} bytes for a model whose tensors take "
+                        f"{source_bytes:,} (a decompression bomb?)",
+                    )
             try:
-                if skel_member and skeleton_dir is not None:
+                if not with_skeleton:
+                    pass
+                elif skel_member and skeleton_dir is not None:
                     skeleton = Path(skeleton_dir) / skel_name
                     with skeleton.open("wb") as dst:
                         _copy_member(p, z, skel_member, dst)

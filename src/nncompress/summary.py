@@ -140,7 +140,7 @@ def summarize_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     from nncompress.artifact import read_artifact
 
-    art = read_artifact(path)
+    art = read_artifact(path, with_skeleton=False)
     with zipfile.ZipFile(path) as z:
         skel = sum(i.compress_size for i in z.infolist() if i.filename.startswith("skeleton/"))
     tensors = [
