@@ -234,3 +234,32 @@ def test_bombs_are_refused_before_allocating(case: str, tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("nncompress: error:") and len(lines[0]) < 1000, err
     assert peak < GB, f"peak RSS {peak / GB:.2f} GB"
     assert not (tmp_path / "out.onnx").exists()
+
+
+def _zip_version(src: Path, dst: Path) -> Path:
+    """Every central-directory entry claims zip version 12.7 (zipfile raises NotImplementedError)."""
+    blob = bytearray(src.read_bytes())
+    at = blob.find(b"PK\x01\x02")
+    while at >= 0:
+        blob[at + 6] = 0x7F
+        at = blob.find(b"PK\x01\x02", at + 4)
+    dst.write_bytes(bytes(blob))
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["nnc", "pt"])
+def test_unsupported_zip_version_is_one_line(kind: str, tmp_path: Path) -> None:
+    src = _artifact(tmp_path) if kind == "nnc" else MODELS / "lenet300.pt"
+    bad = _zip_version(src, tmp_path / f"version.{kind}")
+    res = run_cli("inspect", str(bad))
+    assert res.returncode == EXIT_INPUT and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_nan_weight_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "nan.h5"
+    bad.write_bytes((MODELS / "lenet300.h5").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["model_weights/fc1/lenet300/fc1/kernel"][0, 0] = float("nan")
+    res = run_cli("compress", str(bad), "--method", "sham", "-o", str(tmp_path / "o.nnc"), "--samples", "4")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 5 and len(lines) == 1 and str(bad) in lines[0] and "NaN" in lines[0], res.stderr

@@ -40,7 +40,7 @@ from nncompress import __version__
 from nncompress._limits import check_alloc
 from nncompress.errors import InputError
 from nncompress.io._json import JSONError, loads
-from nncompress.io._zip import check_member, read_member
+from nncompress.io._zip import UNREADABLE, check_member, read_member
 
 SCHEMA = "nncompress.artifact/2"
 SCHEMA_V1 = "nncompress.artifact/1"  # one .npy member per array; read, no longer written
@@ -330,7 +330,7 @@ def read_artifact(
     p = Path(path)
     try:
         z = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as e:
+    except UNREADABLE as e:  # NotImplementedError too: a zip version or feature zipfile lacks
         raise _bad(p, f"not a readable zip ({e})") from None
     with z:
         if MANIFEST not in z.namelist():

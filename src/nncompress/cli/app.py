@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
         signal.signal(signal.SIGTERM, _terminate)
+    if not os.environ.get("NNCOMPRESS_DEBUG"):
+        # numpy's RuntimeWarnings (NaN in a matmul...) and libraries' deprecation chatter are not
+        # for the user: what matters reaches them as a note or as the one error line
+        import warnings
+
+        warnings.simplefilter("ignore")
     sweep()  # what runs killed with SIGKILL left in the temp directory
     cmd = typer.main.get_command(app)
     try:

@@ -101,7 +101,7 @@ def compress_cmd(
     set_max_memory(max_memory)
     from nncompress.artifact import write_artifact
     from nncompress.compress import build_artifact, compress_graph, plan_from
-    from nncompress.errors import GateError, UnsupportedError, UsageError
+    from nncompress.errors import GateError, NNCError, UnsupportedError, UsageError
     from nncompress.fidelity import Reference, compressed, reference
     from nncompress.inputs import parse_input_shapes, signatures
     from nncompress.io import load
@@ -134,8 +134,13 @@ def compress_cmd(
         with contextlib.suppress(UnsupportedError):
             specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
             ref.inputs = [s.as_dict() for s in specs]
-    with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
-        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
+    try:
+        with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
+            g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
+    except NNCError as e:
+        if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
+            e.path = str(model)
+        raise
     in_bytes = model.stat().st_size
     report: dict[str, Any] = {
         "schema": "nncompress.compress/1",

@@ -98,7 +98,7 @@ class TorchZip:
     def open(cls, path: Path) -> TorchZip:
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             raise InputError(f"truncated or corrupt zip archive ({e})", path=str(path)) from None
         infos = zf.infolist()
         names = [i.filename for i in infos]

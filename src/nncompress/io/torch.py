@@ -28,6 +28,7 @@ import numpy as np
 
 from nncompress.errors import InputError, NNCError, OutputError, UnsupportedError
 from nncompress.io._atomic import atomic_path, check_output
+from nncompress.io._zip import UNREADABLE
 from nncompress.ir import Graph, IRError, ModelMeta, Node, ValueInfo, Weight
 
 __all__ = ["load_torch", "save_torch"]
@@ -134,7 +135,7 @@ def _sniff(p: Path) -> _Kind:
         try:
             with zipfile.ZipFile(p) as z:
                 full = z.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except UNREADABLE as e:  # NotImplementedError too: a zip version or feature zipfile lacks
             raise InputError(
                 f"truncated or corrupt zip archive ({_short(e)})",
                 path=str(p),
