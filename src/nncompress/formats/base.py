@@ -150,6 +150,25 @@ def check_finite(a: np.ndarray, fmt: str) -> None:
         raise UsageError(f"{fmt} needs finite weights, the matrix holds NaN or Inf")
 
 
+def row_blocks(
+    shape: tuple[int, ...], rows: Rows, fmt: str, entries: int
+) -> tuple[Callable[[int, int], np.ndarray], list[tuple[int, int]]]:
+    """For ``encode_rows``: a reader of rows [r0, r1) as checked finite float32 blocks, and the row
+    ranges of about ``entries`` matrix entries each that cover the matrix."""
+    check_matrix_shape(shape, fmt)
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+
+    def block(r0: int, r1: int) -> np.ndarray:
+        b = np.ascontiguousarray(rows(r0, r1), dtype=np.float32)
+        if b.shape != (r1 - r0, n_cols):
+            raise ValueError(f"rows({r0}, {r1}) gave shape {b.shape}, expected {(r1 - r0, n_cols)}")
+        check_finite(b, fmt)
+        return b
+
+    step = max(1, entries // max(n_cols, 1))
+    return block, [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+
+
 def take_params(fmt: str, params: dict[str, Any], **defaults: Any) -> dict[str, Any]:
     """The known encode parameters with defaults; an unknown one is a UsageError."""
     unknown = sorted(set(params) - set(defaults))

@@ -31,15 +31,14 @@ from nncompress.formats.base import (
     as_matrix,
     as_output,
     as_uint,
-    check_finite,
     check_keys,
-    check_matrix_shape,
     check_ptr,
     check_sorted_codebook,
     codebook_of,
     float_array,
     meta_int,
     meta_shape,
+    row_blocks,
     take_params,
     uint_array,
 )
@@ -96,18 +95,8 @@ class HuffmanMatrix(Format):
         per-entry index, code and length arrays of a 25M-entry int8 embedding would take 600 MB.
         """
         take_params(cls.name, params)
-        check_matrix_shape(shape, cls.name)
         n_rows, n_cols = int(shape[0]), int(shape[1])
-
-        def block(r0: int, r1: int) -> np.ndarray:
-            b = np.ascontiguousarray(rows(r0, r1), dtype=np.float32)
-            if b.shape != (r1 - r0, n_cols):
-                raise ValueError(f"rows({r0}, {r1}) gave shape {b.shape}, expected {(r1 - r0, n_cols)}")
-            check_finite(b, cls.name)
-            return b
-
-        step = max(1, _BLOCK // max(n_cols, 1))
-        blocks = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+        block, blocks = row_blocks(shape, rows, cls.name, _BLOCK)
         cb = np.zeros(0, np.float32)
         counts = np.zeros(0, np.int64)
         for r0, r1 in blocks:
