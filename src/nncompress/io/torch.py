@@ -292,10 +292,14 @@ def _weights_from(tensors: Mapping[str, Any], skipped: list[str]) -> dict[str, W
 def _dtype_notes(tensors: Mapping[str, Any], skipped: list[str]) -> list[str]:
     import torch
 
+    return _notes_of(sum(getattr(t, "dtype", None) == torch.bfloat16 for t in tensors.values()), skipped)
+
+
+def _notes_of(bf16: int, skipped: list[str]) -> list[str]:
+    """What a user should know of the dtypes read: bfloat16 widened, tensors numpy cannot hold."""
     notes = []
-    bf16 = [k for k, t in tensors.items() if getattr(t, "dtype", None) == torch.bfloat16]
     if bf16:
-        notes.append(f"{len(bf16)} bfloat16 tensors read as float32 (written back as bfloat16)")
+        notes.append(f"{bf16} bfloat16 tensors read as float32 (written back as bfloat16)")
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         notes.append(f"{len(skipped)} tensors with no numpy dtype kept unchanged ({shown})")
@@ -535,12 +539,7 @@ def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
         notes.append(f"holds {len(names)} Python classes ({shown}): read without running any of them")
     if any(k.startswith("module.") for k in weights):
         notes.append("names carry DataParallel's 'module.' prefix; kept as they are")
-    bf16 = [k for k in readable if readable[k].dtype == "bfloat16"]
-    if bf16:
-        notes.append(f"{len(bf16)} bfloat16 tensors read as float32 (written back as bfloat16)")
-    if skipped:
-        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        notes.append(f"{len(skipped)} tensors with no numpy dtype kept unchanged ({shown})")
+    notes += _notes_of(sum(r.dtype == "bfloat16" for r in readable.values()), skipped)
     src = _Source(
         kind=found.kind, path=str(p), legacy=legacy, key=found.key, tensors=list(weights),
         drop=list(found.training),
@@ -2214,13 +2213,7 @@ def _load_export(p: Path, kind: _Kind, *, trust_pickle: bool) -> Graph:
     meta = ModelMeta(
         format="torch-export", producer="pytorch", producer_version=pt2.torch_version, path=str(p)
     )
-    notes = []
-    bf16 = [k for k, st in pt2.tensors.items() if st.dtype == "bfloat16"]
-    if bf16:
-        notes.append(f"{len(bf16)} bfloat16 tensors read as float32 (written back as bfloat16)")
-    if skipped:
-        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        notes.append(f"{len(skipped)} tensors with no numpy dtype kept unchanged ({shown})")
+    notes = _notes_of(sum(st.dtype == "bfloat16" for st in pt2.tensors.values()), skipped)
     b = _Builder(weights, set(weights))
     try:
         outputs = _convert_program(b, pt2.program)
