@@ -1,0 +1,81 @@
+"""SHA-256 of the artifact of every example model under every preset and a few pipelines.
+
+Refactors promise byte-identical artifacts; this script is that promise's check. Run it before a
+change with ``--write`` (it records ``tests/data/artifact_digests.json``), and after it without:
+it exits 1 listing every artifact whose bytes moved. ``tests/test_artifact_digests.py`` runs it.
+
+    python scripts/artifact_digests.py [--write] [--only vggmini.onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "examples" / "models"
+RECORD = ROOT / "tests" / "data" / "artifact_digests.json"
+# Every preset, and pipelines reaching the storage formats no preset uses (csc, coo, dense) and
+# the quantizers the presets leave out.
+RECIPES: dict[str, list[str]] = {
+    **{
+        m: ["--method", m]
+        for m in ("prune", "quantize", "ham", "sham", "cser", "lowrank", "sss", "dct", "psm")
+    },
+    "csc": ["--pipeline", "prune:sparsity=0.6,csc"],
+    "coo": ["--pipeline", "prune:sparsity=0.6:scope=layer,coo"],
+    "dense": ["--pipeline", "quantize:method=uniform:k=16,dense"],
+    "ecsq": ["--pipeline", "prune:sparsity=0.5,quantize:method=ecsq:k=16,sham"],
+    "sss-budget": ["--method", "sss", "--budget", "0.3"],
+}
+
+
+def digests(only: list[str] | None = None) -> dict[str, str]:
+    """``{"MODEL RECIPE": sha256 of the .nnc}``, compressed in this process by the CLI's code."""
+    from typer.testing import CliRunner
+
+    from nncompress.cli.app import app
+
+    runner = CliRunner()
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for model in sorted(MODELS.iterdir()):
+            if only and model.name not in only:
+                continue
+            for name, args in RECIPES.items():
+                dst = Path(d) / f"{model.stem}-{name}.nnc"
+                argv = ["compress", str(model), *args, "-o", str(dst), "--samples", "1", "--quiet", "--force"]
+                res = runner.invoke(app, argv)
+                if res.exit_code != 0:
+                    raise SystemExit(
+                        f"{model.name} {name}: exit {res.exit_code}: {res.output}{res.exception!r}"
+                    )
+                out[f"{model.name} {name}"] = hashlib.sha256(dst.read_bytes()).hexdigest()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="record the digests instead of checking them")
+    ap.add_argument("--only", action="append", help="model file name (repeatable)")
+    a = ap.parse_args()
+    got = digests(a.only)
+    if a.write:
+        RECORD.parent.mkdir(parents=True, exist_ok=True)
+        RECORD.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        print(f"recorded {len(got)} digests in {RECORD.relative_to(ROOT)}")
+        return 0
+    want = json.loads(RECORD.read_text())
+    moved = [k for k in got if want.get(k) != got[k]]
+    for k in moved:
+        print(f"changed: {k}")
+    print(f"{len(got) - len(moved)}/{len(got)} artifacts byte-identical")
+    return 1 if moved else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
