@@ -11,6 +11,7 @@ import pytest
 
 from nncompress.errors import UsageError
 from nncompress.ir import Graph, Node, ValueInfo, Weight
+from nncompress.options import option
 from nncompress.passes import (
     PASSES,
     Pass,
@@ -22,7 +23,7 @@ from nncompress.passes import (
     parse_pipeline,
     run_pipeline,
 )
-from nncompress.passes._infra import option, pipeline_blocks, pipeline_per_weight, selected, weight_stats
+from nncompress.passes._infra import pipeline_blocks, pipeline_per_weight, selected, weight_stats
 
 
 def tiny_model(seed: int = 0) -> Graph:

@@ -12,16 +12,17 @@ come from each pass's ``Options`` dataclass, so the parser, the checks and the h
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from nncompress.errors import UsageError
 from nncompress.ir import Graph, Weight
+from nncompress.options import EXAMPLE, Options, parse_step
+from nncompress.options import describe_options as describe_options
 from nncompress.summary import value_stats
 
 Select = Callable[[Weight], bool]
@@ -54,68 +55,8 @@ def selected(graph: Graph, select: Select) -> list[Weight]:
     return [w for w in graph.weights.values() if np.issubdtype(w.dtype, np.floating) and select(w)]
 
 
-def option(default: Any, *, lo: float | None = None, hi: float | None = None, doc: str = "") -> Any:
-    """A field of an ``Options`` dataclass, with its allowed range and a one-line help."""
-    return dataclasses.field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
-
-
-def _kind(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "|".join(str(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _describe_field(f: dataclasses.Field[Any], tp: Any) -> str:
-    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-    rng = f" in [{lo}, {hi}]" if lo is not None and hi is not None else ""
-    rng = rng or (f" >= {lo}" if lo is not None else f" <= {hi}" if hi is not None else "")
-    return f"{f.name}={_kind(tp)}{rng} (default {f.default})"
-
-
-def describe_options(options_cls: type[PassOptions]) -> str:
-    """One line listing the options, their types or choices, ranges and defaults."""
-    hints = get_type_hints(options_cls)
-    return ", ".join(_describe_field(f, hints[f.name]) for f in dataclasses.fields(options_cls))
-
-
-def _check(f: dataclasses.Field[Any], tp: Any, value: Any) -> str | None:
-    """Why ``value`` is not valid for the field, or None."""
-    if get_origin(tp) is Literal:
-        choices = get_args(tp)
-        return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
-    if tp is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int | np.integer)):
-        return "must be an integer"
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            return "must be a number"
-        if not np.isfinite(value):
-            return "must be finite"
-    if tp is str and not isinstance(value, str):
-        return "must be a string"
-    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        return f"must be{f' >= {lo}' if lo is not None else ''}{' and' if lo is not None and hi is not None else ''}{f' <= {hi}' if hi is not None else ''}"
-    return None
-
-
-@dataclass(frozen=True)
-class PassOptions:
-    """Base of every pass's ``Options``: typed fields (int, float, str, bool or Literal), checked on creation."""
-
-    def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if hints[f.name] is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
-            why = _check(f, hints[f.name], value)
-            if why:
-                raise UsageError(
-                    f"option {f.name}={value!r} of {type(self).__qualname__} {why}",
-                    hint=f"Options: {describe_options(type(self))}",
-                )
+# Every pass's options derive from the shared schema (passes and storage formats parse alike).
+PassOptions = Options
 
 
 @dataclass
@@ -286,9 +227,6 @@ def weight_stats(
 
 # -- pipeline specs ----------------------------------------------------------------------------
 
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
 
 def _registry(registry: Mapping[str, type[Pass]] | None) -> Mapping[str, type[Pass]]:
     if registry is not None:
@@ -298,80 +236,18 @@ def _registry(registry: Mapping[str, type[Pass]] | None) -> Mapping[str, type[Pa
     return PASSES
 
 
-def _convert(tp: Any, raw: str) -> Any:
-    """The typed value of ``raw`` for a field of type ``tp`` (raises ValueError)."""
-    if get_origin(tp) is Literal:
-        for choice in get_args(tp):
-            if str(choice) == raw:
-                return choice
-        raise ValueError
-    if tp is bool:
-        if raw.lower() in _TRUE | _FALSE:
-            return raw.lower() in _TRUE
-        raise ValueError
-    if tp is int:
-        return int(raw)
-    if tp is float:
-        return float(raw)
-    return raw
-
-
 def parse_pipeline(
     spec: str, registry: Mapping[str, type[Pass]] | None = None
 ) -> list[tuple[str, PassOptions]]:
     """Parse ``"prune:sparsity=0.9,quantize:method=kmeans:k=32"`` into (pass name, options) steps.
 
     Any unknown pass, unknown option or bad value raises a one-line UsageError naming the token
-    and the valid choices.
+    and the valid choices (see `nncompress.options.parse_step`).
     """
     reg = _registry(registry)
-    example = "'prune:sparsity=0.9,quantize:method=kmeans:k=32'"
     if not spec.strip():
-        raise UsageError("the pipeline is empty", hint=f"Give steps like {example}; passes: {', '.join(reg)}")
-    steps: list[tuple[str, PassOptions]] = []
-    for step in spec.split(","):
-        step = step.strip()
-        name, *tokens = [t.strip() for t in step.split(":")]
-        if not name:
-            raise UsageError(
-                f"empty step in pipeline {spec!r}", hint=f"Separate steps with one comma, e.g. {example}"
-            )
-        cls = reg.get(name)
-        if cls is None:
-            raise UsageError(
-                f"unknown pass {name!r} in pipeline step {step!r}", hint=f"Valid passes: {', '.join(reg)}"
-            )
-        hints = get_type_hints(cls.Options)
-        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
-        help_ = f"Options of {name}: {describe_options(cls.Options)}"
-        kw: dict[str, Any] = {}
-        for tok in tokens:
-            key, eq, raw = (s.strip() for s in tok.partition("="))
-            if not eq or not key or not raw:
-                raise UsageError(
-                    f"bad option {tok!r} in pipeline step {step!r}: expected key=value", hint=help_
-                )
-            if key not in fields:
-                raise UsageError(f"unknown option {key!r} for pass {name!r} in step {step!r}", hint=help_)
-            if key in kw:
-                raise UsageError(f"option {key!r} given twice in pipeline step {step!r}", hint=help_)
-            try:
-                value = _convert(hints[key], raw)
-            except ValueError:
-                why_raw = _check(fields[key], hints[key], raw) or f"must be {_kind(hints[key])}"
-                raise UsageError(
-                    f"bad value in {tok!r} (pipeline step {step!r}): {key} {why_raw}",
-                    hint=f"Expected {_describe_field(fields[key], hints[key])}",
-                ) from None
-            why = _check(fields[key], hints[key], value)
-            if why:
-                raise UsageError(
-                    f"bad value in {tok!r} (pipeline step {step!r}): {key} {why}",
-                    hint=f"Expected {_describe_field(fields[key], hints[key])}",
-                )
-            kw[key] = value
-        steps.append((name, cls.Options(**kw)))
-    return steps
+        raise UsageError("the pipeline is empty", hint=f"Give steps like {EXAMPLE}; passes: {', '.join(reg)}")
+    return [parse_step(step, reg) for step in spec.split(",")]
 
 
 def _resolve(

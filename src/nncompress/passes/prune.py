@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nncompress.ir import Graph, Weight
+from nncompress.options import option
 from nncompress.passes._infra import (
     CHUNK,
     Pass,
@@ -24,7 +25,6 @@ from nncompress.passes._infra import (
     Source,
     Transform,
     flat_chunks,
-    option,
     selected,
     source_chunks,
     weight_stats,

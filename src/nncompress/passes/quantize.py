@@ -20,6 +20,7 @@ import numpy as np
 
 from nncompress.errors import UnsupportedError
 from nncompress.ir import Graph, Weight
+from nncompress.options import option
 from nncompress.passes import _kmeans1d as km
 from nncompress.passes._infra import (
     Pass,
@@ -32,7 +33,6 @@ from nncompress.passes._infra import (
     Transform,
     flat_chunks,
     may_overwrite,
-    option,
     profile_from_counts,
     selected,
     source_chunks,
