@@ -9,8 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nncompress.io import _onnxwire as wire
-from nncompress.io.onnx import load_onnx, save_onnx
+from nncompress.io.onnx import load_onnx, save_onnx, wire
 
 DTYPES = [np.float32, np.float16, np.float64, np.int8, np.uint8, np.int64, np.int32, np.bool_]
 

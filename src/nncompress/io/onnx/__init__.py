@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from nncompress.errors import InputError, NNCError, OutputError, UnsupportedError
-from nncompress.io import _onnxwire
 from nncompress.io._atomic import atomic_path, check_output
-from nncompress.io._onnxwire import RawTensor
+from nncompress.io.onnx import wire as _onnxwire
+from nncompress.io.onnx.wire import RawTensor
 from nncompress.ir import Graph, IRError, ModelMeta, Node, ValueInfo, Weight
 
 __all__ = ["load_onnx", "save_onnx"]
