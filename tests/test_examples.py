@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nncompress.io import load, save
-from nncompress.ir.execute import run
+from nncompress.ir.interpreter import run
 
 from .conftest import DATA, MODELS
 

@@ -16,7 +16,7 @@ from nncompress.errors import EXIT_GATE, UnsupportedError
 from nncompress.fidelity import paired_drop_interval, reference, wilson
 from nncompress.inputs import GUESSES, signatures
 from nncompress.io import load
-from nncompress.ir.execute import run
+from nncompress.ir.interpreter import run
 
 from .conftest import DATA, MODELS, run_cli
 

@@ -64,7 +64,7 @@ def _first_float(types: list[str]) -> int:
 
 def executor(graph: Graph) -> Runtime:
     """The numpy reference executor on ``graph`` (its first floating-point output)."""
-    from nncompress.ir.execute import run
+    from nncompress.ir.interpreter import run
 
     k = _first_float([v.dtype for v in graph.outputs])
     name = graph.outputs[k].name if graph.outputs else ""
