@@ -96,8 +96,7 @@ def encode(
     method: str, w: np.ndarray, budget: float, extra: dict[str, Any]
 ) -> tuple[Any, int, Callable[..., Any], str]:
     """(format, parameters stored, product function x -> x @ W.T, kernel kind) of one method."""
-    from nncompress.formats import FORMATS
-    from nncompress.formats.csr import CSR
+    from nncompress.formats import CSR, FORMATS
     from nncompress.native import native_dot, supports
     from nncompress.passes.prune import smallest
 

@@ -1,5 +1,5 @@
 /* csr, csc, coo: y = x @ W.T on float32 values and unsigned index arrays of width 1/2/4/8 bytes.
- * Layout (src/nncompress/formats/csr.py, csc.py, coo.py): csr row r = row_ptr[r]:row_ptr[r+1] with
+ * Layout (src/nncompress/formats/sparse.py): csr row r = row_ptr[r]:row_ptr[r+1] with
  * col_idx; csc column c = col_ptr[c]:col_ptr[c+1] with row_idx; coo one (row, col) per value.
  * Every pointer array must run 0..nnz monotonically and every index be below its dimension
  * (else NNC_EBOUNDS). Ordering inside a row/column is not required. csc and coo scatter into a

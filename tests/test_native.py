@@ -16,16 +16,14 @@ import pytest
 from nncompress.errors import InputError
 from nncompress.formats import FORMATS
 from nncompress.formats.base import Format
-from nncompress.formats.coo import COO
-from nncompress.formats.csc import CSC
 from nncompress.formats.cser import CSER
-from nncompress.formats.csr import CSR
 from nncompress.formats.dct import DCT
 from nncompress.formats.ham import HuffmanMatrix
 from nncompress.formats.im import IndexMap
 from nncompress.formats.lowrank import LowRank
 from nncompress.formats.psm import PSM
 from nncompress.formats.sham import SparseHuffmanMatrix
+from nncompress.formats.sparse import COO, CSC, CSR
 from nncompress.formats.sss import SSS
 from nncompress.native import NATIVE_FORMATS, available, bind, native_dot
 

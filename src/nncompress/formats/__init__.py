@@ -12,10 +12,7 @@ import numpy as np
 
 from nncompress.errors import InputError
 from nncompress.formats.base import Format
-from nncompress.formats.coo import COO
-from nncompress.formats.csc import CSC
 from nncompress.formats.cser import CSER
-from nncompress.formats.csr import CSR
 from nncompress.formats.dct import DCT
 from nncompress.formats.dense import Dense
 from nncompress.formats.ham import HuffmanMatrix
@@ -23,6 +20,7 @@ from nncompress.formats.im import IndexMap
 from nncompress.formats.lowrank import LowRank
 from nncompress.formats.psm import PSM
 from nncompress.formats.sham import SparseHuffmanMatrix
+from nncompress.formats.sparse import COO, CSC, CSR
 from nncompress.formats.sss import SSS
 
 FORMATS: dict[str, type[Format]] = {

@@ -48,7 +48,7 @@ from nncompress.formats.base import (
     take_params,
     uint_array,
 )
-from nncompress.formats.csr import check_sorted_segments
+from nncompress.formats.sparse import check_sorted_segments
 
 
 class CSER(Format):
