@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from nncompress.errors import UsageError
-from nncompress.formats.base import as_uint, check_ptr, segment_ids, segment_sum, uint_array
+from nncompress.formats.base import (
+    Format,
+    as_uint,
+    check_ptr,
+    segment_ids,
+    segment_sum,
+    take_params,
+    uint_array,
+)
 from nncompress.formats.sparse import check_sorted_segments
 
 
@@ -24,6 +33,16 @@ def check_count(fmt: str, name: str, value: Any, lo: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < lo:
         raise UsageError(f"{fmt}: {name}={value!r} must be an integer >= {lo}")
     return int(value)
+
+
+def fit_by(step: Any, w: np.ndarray, params: dict[str, Any]) -> Format:
+    """The old ``encode(w, **params)`` of a structured format, run by the pass that now fits it.
+
+    Temporary: compress still encodes through `FORMATS` until its engine runs the passes.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(step.Options)}
+    fmt: Format = step.fit(w, step.Options(**take_params(step.name, params, **defaults)))
+    return fmt
 
 
 def sparse_pattern(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

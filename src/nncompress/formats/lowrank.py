@@ -1,8 +1,6 @@
-"""``lowrank``: a truncated SVD W ~ A @ B with float32 factors A (out, r) and B (r, in).
+"""``lowrank``: W ~ A @ B with float32 factors A (out, r) and B (r, in), a rank-r approximation.
 
-``encode(w, budget=0.1, rank=None)`` keeps the largest rank r with ``r * (out + in) <= budget * out * in``
-(at least 1, so a matrix too small for the budget still gets rank 1), or exactly ``rank``. The singular
-values are split evenly, ``A = U sqrt(S)`` and ``B = sqrt(S) V^T``, so both factors have the same scale.
+The factors are fitted (a truncated SVD within a parameter budget) by `nncompress.passes.lowrank`.
 
 Arrays: ``a`` float32 (out, r), ``b`` float32 (r, in). Meta: ``shape``, ``rank``.
 Parameters stored: ``r * (out + in)``.
@@ -15,17 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.formats._lowparam import check_budget, check_count
+from nncompress.formats._lowparam import fit_by
 from nncompress.formats.base import (
     Format,
     as_input,
-    as_matrix,
     as_output,
     check_keys,
     float_array,
     meta_int,
     meta_shape,
-    take_params,
 )
 
 
@@ -48,21 +44,10 @@ class LowRank(Format):
         return int(self.a.size + self.b.size)
 
     @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> LowRank:
-        p = take_params(cls.name, params, budget=0.1, rank=None)
-        budget = check_budget(cls.name, p["budget"])
-        a = as_matrix(w, cls.name, finite=True)
-        out, n_in = a.shape
-        full = min(out, n_in)
-        if p["rank"] is not None:
-            r = min(check_count(cls.name, "rank", p["rank"]), full)
-        else:
-            r = min(max(1, int(budget * out * n_in // max(out + n_in, 1))), full)
-        if r == 0:
-            return cls(a.shape, np.zeros((out, 0), np.float32), np.zeros((0, n_in), np.float32))
-        u, s, vt = np.linalg.svd(a.astype(np.float64), full_matrices=False)
-        root = np.sqrt(s[:r])
-        return cls(a.shape, (u[:, :r] * root).astype(np.float32), (root[:, None] * vt[:r]).astype(np.float32))
+    def encode(cls, w: np.ndarray, **params: Any) -> Format:
+        from nncompress.passes.lowrank import LowRankPass  # temporary: the pass fits, see fit_by
+
+        return fit_by(LowRankPass, w, params)
 
     def to_dense(self) -> np.ndarray:
         return (self.a.astype(np.float64) @ self.b.astype(np.float64)).astype(np.float32)
