@@ -1,4 +1,4 @@
-"""sss: sequentially semiseparable realization, exact at full state, two-sweep dot, budgeted search."""
+"""sss: sequentially semiseparable realization (SSSPass), exact at full state, two-sweep dot, budgeted search."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.sss import SSS, block_sizes, parameter_count
+from nncompress.formats.sss import SSS, block_sizes
+from nncompress.passes.sss import SSSPass, parameter_count
 
 from .test_formats import check_lossy_contract
+
+
+def fit(w: np.ndarray, **options: Any) -> SSS:
+    return SSSPass.fit(w, SSSPass.Options(**options))
 
 
 def semiseparable(shape: tuple[int, int], n: int, rank: int, seed: int) -> np.ndarray:
@@ -33,7 +38,7 @@ def semiseparable(shape: tuple[int, int], n: int, rank: int, seed: int) -> np.nd
 @pytest.mark.parametrize(("shape", "n"), [((24, 24), 4), ((20, 33), 5), ((13, 7), 7), ((9, 16), 2)])
 def test_exact_reconstruction_at_full_state_dimension(shape: tuple[int, int], n: int) -> None:
     w = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
-    fmt = SSS.encode(w, blocks=n, state=min(shape))
+    fmt = fit(w, blocks=n, state=min(shape))
     np.testing.assert_allclose(fmt.to_dense(), w, atol=2e-5)
     assert fmt.parameters == parameter_count(shape, n, min(shape))
     check_lossy_contract(fmt)
@@ -41,11 +46,11 @@ def test_exact_reconstruction_at_full_state_dimension(shape: tuple[int, int], n:
 
 def test_exact_at_the_hankel_rank_and_lossy_below_it() -> None:
     w = semiseparable((40, 48), 8, 3, 8)
-    exact = SSS.encode(w, blocks=8, state=3)
+    exact = fit(w, blocks=8, state=3)
     np.testing.assert_allclose(exact.to_dense(), w, atol=1e-4)
     assert exact.parameters < w.size / 2
     check_lossy_contract(exact)
-    lossy = SSS.encode(w, blocks=8, state=2)
+    lossy = fit(w, blocks=8, state=2)
     assert np.linalg.norm(lossy.to_dense() - w) > 1e-2 * np.linalg.norm(w)
     check_lossy_contract(lossy)
 
@@ -57,13 +62,13 @@ def test_parameter_count_matches_the_textbook_formula_minus_unused_boundary_stag
     unused = 4 * d * d + d * (rs[0] + rs[-1]) + d * (cs[0] + cs[-1])
     assert parameter_count(shape, n, d) == textbook - unused
     w = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
-    assert SSS.encode(w, blocks=n, state=d).parameters == parameter_count(shape, n, d)
+    assert fit(w, blocks=n, state=d).parameters == parameter_count(shape, n, d)
 
 
 @pytest.mark.parametrize("budget", [0.1, 0.4])
 def test_budget_search_stays_within_the_budget(budget: float) -> None:
     w = semiseparable((64, 64), 8, 4, 10)
-    fmt = SSS.encode(w, budget=budget)
+    fmt = fit(w, budget=budget)
     assert fmt.parameters <= budget * w.size
     check_lossy_contract(fmt)
     if budget >= 0.4:  # 8 blocks at state 4 fit (1600 floats): the search finds an (almost) exact realization
@@ -72,17 +77,19 @@ def test_budget_search_stays_within_the_budget(budget: float) -> None:
 
 def test_dot_on_a_large_batch_and_edge_shapes() -> None:
     w = np.random.default_rng(11).standard_normal((33, 50)).astype(np.float32)
-    fmt = SSS.encode(w, blocks=6, state=3)
+    fmt = fit(w, blocks=6, state=3)
     x = np.random.default_rng(12).standard_normal((300, 50))
     np.testing.assert_allclose(fmt.dot(x), x @ fmt.to_dense().T.astype(np.float64), rtol=1e-4, atol=1e-4)
     for shape in ((1, 1), (1, 9), (9, 1), (0, 4)):
-        check_lossy_contract(SSS.encode(np.ones(shape, np.float32)))
+        check_lossy_contract(fit(np.ones(shape, np.float32)))
 
 
 def test_bad_parameters_are_usage_errors() -> None:
-    for bad in ({"budget": 2}, {"blocks": 0}, {"state": -1}, {"bogus": 1}):
+    for bad in ({"budget": 2}, {"budget": 0}, {"blocks": 0}, {"state": -1}, {"state": 1.5}):
         with pytest.raises(UsageError):
-            SSS.encode(np.ones((8, 8), np.float32), **bad)
+            fit(np.ones((8, 8), np.float32), **bad)
+    with pytest.raises(TypeError):  # the pipeline parser names unknown options; Options takes none
+        fit(np.ones((8, 8), np.float32), bogus=1)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +104,7 @@ def test_bad_parameters_are_usage_errors() -> None:
     ],
 )
 def test_corruption_is_an_input_error(changes: dict[str, Any], match: str) -> None:
-    fmt = SSS.encode(np.random.default_rng(0).standard_normal((10, 12)).astype(np.float32), blocks=4, state=2)
+    fmt = fit(np.random.default_rng(0).standard_normal((10, 12)).astype(np.float32), blocks=4, state=2)
     arrays: dict[str, Any] = dict(fmt.arrays())
     meta: dict[str, Any] = dict(fmt.meta())
     for key, value in changes.items():

@@ -2,12 +2,9 @@
 
 Rows are split into N blocks of sizes n_k and columns into N blocks m_k (``numpy.array_split``). With
 x_k the k-th input block and y_k the k-th output block, ``y_k = D_k x_k + causal_k + anticausal_k``, where
-the causal part runs a state forward, ``h_2 = B_1 x_1``, ``h_{k+1} = A_k h_k + B_k x_k``, ``causal_k =
-C_k h_k``, and the anticausal part is the same recursion run backward from block N. Each part is realized
-from the SVDs of its Hankel blocks (the strictly lower block rows k..N x block columns 1..k-1), truncated
-to state dimension d with balanced factors ``O = U sqrt(S)``, ``R = sqrt(S) V^T``; C_k and B_k are block
-rows and columns of them and A_k follows from shift invariance. With d at least the largest Hankel rank
-the realization is exact (up to float32).
+the causal part runs a state of dimension d forward, ``h_2 = B_1 x_1``, ``h_{k+1} = A_k h_k + B_k x_k``,
+``causal_k = C_k h_k``, and the anticausal part is the same recursion run backward from block N. The
+stages are fitted (from the SVDs of the Hankel blocks, within a parameter budget) by `nncompress.passes.sss`.
 
 Only the stage matrices a recursion uses are stored (C_1, B_N and the boundary A_1, A_N are zero for the
 causal part, mirrored for the anticausal one), so the float count is
@@ -18,10 +15,6 @@ Arrays, all float32: causal ``al`` (N-2, d, d), ``cl`` (out - n_1, d) = C_2..C_N
 ``bl`` (d, in - m_N) = B_1..B_{N-1} side by side; anticausal ``au``, ``cu`` (out - n_N, d), ``bu``
 (d, in - m_1), realized on the block-reversed matrix in its own (reversed) order; ``d`` the diagonal blocks
 D_1..D_N, each row-major, concatenated. Meta: ``shape``, ``blocks`` (N), ``state`` (d).
-
-``encode(w, budget=0.1, blocks=None, state=None)`` tries the three smallest powers of two N whose diagonal
-blocks fit (or the given N), for each the largest d within ``budget * out * in`` floats, and keeps the lowest error; when nothing fits
-(tiny matrices) it takes the configuration with the fewest floats.
 """
 
 from __future__ import annotations
@@ -31,62 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.formats._lowparam import check_budget, check_count
+from nncompress.formats._lowparam import fit_by
 from nncompress.formats.base import (
     Format,
     as_input,
-    as_matrix,
     as_output,
     check_keys,
     float_array,
     meta_int,
     meta_shape,
-    take_params,
 )
 
 
 def block_sizes(total: int, n: int) -> np.ndarray:
     """The sizes of ``numpy.array_split(range(total), n)``."""
     return np.array([len(s) for s in np.array_split(np.arange(total), n)], dtype=np.int64)
-
-
-def parameter_count(shape: tuple[int, int], n: int, d: int) -> int:
-    """Floats stored for N blocks and state dimension d (see the module docstring)."""
-    rs, cs = block_sizes(shape[0], n), block_sizes(shape[1], n)
-    return int(
-        2 * max(n - 2, 0) * d * d
-        + d * (2 * shape[0] - rs[0] - rs[-1])
-        + d * (2 * shape[1] - cs[0] - cs[-1])
-        + int(np.sum(rs * cs))
-    )
-
-
-def _realize(
-    t: np.ndarray, rs: np.ndarray, cs: np.ndarray, d: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Causal stages (A_2..A_{N-1}, C_2..C_N stacked, B_1..B_{N-1} side by side) of t's strictly lower blocks."""
-    n = rs.size
-    r0, c0 = np.concatenate([[0], np.cumsum(rs)]), np.concatenate([[0], np.cumsum(cs)])
-    a = np.zeros((max(n - 2, 0), d, d))
-    c = np.zeros((int(r0[-1] - rs[0]), d))
-    b = np.zeros((d, int(c0[-1] - cs[-1])))
-    prev_r: np.ndarray | None = None
-    if d == 0:
-        return a, c, b
-    for k in range(1, n):  # Hankel block of stage k (0-based): rows of blocks k.., columns of blocks ..k-1
-        h = t[r0[k] :, : c0[k]]
-        u, s, vt = np.linalg.svd(h, full_matrices=False)
-        q = min(d, s.size)
-        root = np.sqrt(s[:q])
-        obs = np.zeros((h.shape[0], d))
-        rch = np.zeros((d, h.shape[1]))
-        obs[:, :q], rch[:q] = u[:, :q] * root, root[:, None] * vt[:q]
-        c[r0[k] - rs[0] : r0[k + 1] - rs[0]] = obs[: rs[k]]
-        b[:, c0[k - 1] : c0[k]] = rch[:, c0[k - 1] :]
-        if prev_r is not None:  # shift invariance: R_k = [A_{k-1} R_{k-1}, B_{k-1}]
-            a[k - 2] = rch[:, : c0[k - 1]] @ np.linalg.pinv(prev_r)
-        prev_r = rch
-    return a, c, b
 
 
 def _sweep(
@@ -124,52 +76,10 @@ class SSS(Format):
         return int(sum(v.size for v in self.stages.values()))
 
     @classmethod
-    def _build(cls, w: np.ndarray, n: int, d: int) -> SSS:
-        rs, cs = block_sizes(w.shape[0], n), block_sizes(w.shape[1], n)
-        al, cl, bl = _realize(w, rs, cs, d)
-        au, cu, bu = _realize(w[::-1, ::-1], rs[::-1], cs[::-1], d)
-        r0, c0 = np.cumsum(rs) - rs, np.cumsum(cs) - cs
-        diag = [w[r0[k] : r0[k] + rs[k], c0[k] : c0[k] + cs[k]].ravel() for k in range(n)]
-        stages = {"al": al, "cl": cl, "bl": bl, "au": au, "cu": cu, "bu": bu, "d": np.concatenate(diag)}
-        return cls(w.shape, n, d, {k: v.astype(np.float32) for k, v in stages.items()})
+    def encode(cls, w: np.ndarray, **params: Any) -> Format:
+        from nncompress.passes.sss import SSSPass  # temporary: the pass fits, see fit_by
 
-    @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> SSS:
-        p = take_params(cls.name, params, budget=0.1, blocks=None, state=None)
-        budget = check_budget(cls.name, p["budget"])
-        a = as_matrix(w, cls.name, finite=True).astype(np.float64)
-        top = max(1, min(a.shape))
-        if p["blocks"] is not None:
-            ns = [min(check_count(cls.name, "blocks", p["blocks"]), top)]
-        else:
-            grid = sorted({min(2**i, top) for i in range(top.bit_length() + 1)})
-            # More blocks than the first few that fit only spend the budget on stage overhead.
-            fits = [n for n in grid if parameter_count(a.shape, n, 0) <= budget * a.size]
-            ns = fits[:3] or grid[-1:]
-        ds: list[int] | None = None
-        if p["state"] is not None:
-            ds = [min(check_count(cls.name, "state", p["state"], lo=0), min(a.shape))]
-        limit = budget * a.size
-        best: tuple[float, int, SSS] | None = None
-        fewest: tuple[int, int, int] | None = None
-        for n in ns:
-            cands = ds if ds is not None else [max(0, _largest_state(a.shape, n, limit))]
-            for d in cands:
-                count = parameter_count(a.shape, n, d)
-                if fewest is None or count < fewest[0]:
-                    fewest = (count, n, d)
-                if count > limit and (ds is None or len(ns) > 1):
-                    continue
-                if d == 0 and ds is None and best is not None and best[2].state == 0:
-                    continue  # block diagonal only: more blocks only drop more of W
-                f = cls._build(a, n, d)
-                err = float(np.sum((f.to_dense() - a) ** 2))
-                if best is None or err < best[0]:
-                    best = (err, count, f)
-        if best is not None:
-            return best[2]
-        assert fewest is not None
-        return cls._build(a, fewest[1], fewest[2])
+        return fit_by(SSSPass, w, params)
 
     def to_dense(self) -> np.ndarray:
         return self._apply(np.eye(self.shape[1])).T.astype(np.float32)
@@ -214,14 +124,3 @@ class SSS(Format):
         }
         stages = {k: float_array(arrays, k, v, finite=True) for k, v in want.items()}
         return cls(shape, n, d, stages)
-
-
-def _largest_state(shape: tuple[int, int], n: int, limit: float) -> int:
-    """The largest d whose float count fits ``limit`` (-1 if not even d = 0 does)."""
-    if parameter_count(shape, n, 0) > limit:
-        return -1
-    lo, hi = 0, min(shape)  # d beyond min(out, in) never lowers the error
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if parameter_count(shape, n, mid) <= limit else (lo, mid - 1)
-    return lo
