@@ -1,4 +1,4 @@
-"""psm: products of sparse factors fitted by our PALM (and pyfaust's palm4msa), within a budget."""
+"""psm: products of sparse factors fitted by PSMPass (our PALM, pyfaust's palm4msa), within a budget."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 
 from nncompress.errors import InputError, UsageError
-from nncompress.formats.psm import PSM, factor_shapes, splincol
+from nncompress.formats.psm import PSM, factor_shapes
+from nncompress.passes.psm import PSMPass, splincol
 
 from .test_formats import check_lossy_contract
+
+
+def fit(w: np.ndarray, **options: Any) -> PSM:
+    return PSMPass.fit(w, PSMPass.Options(**options))
 
 
 def sparse_rows(shape: tuple[int, int], k: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +39,7 @@ def rel_err(fmt: PSM, w: np.ndarray) -> float:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_our_palm_recovers_a_product_of_sparse_factors(seed: int) -> None:
     w = product_of_sparse(seed)
-    fmt = PSM.encode(w, budget=0.25, iterations=300)
+    fmt = fit(w, budget=0.25, iterations=300)
     assert rel_err(fmt, w) < 0.05
     assert fmt.parameters <= 0.25 * w.size
     check_lossy_contract(fmt)
@@ -44,7 +49,7 @@ def test_pyfaust_solver_matches_within_a_few_percent() -> None:
     pytest.importorskip("pyfaust")
     w = product_of_sparse(0)
     start = time.perf_counter()
-    fmt = PSM.encode(w, budget=0.25, iterations=300, solver="pyfaust")
+    fmt = fit(w, budget=0.25, iterations=300, solver="pyfaust")
     if time.perf_counter() - start > 10:
         pytest.skip("pyfaust took over 10 s on this machine")
     assert rel_err(fmt, w) < 0.1
@@ -56,7 +61,7 @@ def test_pyfaust_solver_matches_within_a_few_percent() -> None:
 @pytest.mark.parametrize("budget", [0.1, 0.3])
 def test_budget_and_contract_on_rectangular_matrices(shape: tuple[int, int], q: int, budget: float) -> None:
     w = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
-    fmt = PSM.encode(w, budget=budget, factors=q, iterations=30)
+    fmt = fit(w, budget=budget, factors=q, iterations=30)
     s = max(1, int(budget * w.size // sum(a + b for a, b in factor_shapes(shape, q))))
     assert fmt.parameters <= s * sum(a + b for a, b in factor_shapes(shape, q))
     if s * sum(a + b for a, b in factor_shapes(shape, q)) <= budget * w.size:  # not the 1-per-row floor
@@ -66,7 +71,7 @@ def test_budget_and_contract_on_rectangular_matrices(shape: tuple[int, int], q: 
 
 def test_more_budget_lowers_the_error() -> None:
     w = np.random.default_rng(4).standard_normal((32, 32)).astype(np.float32)
-    errs = [rel_err(PSM.encode(w, budget=b, iterations=60), w) for b in (0.1, 0.3, 0.6)]
+    errs = [rel_err(fit(w, budget=b, iterations=60), w) for b in (0.1, 0.3, 0.6)]
     assert errs[0] > errs[1] > errs[2]
 
 
@@ -77,11 +82,20 @@ def test_splincol_keeps_the_top_entries_of_each_row_and_column() -> None:
 
 
 def test_empty_matrix_and_bad_parameters() -> None:
-    check_lossy_contract(PSM.encode(np.zeros((0, 5), np.float32)))
+    check_lossy_contract(fit(np.zeros((0, 5), np.float32)))
     w = np.ones((4, 4), np.float32)
-    for bad in ({"solver": "admm"}, {"factors": 0}, {"budget": -1}, {"iterations": 0}, {"bogus": 1}):
+    for bad in (
+        {"solver": "admm"},
+        {"factors": 0},
+        {"budget": -1},
+        {"budget": 0},
+        {"iterations": 0},
+        {"seed": -1},
+    ):
         with pytest.raises(UsageError):
-            PSM.encode(w, **bad)
+            fit(w, **bad)
+    with pytest.raises(TypeError):  # the pipeline parser names unknown options; Options takes none
+        fit(w, bogus=1)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +110,7 @@ def test_empty_matrix_and_bad_parameters() -> None:
     ],
 )
 def test_corruption_is_an_input_error(changes: dict[str, Any], match: str) -> None:
-    fmt = PSM.encode(np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32), iterations=5)
+    fmt = fit(np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32), iterations=5)
     arrays: dict[str, Any] = dict(fmt.arrays())
     meta: dict[str, Any] = dict(fmt.meta())
     for key, value in changes.items():
@@ -111,7 +125,7 @@ def test_hierarchical_solver_keeps_stdout_clean(capfd: pytest.CaptureFixture[str
     w = (
         sparse_rows((32, 32), 2, rng) @ sparse_rows((32, 32), 2, rng) @ sparse_rows((32, 32), 2, rng)
     ).astype(np.float32)
-    fmt = PSM.encode(w, budget=0.4, factors=3, iterations=100, solver="hierarchical")
+    fmt = fit(w, budget=0.4, factors=3, iterations=100, solver="hierarchical")
     out, _ = capfd.readouterr()
     assert out == ""  # pyfaust's progress lines must not reach stdout (--json)
     assert len(fmt.factors) == 3

@@ -1,4 +1,4 @@
-"""Shared helpers of the budgeted structured formats (lowrank, sss, dct, psm)."""
+"""Shared helpers of the structured formats (lowrank, sss, dct, psm) and of the passes that fit them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.errors import UsageError
 from nncompress.formats.base import (
     Format,
     as_uint,
@@ -19,20 +18,6 @@ from nncompress.formats.base import (
     uint_array,
 )
 from nncompress.formats.sparse import check_sorted_segments
-
-
-def check_budget(fmt: str, budget: Any) -> float:
-    """The budget as a float in (0, 1], or a UsageError."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < float(budget) <= 1:
-        raise UsageError(f"{fmt}: budget={budget!r} must be a fraction of the matrix size in (0, 1]")
-    return float(budget)
-
-
-def check_count(fmt: str, name: str, value: Any, lo: int = 1) -> int:
-    """An integer encode parameter >= lo, or a UsageError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < lo:
-        raise UsageError(f"{fmt}: {name}={value!r} must be an integer >= {lo}")
-    return int(value)
 
 
 def fit_by(step: Any, w: np.ndarray, params: dict[str, Any]) -> Format:
