@@ -4,11 +4,11 @@
 
 Sweep: W of 4096x4096 and 4096x25088 at densities 0.1, 0.05, 0.01 with k = 32 shared nonzero values
 (seeded), batch 1 and 8, one thread. Every kernel of a case is timed once per round, round after
-round, each time right after an untimed run of its own (after warm-up runs). For each kernel:
-bytes, median and IQR of the wall time, time over numpy dense and over scipy CSR (medians of the
-ratios within each round), bytes over dense bytes (psi), max abs error against the numpy reference
-``fmt.dot``, and achieved bandwidth (bytes / median time) over the
-machine's measured bandwidth (numpy triad on 512 MB arrays, measured in the same run).
+round, each time right after an untimed run of its own, after warm-up runs
+(``nncompress.timing.time_rounds``). For each kernel: bytes, median and IQR of the wall time, time
+over numpy dense and over scipy CSR (medians of the ratios within each round), bytes over dense bytes
+(psi), max abs error against the numpy reference ``fmt.dot``, and achieved bandwidth (bytes / median
+time) over the machine's measured bandwidth (numpy triad on 512 MB arrays, measured in the same run).
 ``--quick`` runs one size (4096x4096, density 0.1) with fewer repeats. Prints a markdown table and
 writes JSON to ``--out``. Numbers depend on the machine: rerun, don't quote.
 """
@@ -24,12 +24,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from nncompress.timing import Timing, markdown_table, time_rounds, timeit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ["csr", "im", "cser", "ham", "sham"]
@@ -47,37 +48,6 @@ def make_matrix(n_out: int, n_in: int, density: float, k: int, seed: int) -> np.
     return w.reshape(n_out, n_in)
 
 
-def timeit(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, float]:
-    """(median, IQR) of the wall time of fn() in seconds."""
-    for _ in range(warmup):
-        fn()
-    t = np.empty(repeats)
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        t[i] = time.perf_counter() - t0
-    q1, med, q3 = np.percentile(t, [25, 50, 75])
-    return float(med), float(q3 - q1)
-
-
-def time_rounds(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, np.ndarray]:
-    """Wall times of each fn, every fn timed once per round: a burst of load from elsewhere on the
-    machine then slows the baseline and the kernel of the same round alike, and ratios taken round
-    by round cancel it. Each timed run follows an untimed one of the same fn, so that it finds its
-    own data in cache as a layer run back to back would, not the previous kernel's."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    t = {label: np.empty(repeats) for label in fns}
-    for i in range(repeats):
-        for label, fn in fns.items():
-            fn()
-            t0 = time.perf_counter()
-            fn()
-            t[label][i] = time.perf_counter() - t0
-    return t
-
-
 def bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
     """Memory bandwidth in GB/s of the numpy triad a = b + s * c on float32 arrays (3 arrays streamed)."""
     n = nbytes // 4
@@ -90,8 +60,7 @@ def bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
         np.add(a, b, out=a)
 
     # the two passes read c, write a, read a, read b, write a: 5 array transfers
-    med, _ = timeit(triad, repeats, 1)
-    return 5 * n * 4 / med / 1e9
+    return 5 * n * 4 / timeit(triad, repeats, 1).median / 1e9
 
 
 def bench_case(
@@ -130,8 +99,8 @@ def bench_case(
     times = time_rounds({label: fn for label, (fn, _, _) in kernels.items()}, repeats, warmup)
     rows = []
     for label, (_, nbytes, _) in kernels.items():
-        q1, med, q3 = np.percentile(times[label], [25, 50, 75])
-        achieved = nbytes / med / 1e9
+        t = Timing.of(times[label])
+        achieved = nbytes / t.median / 1e9
         rows.append(
             {
                 "shape": f"{n_out}x{n_in}",
@@ -140,8 +109,8 @@ def bench_case(
                 "kernel": label,
                 "bytes": int(nbytes),
                 "psi": nbytes / dense_bytes,
-                "median_ms": med * 1e3,
-                "iqr_ms": (q3 - q1) * 1e3,
+                "median_ms": t.median * 1e3,
+                "iqr_ms": t.iqr * 1e3,
                 "max_abs_err": errs[label],
                 "achieved_gbs": achieved,
                 "bw_fraction": achieved / bw,
@@ -153,20 +122,26 @@ def bench_case(
     return rows
 
 
+TABLE = [
+    ("shape", "{shape}"),
+    ("density", "{density}"),
+    ("batch", "{batch}"),
+    ("kernel", "{kernel}"),
+    ("bytes", "{bytes}"),
+    ("psi", "{psi:.4f}"),
+    ("median ms", "{median_ms:.3f}"),
+    ("IQR ms", "{iqr_ms:.3f}"),
+    ("/dense", "{vs_dense:.2f}"),
+    ("/scipy CSR", "{vs_scipy_csr:.2f}"),
+    ("max abs err", "{max_abs_err:.2e}"),
+    ("GB/s", "{achieved_gbs:.2f}"),
+    ("of bw", "{bw_fraction:.3f}"),
+]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of all rows."""
-    head = (
-        "| shape | density | batch | kernel | bytes | psi | median ms | IQR ms | /dense | /scipy CSR "
-        "| max abs err | GB/s | of bw |"
-    )
-    lines = [head, "|" + "---|" * 13]
-    for r in rows:
-        lines.append(
-            f"| {r['shape']} | {r['density']} | {r['batch']} | {r['kernel']} | {r['bytes']} | {r['psi']:.4f} "
-            f"| {r['median_ms']:.3f} | {r['iqr_ms']:.3f} | {r['vs_dense']:.2f} | {r['vs_scipy_csr']:.2f} "
-            f"| {r['max_abs_err']:.2e} | {r['achieved_gbs']:.2f} | {r['bw_fraction']:.3f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(TABLE, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,8 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from nncompress.timing import markdown_table, timeit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lenet300.onnx", "vggmini.onnx")
 METHODS = ("psm", "sss", "dct", "lowrank", "prune")
@@ -52,18 +54,6 @@ VGG_PSM_ITERATIONS = 2
 VGG_SSS_BLOCKS = 16
 FAUST_ITERATIONS = 20
 FAUST_BUDGET = 0.2
-
-
-def timeit(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-    """Median wall time of fn() in seconds."""
-    for _ in range(warmup):
-        fn()
-    t = np.empty(repeats)
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        t[i] = time.perf_counter() - t0
-    return float(np.median(t))
 
 
 def trained_layers() -> list[tuple[str, np.ndarray]]:
@@ -96,9 +86,13 @@ def encode(
     method: str, w: np.ndarray, budget: float, extra: dict[str, Any]
 ) -> tuple[Any, int, Callable[..., Any], str]:
     """(format, parameters stored, product function x -> x @ W.T, kernel kind) of one method."""
-    from nncompress.formats import CSR, FORMATS
+    from nncompress.formats import CSR
     from nncompress.native import native_dot, supports
+    from nncompress.passes.dct import DCTPass
+    from nncompress.passes.lowrank import LowRankPass
     from nncompress.passes.prune import smallest
+    from nncompress.passes.psm import PSMPass
+    from nncompress.passes.sss import SSSPass
 
     if method == "prune":
         keep = round(budget * w.size)
@@ -108,7 +102,8 @@ def encode(
         fmt = CSR.encode(pruned)
         n_params = int(fmt.values.size)
     else:
-        fmt = FORMATS[method].encode(w, budget=budget, **extra)
+        step = {p.name: p for p in (LowRankPass, SSSPass, DCTPass, PSMPass)}[method]
+        fmt = step.fit(w, step.Options(budget=budget, **extra))
         n_params = int(fmt.parameters)
     if supports(fmt.name):
         return fmt, n_params, lambda x: native_dot(fmt, x, threads=1), "native"
@@ -128,8 +123,8 @@ def bench_layer(
     rng = np.random.default_rng(seed)
     x1 = rng.standard_normal(w.shape[1]).astype(np.float32)
     x8 = rng.standard_normal((8, w.shape[1])).astype(np.float32)
-    dense1 = timeit(lambda: w @ x1, repeats, warmup)
-    dense8 = timeit(lambda: w @ x8.T, repeats, warmup)
+    dense1 = timeit(lambda: w @ x1, repeats, warmup).median
+    dense8 = timeit(lambda: w @ x8.T, repeats, warmup).median
     rows = []
     for method in METHODS:
         for b in budgets[method]:
@@ -146,11 +141,11 @@ def bench_layer(
                 if e > 1e-4:
                     raise SystemExit(f"{label} {method} budget={b}: dot disagrees with to_dense ({e:.2e})")
                 dot_err = max(dot_err, e)
-            t1 = timeit(lambda dot=dot: dot(x1), repeats, warmup)
-            t8 = timeit(lambda dot=dot: dot(x8), repeats, warmup)
+            t1 = timeit(lambda dot=dot: dot(x1), repeats, warmup).median
+            t8 = timeit(lambda dot=dot: dot(x8), repeats, warmup).median
             same = kind == "numpy"  # the numpy reference is the timed product already
-            ref1 = t1 if same else timeit(lambda fmt=fmt: fmt.dot(x1), repeats, warmup)
-            ref8_t = t8 if same else timeit(lambda fmt=fmt: fmt.dot(x8), repeats, warmup)
+            ref1 = t1 if same else timeit(lambda fmt=fmt: fmt.dot(x1), repeats, warmup).median
+            ref8_t = t8 if same else timeit(lambda fmt=fmt: fmt.dot(x8), repeats, warmup).median
             rows.append(
                 {
                     "layer": label,
@@ -181,13 +176,13 @@ def bench_layer(
 
 def faust_compare(w: np.ndarray, budget: float, faust_its: int) -> list[dict[str, Any]]:
     """pyfaust palm4msa (one run) against our PALM run until it reaches the same error, same budget."""
-    from nncompress.formats import PSM
+    from nncompress.passes.psm import PSMPass
 
     rows = []
 
     def run(solver: str, its: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        fmt = PSM.encode(w, budget=budget, iterations=its, solver=solver)
+        fmt = PSMPass.fit(w, PSMPass.Options(budget=budget, iterations=its, solver=solver))
         dt = time.perf_counter() - t0
         return {
             "solver": solver,
@@ -211,36 +206,46 @@ def faust_compare(w: np.ndarray, budget: float, faust_its: int) -> list[dict[str
     return rows
 
 
+TABLE = [
+    ("method", "{method}"),
+    ("budget", "{budget}"),
+    ("rel err", "{rel_err:.4f}"),
+    ("params", "{params}"),
+    ("params/dense", "{params_ratio:.3f}"),
+    ("bytes", "{bytes}"),
+    ("bytes/dense", "{bytes_ratio:.3f}"),
+    ("encode s", "{encode_s:.2f}"),
+    ("B=1 ms", "{b1_ms:.3f}"),
+    ("/dense", "{b1_vs_dense:.2f}"),
+    ("B=8 ms", "{b8_ms:.3f}"),
+    ("/dense", "{b8_vs_dense:.2f}"),
+    ("kernel", "{kernel}"),
+    ("numpy B=1 ms", "{numpy_b1_ms:.3f}"),
+    ("numpy B=8 ms", "{numpy_b8_ms:.3f}"),
+]
+FAUST_TABLE = [
+    ("solver", "{solver}"),
+    ("iterations", "{iterations}"),
+    ("rel err", "{rel_err:.4f}"),
+    ("params", "{params}"),
+    ("bytes", "{bytes}"),
+    ("encode s", "{encode_s:.2f}"),
+    ("reached pyfaust err", "{reached_text}"),
+]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of one layer's rows."""
-    head = (
-        "| method | budget | rel err | params | params/dense | bytes | bytes/dense | encode s "
-        "| B=1 ms | /dense | B=8 ms | /dense | kernel | numpy B=1 ms | numpy B=8 ms |"
-    )
-    lines = [head, "|" + "---|" * 15]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['budget']} | {r['rel_err']:.4f} | {r['params']} | {r['params_ratio']:.3f} "
-            f"| {r['bytes']} | {r['bytes_ratio']:.3f} | {r['encode_s']:.2f} | {r['b1_ms']:.3f} "
-            f"| {r['b1_vs_dense']:.2f} | {r['b8_ms']:.3f} | {r['b8_vs_dense']:.2f} | {r['kernel']} "
-            f"| {r['numpy_b1_ms']:.3f} | {r['numpy_b8_ms']:.3f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(TABLE, rows)
 
 
 def faust_table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of the psm solver comparison."""
-    lines = [
-        "| solver | iterations | rel err | params | bytes | encode s | reached pyfaust err |",
-        "|" + "---|" * 7,
-    ]
-    for r in rows:
-        reached = "-" if r["solver"] == "pyfaust" else ("yes" if r["reached"] else "no")
-        lines.append(
-            f"| {r['solver']} | {r['iterations']} | {r['rel_err']:.4f} | {r['params']} | {r['bytes']} "
-            f"| {r['encode_s']:.2f} | {reached} |"
-        )
-    return "\n".join(lines)
+
+    def reached(r: dict[str, Any]) -> str:
+        return "-" if r["solver"] == "pyfaust" else ("yes" if r["reached"] else "no")
+
+    return markdown_table(FAUST_TABLE, ({**r, "reached_text": reached(r)} for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
