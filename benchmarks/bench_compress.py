@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from nncompress.timing import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
 DIGITS = ROOT / "examples" / "data" / "mnist_test.npz"
@@ -121,10 +123,8 @@ def table_c(vgg: Path, tmp: Path) -> dict[str, Any]:
 
 
 def md(rows: list[dict[str, Any]]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
+    """The markdown table of rows that share their keys, one column per key."""
+    return markdown_table([(k, "{" + k + "}") for k in rows[0]], rows)
 
 
 def main() -> None:

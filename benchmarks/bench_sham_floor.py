@@ -8,7 +8,7 @@ measures how far below the real kernel any kernel of this design can go on the m
 optimization removes (peek at each row's bit position, one lookup in the 13-bit lane table, step
 the position and the column) and drops the product, the column bounds check and the fallback for
 the entries the table misses. Its result is meaningless; its time is a lower bound. Timed in rounds
-with scipy CSR and the real native sham on the same matrices (``bench_kernels.time_rounds``), with
+with scipy CSR and the real native sham on the same matrices (``nncompress.timing.time_rounds``), with
 the decoder's four lanes and with eight. Needs a C compiler (cffi builds the floor in a temporary
 folder). Prints a markdown table and writes JSON to ``--out``. Numbers depend on the machine.
 """
@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_kernels import make_matrix, time_rounds  # sets BLAS to one thread before numpy loads it
+from bench_kernels import make_matrix  # sets BLAS to one thread before numpy loads it
+
+from nncompress.timing import Timing, markdown_table, time_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 CDEF = """
@@ -112,16 +114,16 @@ def bench_case(
     times = time_rounds(fns, repeats, 3)
     rows = []
     for label, t in times.items():
-        q1, med, q3 = np.percentile(t, [25, 50, 75])
+        stats = Timing.of(t)
         rows.append(
             {
                 "shape": f"{n_out}x{n_in}",
                 "density": density,
                 "kernel": label,
                 "nnz": int(sp.nnz),
-                "median_ms": med * 1e3,
-                "iqr_ms": (q3 - q1) * 1e3,
-                "ns_per_nnz": med * 1e9 / sp.nnz,
+                "median_ms": stats.median * 1e3,
+                "iqr_ms": stats.iqr * 1e3,
+                "ns_per_nnz": stats.median * 1e9 / sp.nnz,
                 "vs_scipy_csr": float(np.median(t / times["scipy-csr"])),
                 "vs_native_sham": float(np.median(t / times["native-sham"])),
                 "native_sham_max_abs_err": err,
@@ -130,18 +132,21 @@ def bench_case(
     return rows
 
 
+TABLE = [
+    ("shape", "{shape}"),
+    ("density", "{density}"),
+    ("kernel", "{kernel}"),
+    ("median ms", "{median_ms:.3f}"),
+    ("IQR ms", "{iqr_ms:.3f}"),
+    ("ns/nonzero", "{ns_per_nnz:.2f}"),
+    ("/scipy CSR", "{vs_scipy_csr:.2f}"),
+    ("/native sham", "{vs_native_sham:.2f}"),
+]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of all rows."""
-    lines = [
-        "| shape | density | kernel | median ms | IQR ms | ns/nonzero | /scipy CSR | /native sham |",
-        "|" + "---|" * 8,
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['shape']} | {r['density']} | {r['kernel']} | {r['median_ms']:.3f} | {r['iqr_ms']:.3f} "
-            f"| {r['ns_per_nnz']:.2f} | {r['vs_scipy_csr']:.2f} | {r['vs_native_sham']:.2f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(TABLE, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
