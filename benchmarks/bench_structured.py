@@ -86,9 +86,13 @@ def encode(
     method: str, w: np.ndarray, budget: float, extra: dict[str, Any]
 ) -> tuple[Any, int, Callable[..., Any], str]:
     """(format, parameters stored, product function x -> x @ W.T, kernel kind) of one method."""
-    from nncompress.formats import CSR, FORMATS
+    from nncompress.formats import CSR
     from nncompress.native import native_dot, supports
+    from nncompress.passes.dct import DCTPass
+    from nncompress.passes.lowrank import LowRankPass
     from nncompress.passes.prune import smallest
+    from nncompress.passes.psm import PSMPass
+    from nncompress.passes.sss import SSSPass
 
     if method == "prune":
         keep = round(budget * w.size)
@@ -98,7 +102,8 @@ def encode(
         fmt = CSR.encode(pruned)
         n_params = int(fmt.values.size)
     else:
-        fmt = FORMATS[method].encode(w, budget=budget, **extra)
+        step = {p.name: p for p in (LowRankPass, SSSPass, DCTPass, PSMPass)}[method]
+        fmt = step.fit(w, step.Options(budget=budget, **extra))
         n_params = int(fmt.parameters)
     if supports(fmt.name):
         return fmt, n_params, lambda x: native_dot(fmt, x, threads=1), "native"
@@ -171,13 +176,13 @@ def bench_layer(
 
 def faust_compare(w: np.ndarray, budget: float, faust_its: int) -> list[dict[str, Any]]:
     """pyfaust palm4msa (one run) against our PALM run until it reaches the same error, same budget."""
-    from nncompress.formats import PSM
+    from nncompress.passes.psm import PSMPass
 
     rows = []
 
     def run(solver: str, its: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        fmt = PSM.encode(w, budget=budget, iterations=its, solver=solver)
+        fmt = PSMPass.fit(w, PSMPass.Options(budget=budget, iterations=its, solver=solver))
         dt = time.perf_counter() - t0
         return {
             "solver": solver,

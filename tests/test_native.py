@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,10 @@ from nncompress.formats.sham import SparseHuffmanMatrix
 from nncompress.formats.sparse import COO, CSC, CSR
 from nncompress.formats.sss import SSS
 from nncompress.native import NATIVE_FORMATS, available, bind, native_dot
+from nncompress.passes.dct import DCTPass
+from nncompress.passes.lowrank import LowRankPass
+from nncompress.passes.psm import PSMPass
+from nncompress.passes.sss import SSSPass
 
 from .test_formats_ham import quantized
 from .test_formats_sham import wide_gaps
@@ -114,6 +119,11 @@ def test_native_matches_the_reference(name: str, case: str) -> None:
             np.testing.assert_array_equal(native_dot(fmt, x, threads=3), got)
 
 
+def _fit(step: Any, w: np.ndarray, **options: Any) -> Any:
+    """The structured format ``step`` (a pass class) fits to ``w``."""
+    return step.fit(w, step.Options(**options))
+
+
 def _normal(shape: tuple[int, int], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -123,10 +133,10 @@ def _structured_cases() -> dict[str, Callable[[], Format]]:
     shapes = ((23, 41), (41, 23), (16, 16), (1, 17), (17, 1), (1, 1), (0, 5), (5, 0))
     for q in (1, 2, 3):
         for sh in shapes:
-            cases[f"psm_q{q}_{sh[0]}x{sh[1]}"] = lambda q=q, sh=sh: PSM.encode(
-                _normal(sh, q), factors=q, iterations=3
+            cases[f"psm_q{q}_{sh[0]}x{sh[1]}"] = lambda q=q, sh=sh: _fit(
+                PSMPass, _normal(sh, q), factors=q, iterations=3
             )
-        cases[f"psm_q{q}_all_zero"] = lambda q=q: PSM.encode(np.zeros((6, 9), np.float32), factors=q)
+        cases[f"psm_q{q}_all_zero"] = lambda q=q: _fit(PSMPass, np.zeros((6, 9), np.float32), factors=q)
     # (shape, blocks, state): uneven array_split on both sides, blocks=1, state 0, full state, vectors
     for sh, n, d in [
         ((24, 24), 4, 3),
@@ -142,12 +152,12 @@ def _structured_cases() -> dict[str, Callable[[], Format]]:
         ((1, 9), 1, 1),
         ((9, 1), 1, 1),
     ]:
-        cases[f"sss_{sh[0]}x{sh[1]}_n{n}_d{d}"] = lambda sh=sh, n=n, d=d: SSS.encode(
-            _normal(sh, n + d), blocks=n, state=d
+        cases[f"sss_{sh[0]}x{sh[1]}_n{n}_d{d}"] = lambda sh=sh, n=n, d=d: _fit(
+            SSSPass, _normal(sh, n + d), blocks=n, state=d
         )
-    cases["sss_budget"] = lambda: SSS.encode(_normal((37, 50), 3), budget=0.3)
+    cases["sss_budget"] = lambda: _fit(SSSPass, _normal((37, 50), 3), budget=0.3)
     for sh in ((0, 5), (5, 0)):
-        cases[f"sss_{sh[0]}x{sh[1]}"] = lambda sh=sh: SSS.encode(np.zeros(sh, np.float32))
+        cases[f"sss_{sh[0]}x{sh[1]}"] = lambda sh=sh: _fit(SSSPass, np.zeros(sh, np.float32))
     # dct: power-of-two, even, odd and prime lengths on either side, vectors, 1x1, nothing kept
     for kernel in ("dct", "dst", "dft"):
         for sh in (
@@ -163,20 +173,20 @@ def _structured_cases() -> dict[str, Callable[[], Format]]:
             (0, 5),
             (5, 0),
         ):
-            cases[f"{kernel}_{sh[0]}x{sh[1]}"] = lambda kernel=kernel, sh=sh: DCT.encode(
-                _normal(sh, 5), kernel=kernel, budget=0.3
+            cases[f"{kernel}_{sh[0]}x{sh[1]}"] = lambda kernel=kernel, sh=sh: _fit(
+                DCTPass, _normal(sh, 5), kernel=kernel, budget=0.3
             )
-        cases[f"{kernel}_full"] = lambda kernel=kernel: DCT.encode(
-            _normal((20, 21), 6), kernel=kernel, budget=1.0
+        cases[f"{kernel}_full"] = lambda kernel=kernel: _fit(
+            DCTPass, _normal((20, 21), 6), kernel=kernel, budget=1.0
         )
-        cases[f"{kernel}_all_zero"] = lambda kernel=kernel: DCT.encode(
-            np.zeros((7, 11), np.float32), kernel=kernel
+        cases[f"{kernel}_all_zero"] = lambda kernel=kernel: _fit(
+            DCTPass, np.zeros((7, 11), np.float32), kernel=kernel
         )
     for sh, rank in [((23, 41), None), ((23, 41), 23), ((1, 9), None), ((9, 1), None), ((0, 5), None)]:
-        cases[f"lowrank_{sh[0]}x{sh[1]}_r{rank}"] = lambda sh=sh, rank=rank: LowRank.encode(
-            _normal(sh, 7), rank=rank
+        cases[f"lowrank_{sh[0]}x{sh[1]}_r{rank}"] = lambda sh=sh, rank=rank: _fit(
+            LowRankPass, _normal(sh, 7), rank=rank
         )
-    cases["lowrank_all_zero"] = lambda: LowRank.encode(np.zeros((6, 9), np.float32))
+    cases["lowrank_all_zero"] = lambda: _fit(LowRankPass, np.zeros((6, 9), np.float32))
     return cases
 
 
@@ -331,7 +341,7 @@ CORRUPTIONS: dict[str, Callable[[], Format]] = {
 
 def _psm_factor(i: int, **arrays: np.ndarray) -> PSM:
     """A 2-factor PSM of W (9, 40) whose factor i has some arrays replaced."""
-    f = PSM.encode(W, factors=2, iterations=2)
+    f = _fit(PSMPass, W, factors=2, iterations=2)
     factors = list(f.factors)
     v, c, p = factors[i]
     factors[i] = (arrays.get("values", v), arrays.get("col_idx", c), arrays.get("row_ptr", p))
@@ -339,21 +349,21 @@ def _psm_factor(i: int, **arrays: np.ndarray) -> PSM:
 
 
 def _sss(blocks_by: int = 0, state_by: int = 0, **stages: np.ndarray) -> SSS:
-    f = SSS.encode(_normal((20, 33), 1), blocks=4, state=3)
+    f = _fit(SSSPass, _normal((20, 33), 1), blocks=4, state=3)
     return SSS(f.shape, f.blocks + blocks_by, f.state + state_by, f.stages | stages)
 
 
 def _dct(kernel: str, **arrays: np.ndarray) -> DCT:
-    f = DCT.encode(W, kernel=kernel, budget=0.5)
+    f = _fit(DCTPass, W, kernel=kernel, budget=0.5)
     a = f.arrays() | arrays
     return DCT(f.shape, kernel, a["values"], a["col_idx"], a["row_ptr"])
 
 
-LR = LowRank.encode(W)
-S0 = SSS.encode(_normal((20, 33), 1), blocks=4, state=3).stages
-D0 = DCT.encode(W, budget=0.5)
-F0 = DCT.encode(W, kernel="dft", budget=0.5)
-P0 = PSM.encode(W, factors=2, iterations=2).factors
+LR = _fit(LowRankPass, W)
+S0 = _fit(SSSPass, _normal((20, 33), 1), blocks=4, state=3).stages
+D0 = _fit(DCTPass, W, budget=0.5)
+F0 = _fit(DCTPass, W, kernel="dft", budget=0.5)
+P0 = _fit(PSMPass, W, factors=2, iterations=2).factors
 CORRUPTIONS |= {
     "psm_col_past_inner": lambda: _psm_factor(0, col_idx=_bump(P0[0][1].astype(np.uint16), -1, 9)),
     "psm_col_past_in": lambda: _psm_factor(1, col_idx=_bump(P0[1][1].astype(np.uint16), 0, 40)),
