@@ -10,31 +10,7 @@ import pytest
 from nncompress.errors import InputError
 from nncompress.formats.ham import HuffmanMatrix
 
-
-def quantized(shape: tuple[int, int], k: int, sparsity: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    cb = np.linspace(-1, 1, k + 1, dtype=np.float32)
-    cb = cb[cb != 0][:k]
-    w = cb[rng.integers(0, k, size=shape)]
-    w[rng.random(shape) < sparsity] = 0
-    return w
-
-
-def canonical_codes(lengths: list[int]) -> dict[str, int]:
-    """Bit text -> symbol, rebuilt from code lengths as RFC 1951 3.2.2 does (independent of the package)."""
-    max_len = max(lengths)
-    count = [sum(1 for n in lengths if n == b) for b in range(max_len + 1)]
-    count[0] = 0
-    code, nxt = 0, [0] * (max_len + 2)
-    for b in range(1, max_len + 1):
-        code = (code + count[b - 1]) << 1
-        nxt[b] = code
-    table = {}
-    for sym, n in enumerate(lengths):
-        if n:
-            table[format(nxt[n], f"0{n}b")] = sym
-            nxt[n] += 1
-    return table
+from .conftest import canonical_codes, quantized
 
 
 def read_ham(arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nncompress.errors import InputError, UsageError
 from nncompress.formats.sham import SparseHuffmanMatrix
 
-from .test_formats_ham import canonical_codes, quantized
+from .conftest import canonical_codes, quantized, wide_gaps
 
 
 def read_sham(
@@ -52,17 +52,6 @@ def read_sham(
             out[r, col] = arrays["codebook"][v]
         assert p == end
     return out
-
-
-def wide_gaps(seed: int) -> np.ndarray:
-    """Clustered nonzeros with a few long jumps: the escape of the Huffman gap coder gets used."""
-    rng = np.random.default_rng(seed)
-    w = np.zeros((4, 3000), np.float32)
-    for r in range(4):
-        starts = rng.choice(3000 - 8, size=6, replace=False)
-        for s in starts:
-            w[r, s : s + rng.integers(1, 8)] = rng.choice([-0.5, 0.25, 1.0])
-    return w
 
 
 @pytest.mark.parametrize("coder", ["huffman", "expgolomb"])

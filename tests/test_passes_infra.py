@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nncompress.errors import UsageError
-from nncompress.ir import Graph, Node, ValueInfo, Weight
+from nncompress.ir import Graph
 from nncompress.options import option
 from nncompress.passes import (
     PASSES,
@@ -25,51 +25,7 @@ from nncompress.passes import (
 )
 from nncompress.passes._infra import pipeline_blocks, pipeline_per_weight, selected, weight_stats
 
-
-def tiny_model(seed: int = 0) -> Graph:
-    """Conv -> pool -> Dense -> BN -> Relu -> Dense, plus an embedding lookup: every role passes meet."""
-    rng = np.random.default_rng(seed)
-
-    def w(name: str, shape: tuple[int, ...], layer: str, role: str, op: str, scale: float = 0.1) -> Weight:
-        return Weight(
-            name, (rng.normal(size=shape) * scale).astype(np.float32), layer=layer, role=role, op=op
-        )
-
-    ws = [
-        w("conv.w", (8, 3, 3, 3), "conv", "kernel", "Conv"),
-        w("conv.b", (8,), "conv", "bias", "Conv"),
-        w("fc1.w", (32, 8), "fc1", "kernel", "Dense"),
-        w("fc1.b", (32,), "fc1", "bias", "Dense"),
-        w("bn.g", (32,), "bn", "bn_gamma", "BatchNormalization", 1.0),
-        w("bn.b", (32,), "bn", "bn_beta", "BatchNormalization"),
-        w("bn.m", (32,), "bn", "bn_mean", "BatchNormalization"),
-        Weight("bn.v", np.full(32, 0.5, np.float32), layer="bn", role="bn_var", op="BatchNormalization"),
-        w("fc2.w", (4, 32), "fc2", "kernel", "Dense", 1.0),
-        w("fc2.b", (4,), "fc2", "bias", "Dense"),
-        w("emb.table", (50, 8), "emb", "embedding", "Gather"),
-        Weight("shape", np.array([-1, 8], np.int64), layer="flat", role="const"),
-    ]
-    nodes = [
-        Node("conv", "Conv", ["x", "conv.w", "conv.b"], ["c"], {"pads": [1, 1, 1, 1]}),
-        Node("pool", "GlobalAveragePool", ["c"], ["p"]),
-        Node("flat", "Reshape", ["p", "shape"], ["f"]),
-        Node("fc1", "Dense", ["f", "fc1.w", "fc1.b"], ["h"]),
-        Node("bn", "BatchNormalization", ["h", "bn.g", "bn.b", "bn.m", "bn.v"], ["hb"]),
-        Node("relu", "Relu", ["hb"], ["hr"]),
-        Node("fc2", "Dense", ["hr", "fc2.w", "fc2.b"], ["y"]),
-        Node("emb", "Gather", ["emb.table", "ids"], ["e"]),
-    ]
-    return Graph(
-        nodes=nodes,
-        inputs=[ValueInfo("x", (None, 3, 5, 5)), ValueInfo("ids", (None,), "int64")],
-        outputs=[ValueInfo("y"), ValueInfo("e")],
-        weights={x.name: x for x in ws},
-    )
-
-
-def snapshot(g: Graph) -> dict[str, bytes]:
-    return {k: w.array.tobytes() for k, w in g.weights.items()}
-
+from .conftest import snapshot, tiny_model
 
 # -- registry and contract -------------------------------------------------------------------
 

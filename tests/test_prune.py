@@ -11,7 +11,7 @@ from nncompress.ir import Graph
 from nncompress.passes import PassResult, Prune, default_select
 from nncompress.passes.prune import smallest
 
-from .test_passes_infra import snapshot, tiny_model
+from .conftest import snapshot, tiny_model
 
 KERNELS = ("conv.w", "fc1.w", "fc2.w", "emb.table")
 

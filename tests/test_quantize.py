@@ -13,7 +13,7 @@ from nncompress.passes import PassResult, Prune, Quantize, default_select, run_p
 from nncompress.passes import _kmeans1d as km
 from nncompress.summary import value_stats
 
-from .test_passes_infra import snapshot, tiny_model
+from .conftest import snapshot, tiny_model
 
 KERNELS = ("conv.w", "fc1.w", "fc2.w", "emb.table")
 METHODS = ("uniform", "kmeans", "pws", "ecsq")

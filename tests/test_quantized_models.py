@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nncompress.compress import LOSSLESS_INT, Shaped, compress_graph, graph_from_artifact, plan_from
 from nncompress.errors import InputError
 from nncompress.formats import ham
 from nncompress.formats.ham import HuffmanMatrix
+from nncompress.formats.shaped import Shaped
+from nncompress.pipeline import LOSSLESS_INT, compress_graph, graph_from_artifact, plan_from
 
 from .conftest import run_cli
 

@@ -55,3 +55,24 @@ def shape_str(shape: list[Any] | tuple[Any, ...] | None) -> str:
     if shape is None:
         return "?"
     return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+
+
+def fidelity_line(fid: dict[str, Any]) -> str:
+    """One line of fidelity figures for a person."""
+    lo, hi = fid["top1_agreement_ci95"]
+    line = (
+        f"fidelity in {fid['runtime']} on {fid['data']} ({fid['samples']} samples): top-1 agreement "
+        f"{fid['top1_agreement']:.1%} (95 % {lo:.1%}-{hi:.1%}), relative output error mean "
+        f"{_num(fid['rel_error_mean'])} max {_num(fid['rel_error_max'])}"
+    )
+    if "accuracy_before" in fid:
+        lo, hi = fid["accuracy_drop_ci95"]
+        line += (
+            f", accuracy {fid['accuracy_before']:.1%} -> {fid['accuracy_after']:.1%} "
+            f"(drop {100 * fid['accuracy_drop']:.2f} points, 95 % {100 * lo:.2f} to {100 * hi:.2f})"
+        )
+    return line
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,21 +10,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nncompress.cli._common import MAX_MEMORY_HELP, console, emit_json, human_bytes, set_max_memory, shape_str
+from nncompress.cli._common import (
+    MAX_MEMORY_HELP,
+    console,
+    emit_json,
+    fidelity_line,
+    human_bytes,
+    set_max_memory,
+    shape_str,
+)
 
 app = typer.Typer()
-
-
-def gzip_baseline(path: Path) -> int:
-    """Bytes of ``gzip -9`` of the input: what a user gets for free."""
-    import zlib
-
-    c = zlib.compressobj(9, zlib.DEFLATED, 31)
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            n += len(c.compress(chunk))
-    return n + len(c.flush())
 
 
 @app.command("compress")
@@ -99,13 +94,11 @@ def compress_cmd(
 ) -> None:
     """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
     set_max_memory(max_memory)
-    from nncompress.artifact import write_artifact
-    from nncompress.compress import build_artifact, compress_graph, plan_from
-    from nncompress.errors import GateError, NNCError, UnsupportedError, UsageError
-    from nncompress.fidelity import Reference, compressed, reference
-    from nncompress.inputs import parse_input_shapes, signatures
+    from nncompress.errors import GateError, UsageError
+    from nncompress.inputs import parse_input_shapes
     from nncompress.io import load
-    from nncompress.io._atomic import atomic_path, check_output
+    from nncompress.io._atomic import check_output
+    from nncompress.pipeline import compress, plan_from, save
 
     if samples is not None and samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
@@ -120,70 +113,29 @@ def compress_cmd(
         check_output(target, force=force, inputs=(model,))
     shapes = parse_input_shapes(input_shape)
     graph = load(model, trust_pickle=trust_pickle)
-    if keep_training_state:
-        graph.meta.extra["keep_training_state"] = True
-    # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
-    gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run else None
-    gz_size = gz.submit(gzip_baseline, model) if gz else None
-    # The original's outputs come first, so that compress can drop each original weight once it
-    # is encoded: the model is never held twice. A model nothing here can run still compresses.
-    if not dry_run:
-        ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
-    else:  # nothing runs, but the input shapes are checked and shown
-        ref = Reference(reason="dry run")
-        with contextlib.suppress(UnsupportedError):
-            specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
-            ref.inputs = [s.as_dict() for s in specs]
-    try:
-        with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
-            g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=step, release=not dry_run)
-    except NNCError as e:
-        if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
-            e.path = str(model)
-        raise
-    in_bytes = model.stat().st_size
-    report: dict[str, Any] = {
-        "schema": "nncompress.compress/1",
-        "input": str(model),
-        "output": None if dry_run else str(target),
-        "recipe": plan.origin,
-        "seed": seed,
-        "layers": rows,
-    }
-    if ref.inputs:
-        report["inputs"] = ref.inputs
-    notes: list[str] = list(graph.meta.notes) + ref.notes
+    with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
+        result = compress(
+            graph,
+            plan=plan,
+            data=data,
+            samples=samples,
+            input_shapes=shapes,
+            seed=seed,
+            dry_run=dry_run,
+            keep_training_state=keep_training_state,
+            on_weight=step,
+        )
+    report = result.report
     if dry_run:
-        est = sum(e.payload_bytes for e in entries)
-        report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}
-        report["dry_run"] = True
-        _finish(report, json_out, quiet, notes)
+        _finish(report, json_out, quiet)
         return
-    art = build_artifact(graph, entries, plan, seed)
-    fid, unmeasured = compressed(ref, g2)
-    if unmeasured:
-        notes.append(f"fidelity not measured: {unmeasured}")
-    with atomic_path(target) as tmp:
-        out_bytes = write_artifact(art, tmp)
-        report["totals"] = {
-            "input_bytes": in_bytes,
-            "output_bytes": out_bytes,
-            "ratio": in_bytes / out_bytes,
-            "gzip9_input_bytes": gz_size.result() if gz_size else gzip_baseline(model),
-            "payload_bytes": sum(e.payload_bytes for e in entries),
-            "skeleton_member_bytes": art.skeleton_size,
-        }
-        report["fidelity"] = fid
-        report["fidelity_not_measured"] = unmeasured
-        failed = _gates(report, fid, max_drop, min_ratio, unmeasured)
-        report["gates"] = failed
-        if failed and not keep_failed:
-            tmp.unlink()
-            report["output"] = None
-            notes.append("gate failed: nothing written (pass --keep-failed to keep the artifact)")
-            _finish(report, json_out, quiet, notes)
-            raise GateError("; ".join(failed), path=str(model), hint="Relax the recipe or the gate")
-    _finish(report, json_out, quiet, notes)
+    failed = result.gates(max_drop=max_drop, min_ratio=min_ratio)
+    if failed and not keep_failed:
+        report["notes"].append("gate failed: nothing written (pass --keep-failed to keep the artifact)")
+        _finish(report, json_out, quiet)
+        raise GateError("; ".join(failed), path=str(model), hint="Relax the recipe or the gate")
+    save(result, target, force=force)
+    _finish(report, json_out, quiet)
     if failed:
         raise GateError("; ".join(failed) + " (artifact kept: --keep-failed)", path=str(model))
 
@@ -206,54 +158,7 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
         yield step
 
 
-def _gates(
-    report: dict[str, Any],
-    fid: dict[str, Any] | None,
-    max_drop: float | None,
-    min_ratio: float | None,
-    unmeasured: str | None = None,
-) -> list[str]:
-    failed = []
-    ratio = report["totals"]["ratio"]
-    if min_ratio is not None and ratio < min_ratio:
-        failed.append(f"size ratio {ratio:.2f}x is below --min-ratio {min_ratio:g}")
-    if max_drop is not None and fid is None:
-        failed.append(f"--max-drop {max_drop:g} cannot be checked: fidelity was not measured ({unmeasured})")
-    if max_drop is not None and fid is not None:
-        if "accuracy_drop" in fid:
-            drop = 100 * fid["accuracy_drop"]
-            what = "accuracy drop"
-        else:
-            drop = 100 * (1 - fid["top1_agreement"])
-            what = "top-1 disagreement"
-        if drop > max_drop:
-            failed.append(f"{what} {drop:.2f} points exceeds --max-drop {max_drop:g}")
-    return failed
-
-
-def fidelity_line(fid: dict[str, Any]) -> str:
-    """One line of fidelity figures for a person."""
-    lo, hi = fid["top1_agreement_ci95"]
-    line = (
-        f"fidelity in {fid['runtime']} on {fid['data']} ({fid['samples']} samples): top-1 agreement "
-        f"{fid['top1_agreement']:.1%} (95 % {lo:.1%}-{hi:.1%}), relative output error mean "
-        f"{_num(fid['rel_error_mean'])} max {_num(fid['rel_error_max'])}"
-    )
-    if "accuracy_before" in fid:
-        lo, hi = fid["accuracy_drop_ci95"]
-        line += (
-            f", accuracy {fid['accuracy_before']:.1%} -> {fid['accuracy_after']:.1%} "
-            f"(drop {100 * fid['accuracy_drop']:.2f} points, 95 % {100 * lo:.2f} to {100 * hi:.2f})"
-        )
-    return line
-
-
-def _num(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
-
-
-def _finish(report: dict[str, Any], json_out: bool, quiet: bool, notes: list[str]) -> None:
-    report["notes"] = notes
+def _finish(report: dict[str, Any], json_out: bool, quiet: bool) -> None:
     if json_out:
         emit_json(report)
     if quiet or json_out:

@@ -25,27 +25,9 @@ def decompress_cmd(
 ) -> None:
     """Rebuild a runnable model with the artifact's reconstructed weights."""
     set_max_memory(max_memory)
-    from nncompress.compress import graph_from_artifact
-    from nncompress.io import EXTENSIONS, detect_format, save
-    from nncompress.io._atomic import check_output
+    from nncompress.pipeline.artifacts import write_model
 
-    if detect_format(artifact) != "nnc":
-        from nncompress.errors import InputError
-
-        raise InputError(
-            "is not a .nnc artifact", path=str(artifact), hint="Give the output of nncompress compress"
-        )
-    if EXTENSIONS.get(out.suffix.lower()) in (None, "nnc"):
-        from nncompress.errors import UsageError
-
-        raise UsageError(
-            f"cannot write a model as {out.suffix or 'a file without extension'!r}",
-            path=str(out),
-            hint="Use .h5, .keras, .pt, .pt2 or .onnx",
-        )
-    check_output(out, force=force, inputs=(artifact,))
-    g = graph_from_artifact(artifact)
-    written = save(g, out, force=force)
+    written, source_format = write_model(artifact, out, force=force)
     size = written.stat().st_size
     if json_out:
         emit_json(
@@ -54,8 +36,8 @@ def decompress_cmd(
                 "artifact": str(artifact),
                 "output": str(written),
                 "output_bytes": size,
-                "source_format": g.meta.format,
+                "source_format": source_format,
             }
         )
     else:
-        console.print(f"wrote {written} ({human_bytes(size)}, from a {g.meta.format} source)")
+        console.print(f"wrote {written} ({human_bytes(size)}, from a {source_format} source)")

@@ -40,19 +40,14 @@ def inspect_cmd(
 ) -> None:
     """Show format, producer, inputs/outputs and per-layer weight statistics of a model file."""
     set_max_memory(max_memory)
-    from nncompress.io import detect_format, load
-    from nncompress.summary import summarize
+    from nncompress.api import inspect
+    from nncompress.io import detect_format
 
-    if detect_format(file) == "nnc":
-        from nncompress.summary import summarize_artifact
-
-        art = summarize_artifact(file)
-        emit_json(art) if json_out else render_artifact(art)
-        return
-    graph = load(file, trust_pickle=trust_pickle)
-    report = summarize(graph, file)
+    report = inspect(file, trust_pickle=trust_pickle)
     if json_out:
         emit_json(report)
+    elif detect_format(file) == "nnc":
+        render_artifact(report)
     else:
         render(report)
 

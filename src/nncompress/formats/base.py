@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from nncompress.errors import InputError, UsageError
+from nncompress.options import Options
 
 MAX_DIM = 2**31 - 1  # native kernels index rows and columns with int32
 MAX_CODEBOOK = 2**16
@@ -33,10 +35,18 @@ _BATCH_ELEMS = 1 << 24  # the references gather (B, nnz) blocks: cap them at 128
 Rows = Callable[[int, int], np.ndarray]
 
 
+@dataclass(frozen=True)
+class NoOptions(Options):
+    """The options of a storage format that takes none."""
+
+
 class Format(ABC):
     """One compressed 2-D matrix (out, in); see the module docstring for the contract."""
 
     name: ClassVar[str]
+    # The options `encode` takes, in the schema passes use (so ``sham:gap_coder=huffman`` parses
+    # like a pass step); the structured formats are made by their passes and take none here.
+    Options: ClassVar[type[Options]] = NoOptions
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self._shape = (int(shape[0]), int(shape[1]))
@@ -54,9 +64,12 @@ class Format(ABC):
         return self._shape[0] * self._shape[1]
 
     @classmethod
-    @abstractmethod
     def encode(cls, w: np.ndarray, **params: Any) -> Format:
-        """Compress a 2-D matrix."""
+        """Compress a 2-D matrix exactly (storage formats); the structured formats are fitted by
+        their passes (`nncompress.passes`) instead."""
+        raise UsageError(
+            f"{cls.name} is not a storage format: its pass fits it (nncompress.passes.{cls.name})"
+        )
 
     @classmethod
     def encode_rows(cls, shape: tuple[int, int], rows: Rows, **params: Any) -> Format:

@@ -27,10 +27,12 @@ Meta: ``shape``, ``k``, ``nnz``, ``nbits``, ``gap_coder`` and its parameters
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
+from nncompress import options as opts
 from nncompress.errors import InputError, UsageError
 from nncompress.formats import _bits
 from nncompress.formats._huffman import CanonicalCode, code_lengths
@@ -173,6 +175,12 @@ class SparseHuffmanMatrix(Format):
             )
             codes = (CanonicalCode(value_len, "array value_len"), gap_code)
         self.value_code, self.gap_code = codes
+
+    @dataclass(frozen=True)
+    class Options(opts.Options):
+        gap_coder: Literal["auto", "huffman", "expgolomb"] = opts.option(
+            "auto", doc="how column gaps are coded: auto takes the smaller payload"
+        )
 
     @classmethod
     def encode(cls, w: np.ndarray, **params: Any) -> SparseHuffmanMatrix:

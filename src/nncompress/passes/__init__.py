@@ -17,13 +17,19 @@ from nncompress.passes._infra import (
     run_pipeline,
     weight_stats,
 )
+from nncompress.passes._structured import Structured
+from nncompress.passes.lowrank import LowRankPass
 from nncompress.passes.prune import Prune
 from nncompress.passes.quantize import Quantize
+from nncompress.passes.sss import SSSPass
 
 # Explicit on purpose: a pass is available when it is listed here, never by scanning modules.
 PASSES: dict[str, type[Pass]] = {
     Prune.name: Prune,
     Quantize.name: Quantize,
+    # structured: each fits a format to a weight, the final step of a recipe
+    LowRankPass.name: LowRankPass,
+    SSSPass.name: SSSPass,
 }
 
 __all__ = [
@@ -31,11 +37,14 @@ __all__ = [
     "PASSES",
     "Pass",
     "PassOptions",
+    "LowRankPass",
     "PassResult",
     "Prune",
     "Quantize",
+    "SSSPass",
     "Select",
     "Stats",
+    "Structured",
     "default_select",
     "describe_options",
     "parse_pipeline",

@@ -1,0 +1,31 @@
+"""Gates a CI job sets on a compress run: a minimum size ratio and a maximum fidelity drop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def failed_gates(
+    ratio: float,
+    fid: dict[str, Any] | None,
+    max_drop: float | None,
+    min_ratio: float | None,
+    unmeasured: str | None = None,
+) -> list[str]:
+    """One line per failed gate (empty when all pass). ``max_drop`` is in accuracy points with
+    labels, in points of top-1 disagreement without."""
+    failed = []
+    if min_ratio is not None and ratio < min_ratio:
+        failed.append(f"size ratio {ratio:.2f}x is below --min-ratio {min_ratio:g}")
+    if max_drop is not None and fid is None:
+        failed.append(f"--max-drop {max_drop:g} cannot be checked: fidelity was not measured ({unmeasured})")
+    if max_drop is not None and fid is not None:
+        if "accuracy_drop" in fid:
+            drop = 100 * fid["accuracy_drop"]
+            what = "accuracy drop"
+        else:
+            drop = 100 * (1 - fid["top1_agreement"])
+            what = "top-1 disagreement"
+        if drop > max_drop:
+            failed.append(f"{what} {drop:.2f} points exceeds --max-drop {max_drop:g}")
+    return failed

@@ -1,0 +1,180 @@
+"""One compress run, start to finish: load, reference outputs, the plan, the artifact, fidelity, the report.
+
+`compress` returns a `Result` whose artifact waits in a private temp file until `save` moves it
+where the user wants it (atomically, never over the input, never over a file without ``force``).
+The CLI and the Python API (`nncompress.compress`) both go through here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nncompress._tempfiles import temp_dir
+from nncompress.errors import NNCError, UnsupportedError
+from nncompress.ir import Graph
+from nncompress.pipeline.artifacts import build_artifact
+from nncompress.pipeline.engine import compress_graph
+from nncompress.pipeline.gates import failed_gates
+from nncompress.pipeline.recipe import Plan, plan_from
+from nncompress.pipeline.report import SCHEMA, gzip_baseline
+
+
+@dataclass
+class Result:
+    """A compress run: its report (schema ``nncompress.compress/1``), the compressed graph and the
+    artifact, in a temp file until `save` (None on a dry run)."""
+
+    report: dict[str, Any]
+    graph: Graph
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fidelity(self) -> dict[str, Any] | None:
+        fid: dict[str, Any] | None = self.report.get("fidelity")
+        return fid
+
+    @property
+    def ratio(self) -> float | None:
+        """Input file bytes over artifact bytes (None on a dry run)."""
+        r: float | None = self.report.get("totals", {}).get("ratio")
+        return r
+
+    @property
+    def artifact_bytes(self) -> bytes:
+        if self.path is None:
+            raise ValueError("a dry run writes no artifact")
+        return self.path.read_bytes()
+
+    def gates(self, *, max_drop: float | None = None, min_ratio: float | None = None) -> list[str]:
+        """The gates this result fails (see `gates.failed_gates`); recorded in the report."""
+        failed = failed_gates(
+            self.ratio or 0.0, self.fidelity, max_drop, min_ratio, self.report.get("fidelity_not_measured")
+        )
+        self.report["gates"] = failed
+        return failed
+
+
+def compress(
+    model: str | os.PathLike[str] | Graph,
+    *,
+    method: str | None = None,
+    pipeline: str | None = None,
+    recipe: str | os.PathLike[str] | None = None,
+    budget: float | None = None,
+    plan: Plan | None = None,
+    data: str | os.PathLike[str] | None = None,
+    samples: int | None = None,
+    input_shapes: dict[str | None, tuple[int | None, ...]] | None = None,
+    seed: int = 0,
+    dry_run: bool = False,
+    trust_pickle: bool = False,
+    keep_training_state: bool = False,
+    on_weight: Callable[[str], None] | None = None,
+) -> Result:
+    """Compress ``model`` (a path, or a graph from `nncompress.io.load`) by one recipe.
+
+    The recipe is ``method`` (a preset), ``pipeline`` (steps), ``recipe`` (a TOML file) or a
+    ready ``plan``; the default is the sham preset. Fidelity is measured on ``data`` (an .npz)
+    or seeded random inputs; ``samples`` caps the count.
+    """
+    from nncompress.errors import UsageError
+    from nncompress.fidelity import Reference, compressed, reference
+    from nncompress.inputs import signatures
+    from nncompress.io import load
+
+    if samples is not None and samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    plan = plan if plan is not None else plan_from(method, pipeline, recipe, budget)
+    if isinstance(model, Graph):
+        graph, src = model, Path(model.meta.path)
+    else:
+        src = Path(model)
+        graph = load(src, trust_pickle=trust_pickle)
+    if keep_training_state:
+        graph.meta.extra["keep_training_state"] = True
+    shapes = input_shapes or {}
+    # gzip -9 of a large file takes as long as compressing it; zlib releases the GIL, so it runs beside.
+    gz = concurrent.futures.ThreadPoolExecutor(1) if not dry_run and src.is_file() else None
+    gz_size = gz.submit(gzip_baseline, src) if gz else None
+    # The original's outputs come first, so that compress can drop each original weight once it
+    # is encoded: the model is never held twice. A model nothing here can run still compresses.
+    if not dry_run:
+        ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
+    else:  # nothing runs, but the input shapes are checked and shown
+        ref = Reference(reason="dry run")
+        with contextlib.suppress(UnsupportedError):
+            specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
+            ref.inputs = [s.as_dict() for s in specs]
+    try:
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=not dry_run)
+    except NNCError as e:
+        if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
+            e.path = str(src)
+        raise
+    in_bytes = src.stat().st_size if src.is_file() else 0
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "input": str(src),
+        "output": None,
+        "recipe": plan.origin,
+        "seed": seed,
+        "layers": rows,
+    }
+    if ref.inputs:
+        report["inputs"] = ref.inputs
+    notes: list[str] = list(graph.meta.notes) + ref.notes
+    if dry_run:
+        est = sum(e.payload_bytes for e in entries)
+        report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}
+        report["dry_run"] = True
+        report["notes"] = notes
+        return Result(report, g2, None, notes)
+    from nncompress.artifact import write_artifact
+
+    art = build_artifact(graph, entries, plan, seed)
+    fid, unmeasured = compressed(ref, g2)
+    if unmeasured:
+        notes.append(f"fidelity not measured: {unmeasured}")
+    path = temp_dir("out") / "artifact.nnc"
+    out_bytes = write_artifact(art, path)
+    report["totals"] = {
+        "input_bytes": in_bytes,
+        "output_bytes": out_bytes,
+        "ratio": in_bytes / out_bytes,
+        "gzip9_input_bytes": gz_size.result() if gz_size else 0,
+        "payload_bytes": sum(e.payload_bytes for e in entries),
+        "skeleton_member_bytes": art.skeleton_size,
+    }
+    report["fidelity"] = fid
+    report["fidelity_not_measured"] = unmeasured
+    report["gates"] = []
+    report["notes"] = notes
+    if gz is not None:
+        gz.shutdown()
+    return Result(report, g2, path, notes)
+
+
+def save(result: Result, out: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Move the result's artifact to ``out`` (a ``.nnc``): atomically, never over the input, and
+    over an existing file only with ``force``. Records the path in the report."""
+    from nncompress.errors import UsageError
+    from nncompress.io._atomic import atomic_path, check_output
+
+    target = Path(out)
+    if result.path is None:
+        raise UsageError("a dry run has no artifact to save")
+    if target.suffix != ".nnc":
+        raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
+    check_output(target, force=force, inputs=(Path(result.report["input"]),))
+    with atomic_path(target) as tmp:
+        shutil.copyfile(result.path, tmp)
+    result.report["output"] = str(target)
+    return target
