@@ -30,6 +30,7 @@ from nncompress.io._atomic import atomic_path, check_output
 from nncompress.io.onnx import wire as _onnxwire
 from nncompress.io.onnx.wire import RawTensor
 from nncompress.ir import Graph, IRError, ModelMeta, Node, ValueInfo, Weight
+from nncompress.ir.names import Names, dtype_name
 
 __all__ = ["load_onnx", "save_onnx"]
 
@@ -244,9 +245,10 @@ def _dtype_name(elem_type: int) -> str:
     from onnx import TensorProto, helper
 
     try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
-    except Exception:
-        return TensorProto.DataType.Name(elem_type).lower() if elem_type else ""
+        np_type = helper.tensor_dtype_to_np_dtype(elem_type)
+    except Exception:  # UNDEFINED and types onnx cannot map: keep ONNX's own name
+        np_type = None
+    return dtype_name(np_type) or (TensorProto.DataType.Name(elem_type).lower() if elem_type else "")
 
 
 def _value_info(vi: Any) -> ValueInfo:
@@ -293,8 +295,9 @@ class _Reader:
         self.defs: Counter[str] = Counter()
         self.node_counts: Counter[str] = Counter()
         _count_defs(model.graph, self.defs, self.node_counts)
-        self.taken = set(self.defs)
-        self.node_names: set[str] = set()
+        # a hoisted name that clashes becomes name__1, name__2...: "__" is rare in ONNX names
+        self.names = Names(self.defs, sep="__", always=True)
+        self.node_names = Names(repeat=True)
 
     def read(self) -> Graph:
         m = self.model
@@ -323,25 +326,15 @@ class _Reader:
         g.source = self.locators  # load_onnx wraps it into a _Source
         return g
 
-    def _fresh(self, base: str) -> str:
-        k = 1
-        while f"{base}__{k}" in self.taken:
-            k += 1
-        self.taken.add(f"{base}__{k}")
-        return f"{base}__{k}"
-
     def _node_name(self, name: str, op: str, i: int, label: str) -> str:
         cand = name if name and self.node_counts[name] == 1 else f"{label}{name or op}_{i}"
-        while cand in self.node_names:
-            cand = f"{cand}_"
-        self.node_names.add(cand)
-        return cand
+        return self.node_names.fresh(cand)
 
     def _add(self, orig: str, arr: np.ndarray, rename: dict[str, str], loc: Locator, src: str) -> None:
         top = not loc[0]
         name = orig
         if name in self.weights or (not top and self.defs[name] > 1):
-            name = self._fresh(orig)
+            name = self.names.fresh(orig)
         if name != orig:
             rename[orig] = name
         else:
@@ -675,8 +668,6 @@ def _find_graph(model: Any, scope: Scope) -> Any:
 
 
 def _write_patched(graph: Graph, src: _Source, out: Path, force: bool) -> Path:
-    import onnx
-
     patches = _splices(graph, src, out)
     if patches is not None:
         with atomic_path(out) as tmp:
@@ -697,7 +688,18 @@ def _write_patched(graph: Graph, src: _Source, out: Path, force: bool) -> Path:
         else:
             a = next(a for a in gp.node[idx].attribute if a.name == key)
             _replace_const(a, arr, wt.name, out)
-    big = _model_size(model) > _EXTERNAL_ABOVE
+    return _save_model(model, out, big=_model_size(model) > _EXTERNAL_ABOVE, force=force)
+
+
+def _save_model(
+    model: Any, out: Path, *, big: bool, force: bool, check: Callable[[Path], None] | None = None
+) -> Path:
+    """Write ``model`` to ``out`` atomically; when ``big``, its tensors of 1 KiB or more go to the
+    side file ``<out>.data``. ``check`` vets a file written that way (only then is the checker given
+    the file rather than the model): when it raises UnsupportedError the side file is removed too.
+    """
+    import onnx
+
     data = out.with_name(out.name + ".data")
     if big and data.exists() and not force:
         raise OutputError("external data file exists", path=str(data), hint="Pass --force to overwrite it")
@@ -713,6 +715,12 @@ def _write_patched(graph: Graph, src: _Source, out: Path, force: bool) -> Path:
                 size_threshold=1024,
                 convert_attribute=False,
             )
+            if check is not None:
+                try:
+                    check(tmp)
+                except UnsupportedError:
+                    data.unlink(missing_ok=True)
+                    raise
         else:
             onnx.save_model(model, str(tmp))
     return out
@@ -819,8 +827,6 @@ def _replace_const(a: Any, arr: np.ndarray, name: str, out: Path) -> None:
 
 
 def _write_exported(graph: Graph, src: _Source | None, out: Path, force: bool) -> Path:
-    import onnx
-
     # a graph read from ONNX keeps its opset, so that ops the loader left alone mean the same
     found = graph.meta.extra.get("opset_imports")
     opsets = {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
@@ -834,28 +840,7 @@ def _write_exported(graph: Graph, src: _Source | None, out: Path, force: bool) -
     big = ex.nbytes > _EXTERNAL_ABOVE
     if not big:
         _check(model, None, out)
-    data = out.with_name(out.name + ".data")
-    if big and data.exists() and not force:
-        raise OutputError("external data file exists", path=str(data), hint="Pass --force to overwrite it")
-    with atomic_path(out) as tmp:
-        if big:
-            data.unlink(missing_ok=True)
-            onnx.save_model(
-                model,
-                str(tmp),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data.name,
-                size_threshold=1024,
-            )
-            try:
-                _check(None, tmp, out)
-            except UnsupportedError:
-                data.unlink(missing_ok=True)
-                raise
-        else:
-            onnx.save_model(model, str(tmp))
-    return out
+    return _save_model(model, out, big=big, force=force, check=lambda tmp: _check(None, tmp, out))
 
 
 def _check(model: Any, tmp: Path | None, out: Path) -> None:
@@ -923,17 +908,17 @@ class _Exporter:
                         f"two subgraphs define different weights named {k!r}", path=graph.meta.path or None
                     )
                 self.weights[k] = wt
-        self.taken: set[str] = set(self.weights)
+        self.names = Names(self.weights)
         for sg in _graphs(graph):
-            self.taken.update(v.name for v in [*sg.inputs, *sg.outputs])
+            self.names.update(v.name for v in [*sg.inputs, *sg.outputs])
             for n in sg.nodes:
-                self.taken.update(n.outputs)
-                self.taken.add(n.name)
+                self.names.update(n.outputs)
+                self.names.add(n.name)
         self.forms = self._weight_forms()
         self.extra_inits: list[tuple[str, np.ndarray]] = []
         self.domains: dict[str, int] = {}
         self.dense_x: dict[str, str] = {}
-        self.node_names: set[str] = set()
+        self.node_names = Names(repeat=True)
         self.nbytes = 0
         self.skeleton = False
 
@@ -956,17 +941,10 @@ class _Exporter:
         for k in self.weights:
             if k in plain or k not in trans:
                 # a weight that is itself a graph output is written under another name plus an Identity
-                forms[(k, "plain")] = self._fresh(f"{k}_value") if k in top_out else k
+                forms[(k, "plain")] = self.names.fresh(f"{k}_value") if k in top_out else k
             if k in trans:
-                forms[(k, "T")] = self._fresh(f"{k}_T") if k in plain else k
+                forms[(k, "T")] = self.names.fresh(f"{k}_T") if k in plain else k
         return forms
-
-    def _fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
 
     # -- model and graphs ------------------------------------------------------------------------
 
@@ -1020,9 +998,9 @@ class _Exporter:
             if v.name in produced or (top and v.name not in self.weights):
                 continue
             feed = self.forms[(v.name, "plain")] if v.name in self.weights else v.name
-            o.name = v.name if top else self._fresh(f"{v.name}_out")
+            o.name = v.name if top else self.names.fresh(f"{v.name}_out")
             nodes.append(
-                helper.make_node("Identity", [feed], [o.name], name=self._fresh(f"{o.name}_identity"))
+                helper.make_node("Identity", [feed], [o.name], name=self.names.fresh(f"{o.name}_identity"))
             )
         if top:  # ONNX wants a shape on every graph output: take the inferred one where the IR has none
             for v, o in zip(g.outputs, outs, strict=True):
@@ -1033,7 +1011,7 @@ class _Exporter:
     # -- nodes -----------------------------------------------------------------------------------
 
     def _const(self, base: str, arr: np.ndarray) -> str:
-        name = self._fresh(base)
+        name = self.names.fresh(base)
         self.extra_inits.append((name, np.asarray(arr)))
         return name
 
@@ -1082,11 +1060,7 @@ class _Exporter:
             self.domains[dom] = 1
         while inputs and not inputs[-1]:
             inputs.pop()
-        name = n.name
-        while name in self.node_names:
-            name += "_"
-        self.node_names.add(name)
-        node = helper.make_node(op, inputs, outputs, name=name)
+        node = helper.make_node(op, inputs, outputs, name=self.node_names.fresh(n.name))
         if dom:
             node.domain = dom
         for k, v in attrs.items():
@@ -1170,12 +1144,12 @@ class _Exporter:
         if wname in self.weights:
             wt = self.forms[(wname, "T")]
         else:  # a computed kernel: transpose it on the fly
-            wt = self._fresh(f"{wname}_T")
+            wt = self.names.fresh(f"{wname}_T")
             sink.append(self._make(n, "Transpose", [wname], [wt], {"perm": [1, 0]}, ""))
         if not b:
             sink.append(self._make(n, "MatMul", [x, wt], [y], {}, ""))
             return
-        mm = self._fresh(f"{y}_matmul")
+        mm = self.names.fresh(f"{y}_matmul")
         sink.append(self._make(n, "MatMul", [x, wt], [mm], {}, ""))
         sink.append(self._make(n, "Add", [mm, b], [y], {}, ""))
 
@@ -1185,7 +1159,7 @@ class _Exporter:
         f32 = np.float32
 
         def op(kind: str, *ins: str) -> str:
-            o = self._fresh(f"{y}_{kind.lower()}")
+            o = self.names.fresh(f"{y}_{kind.lower()}")
             sink.append(self._make(n, kind, list(ins), [o], {}, ""))
             return o
 
@@ -1214,7 +1188,8 @@ class _Exporter:
             sink.append(self._make(n, n.op, [x], [y], {"axis": axis}, ""))
             return
         # opset-13 softmax is over one axis: flatten to 2-D at `axis` first, as older opsets did
-        shape, flat, soft = self._fresh(f"{y}_shape"), self._fresh(f"{y}_2d"), self._fresh(f"{y}_soft")
+        fresh = self.names.fresh
+        shape, flat, soft = fresh(f"{y}_shape"), fresh(f"{y}_2d"), fresh(f"{y}_soft")
         sink.append(self._make(n, "Shape", [x], [shape], {}, ""))
         sink.append(self._make(n, "Flatten", [x], [flat], {"axis": axis}, ""))
         sink.append(self._make(n, n.op, [flat], [soft], {"axis": 1}, ""))
