@@ -1,4 +1,4 @@
-"""sss: sequentially semiseparable realization (SSSPass), exact at full state, two-sweep dot, budgeted search."""
+"""sss: semiseparable realization (SSSPass), exact at full state, two-sweep dot, budgeted search."""
 
 from __future__ import annotations
 
