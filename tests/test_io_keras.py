@@ -520,9 +520,9 @@ def test_transposed_kernels_read_in_slabs(monkeypatch: pytest.MonkeyPatch) -> No
     # does, and every weight still equals the file's dataset in the IR layout.
     path = Path(__file__).resolve().parents[1] / "examples" / "models" / "lenet300.h5"
     whole = load_keras(path)
-    import nncompress.io.keras as keras_io
+    import nncompress.io.keras._model as keras_store
 
-    monkeypatch.setattr(keras_io, "_SLAB_BYTES", 3 * 300 * 4 + 5)  # 3 rows of the 784x300 kernel
+    monkeypatch.setattr(keras_store, "_SLAB_BYTES", 3 * 300 * 4 + 5)  # 3 rows of the 784x300 kernel
     slabs = load_keras(path)
     assert whole.weights.keys() == slabs.weights.keys()
     assert sum(w.layout == [("transpose", (1, 0))] for w in slabs.weights.values()) == 3
