@@ -18,8 +18,10 @@ from nncompress.passes._infra import (
     weight_stats,
 )
 from nncompress.passes._structured import Structured
+from nncompress.passes.dct import DCTPass
 from nncompress.passes.lowrank import LowRankPass
 from nncompress.passes.prune import Prune
+from nncompress.passes.psm import PSMPass
 from nncompress.passes.quantize import Quantize
 from nncompress.passes.sss import SSSPass
 
@@ -30,14 +32,18 @@ PASSES: dict[str, type[Pass]] = {
     # structured: each fits a format to a weight, the final step of a recipe
     LowRankPass.name: LowRankPass,
     SSSPass.name: SSSPass,
+    DCTPass.name: DCTPass,
+    PSMPass.name: PSMPass,
 }
 
 __all__ = [
     "DEFAULT_ROLES",
     "PASSES",
+    "DCTPass",
+    "LowRankPass",
+    "PSMPass",
     "Pass",
     "PassOptions",
-    "LowRankPass",
     "PassResult",
     "Prune",
     "Quantize",
