@@ -1,4 +1,4 @@
-"""Typed errors and the exit codes the CLI maps them to (documented in README.md and docs/cli.md).
+"""Typed errors and the exit codes the CLI maps them to (documented in README.md, "Exit codes").
 
 Every error a user can cause is one of these; its message is one line that names the file, what is
 wrong and what to do. Anything else reaching the CLI is a bug (exit 1).
