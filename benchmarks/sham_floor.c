@@ -1,10 +1,10 @@
-/* The floor under any batch-1 sham kernel built like native/huffman.c's lane kernel: only the part
+/* The floor under any batch-1 sham kernel built like native/sham.c's lane kernel: only the part
  * that cannot be removed, the decode's dependency chain (peek at the row's bit position, one lookup
  * in the 13-bit lane table, step the position and the column), with no product, no bounds check on
  * the column and no fallback for the entries the table misses (they are stepped over as if 13 bits
  * long, so the sum is meaningless; it is returned only so that the compiler keeps the loop). Compiled
  * by benchmarks/bench_sham_floor.py; not part of the package. */
-#include "huffman.c"
+#include "nnc_sham.h" /* sham_prepare, lane_build: linked from native/sham.c */
 
 #define FLOOR_STEP(j)                                                                                        \
     if (__builtin_expect(pos##j < end##j, 1)) {                                                              \

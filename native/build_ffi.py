@@ -7,8 +7,11 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["dense.c", "sparse.c", "im.c", "cser.c", "huffman.c", "lowrank.c", "psm.c", "sss.c", "dct.c"]
-HEADERS = ["include/nnc_kernels.h", "nnc_common.h", "nnc_csr.h", "nnc_mv.h"]
+SOURCES = [
+    "dense.c", "sparse.c", "im.c", "cser.c", "huffman_codes.c", "ham.c", "sham.c", "lowrank.c", "psm.c", "sss.c",
+    "dct.c",
+]  # fmt: skip
+HEADERS = ["include/nnc_kernels.h", "nnc_common.h", "nnc_csr.h", "nnc_mv.h", "nnc_huffman.h", "nnc_sham.h"]
 
 
 def _cdef() -> str:

@@ -1,7 +1,8 @@
-"""benchmarks/bench_sham_floor.py: its C floor builds against native/huffman.c and visits every row.
+"""benchmarks/bench_sham_floor.py: its C floor builds against native/sham.c and visits every row.
 
-The floor includes huffman.c and uses its internals (sham_prepare, lane_build), so a change there can
-break it without any package test noticing; this builds it and runs it on a small sham matrix.
+The floor links sham.c and calls its internals (sham_prepare and lane_build, declared in nnc_sham.h), so a
+change there can break it without any package test noticing; this builds it and runs it on a small sham
+matrix.
 """
 
 from __future__ import annotations

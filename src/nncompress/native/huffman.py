@@ -1,4 +1,4 @@
-"""Native products of the ``ham`` and ``sham`` formats (native/huffman.c).
+"""Native products of the ``ham`` and ``sham`` formats (native/ham.c, native/sham.c).
 
 The C kernels rebuild the canonical decode tables from the stored code lengths on every call; those
 tables are derived data and are not part of any format's ``nbytes``.
