@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nncompress._text import error_line, human_bytes, plain
 from nncompress.errors import InputError, NNCError, OutputError, UnsupportedError
 from nncompress.io._atomic import atomic_path, check_output
 from nncompress.io._zip import UNREADABLE
@@ -54,6 +55,9 @@ _RESAVE_HINT = (
     "or pass --trust-pickle if you trust this file"
 )
 
+# The unit names of the training-state note: notes are stored in artifacts, which must not change.
+_NOTE_UNITS = ("B", "KB", "MB", "GB")
+
 
 # =================================================================================================
 # entry points
@@ -74,7 +78,7 @@ def load_torch(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> G
         raise
     except Exception as e:  # a loader bug or a library failure we did not foresee: still one line
         raise InputError(
-            f"cannot read this PyTorch file ({_short(e)})",
+            f"cannot read this PyTorch file ({error_line(e)})",
             path=str(p),
             hint="Re-save it with torch.save(model.state_dict()), torch.jit.save or torch.export.save",
         ) from e
@@ -101,7 +105,7 @@ def save_torch(graph: Graph, path: str | Path, *, force: bool = False) -> Path:
     except NNCError:
         raise
     except Exception as e:
-        raise OutputError(f"cannot write the PyTorch file ({_short(e)})", path=str(out)) from e
+        raise OutputError(f"cannot write the PyTorch file ({error_line(e)})", path=str(out)) from e
     return out
 
 
@@ -137,7 +141,7 @@ def _sniff(p: Path) -> _Kind:
                 full = z.namelist()
         except UNREADABLE as e:  # NotImplementedError too: a zip version or feature zipfile lacks
             raise InputError(
-                f"truncated or corrupt zip archive ({_short(e)})",
+                f"truncated or corrupt zip archive ({error_line(e)})",
                 path=str(p),
                 hint="Re-save or re-download the file",
             ) from e
@@ -178,19 +182,6 @@ def _sniff(p: Path) -> _Kind:
         path=str(p),
         hint="Give a file written by torch.save, torch.jit.save or torch.export.save",
     )
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _short(e: BaseException) -> str:
-    """An exception as one short line."""
-    s = _ANSI.sub("", str(e)).strip()
-    first = s.splitlines()[0] if s else ""
-    first = " ".join(first.split())
-    if len(first) > 160:
-        first = first[:157] + "..."
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 # =================================================================================================
@@ -333,24 +324,24 @@ def _torch_load(p: Path, *, trusted: bool) -> Any:
     try:
         return torch.load(str(p), map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as e:
-        msg = _ANSI.sub("", str(e))
+        msg = plain(str(e))
         if not trusted and "Weights only load failed" in msg and not _looks_corrupt(msg):
             raise _pickle_refusal(p, _refused_class(msg)) from None
         raise InputError(
-            f"corrupt torch.save data ({_short(e)})", path=str(p), hint="Re-save or re-download the file"
+            f"corrupt torch.save data ({error_line(e)})", path=str(p), hint="Re-save or re-download the file"
         ) from None
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
         if trusted:
             raise UnsupportedError(
-                f"the pickled object needs Python code that cannot be imported here ({_short(e)})",
+                f"the pickled object needs Python code that cannot be imported here ({error_line(e)})",
                 path=str(p),
                 hint="Run nncompress where the model's code is importable, "
                 "or re-save it with torch.save(model.state_dict())",
             ) from None
-        raise InputError(f"cannot read torch.save data ({_short(e)})", path=str(p)) from None
+        raise InputError(f"cannot read torch.save data ({error_line(e)})", path=str(p)) from None
     except Exception as e:
         raise InputError(
-            f"truncated or corrupt torch.save file ({_short(e)})",
+            f"truncated or corrupt torch.save file ({error_line(e)})",
             path=str(p),
             hint="Re-save or re-download the file",
         ) from None
@@ -494,14 +485,6 @@ def _find_state(obj: Mapping[str, Any], p: Path, *, trusted: bool) -> tuple[str 
     )
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
     """A torch.save file read by the inert unpickler: nothing in it is called (see io/_torchsave)."""
     from nncompress.io._checkpoint import find_weights
@@ -528,7 +511,8 @@ def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
         notes.append(f"weights from {found.key!r}" if found.key else "weights from the top-level tensors")
     if found.training:
         shown = ", ".join(
-            f"{k} ({n} tensors, {_human(b)})" if n else k for k, (n, b) in found.training.items()
+            f"{k} ({n} tensors, {human_bytes(b, _NOTE_UNITS)})" if n else k
+            for k, (n, b) in found.training.items()
         )
         notes.append(f"training state left out of the artifact: {shown} (--keep-training-state keeps it)")
     if found.ignored:
@@ -1776,7 +1760,7 @@ def _torchscript_tensors(p: Path) -> tuple[str, Any]:
                 raise
             except Exception as e:
                 raise InputError(
-                    f"corrupt TorchScript archive: {pkl} is unreadable ({_short(e)})",
+                    f"corrupt TorchScript archive: {pkl} is unreadable ({error_line(e)})",
                     path=str(p),
                     hint="Re-save it with torch.jit.save",
                 ) from None
@@ -1815,7 +1799,7 @@ def _load_torchscript(p: Path, kind: _Kind) -> Graph:
             m = torch.jit.load(str(p), map_location="cpu", _restore_shapes=traced)
     except Exception as e:
         raise InputError(
-            f"corrupt or unreadable TorchScript archive ({_short(e)})",
+            f"corrupt or unreadable TorchScript archive ({error_line(e)})",
             path=str(p),
             hint="Re-save it with torch.jit.save",
         ) from None
