@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from nncompress._text import human_bytes as human_bytes  # the library writes sizes too
+
 # Human output goes to stderr so that stdout carries only --json, for pipelines.
 console = Console(stderr=True, highlight=False)
 if not console.is_terminal:  # logs and pipes: do not squeeze tables into 80 columns
@@ -33,14 +35,6 @@ def set_max_memory(value: str | None) -> None:
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, separators=(",", ":"), allow_nan=False) + "\n")
     sys.stdout.flush()
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def human_count(n: int) -> str:
