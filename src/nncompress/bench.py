@@ -135,10 +135,11 @@ def _runner(fmt: Format, x: np.ndarray, threads: int, has_native: bool) -> Calla
 def load_layers(model: Path, formats: Sequence[str], prepare: str) -> list[Layer]:
     """The kernels to time: an artifact's stored formats (plus ``formats`` of the same matrix), or a
     plain model's selected weights in ``formats`` after the ``prepare`` passes (dense without)."""
-    from nncompress.compress import Shaped, graph_from_artifact
     from nncompress.formats import FORMATS
+    from nncompress.formats.shaped import Shaped
     from nncompress.io import detect_format, load
     from nncompress.passes import default_select, run_pipeline
+    from nncompress.pipeline import graph_from_artifact
 
     if detect_format(model) == "nnc":
         g = graph_from_artifact(model)
