@@ -74,8 +74,8 @@ def entropy_bits(a: np.ndarray) -> float:
 
 
 def table_b() -> list[dict[str, Any]]:
-    from nncompress.compress import compress_graph, plan_from
     from nncompress.io import load
+    from nncompress.pipeline import compress_graph, plan_from
 
     rows = []
     for name in ("lenet300.onnx", "vggmini.onnx"):

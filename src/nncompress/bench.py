@@ -20,6 +20,7 @@ import numpy as np
 
 from nncompress.errors import UsageError
 from nncompress.formats.base import Format
+from nncompress.pipeline.steps import encode_as
 from nncompress.timing import timeit
 
 SCHEMA = "nncompress.bench/1"
@@ -135,7 +136,6 @@ def _runner(fmt: Format, x: np.ndarray, threads: int, has_native: bool) -> Calla
 def load_layers(model: Path, formats: Sequence[str], prepare: str) -> list[Layer]:
     """The kernels to time: an artifact's stored formats (plus ``formats`` of the same matrix), or a
     plain model's selected weights in ``formats`` after the ``prepare`` passes (dense without)."""
-    from nncompress.formats import FORMATS
     from nncompress.formats.shaped import Shaped
     from nncompress.io import detect_format, load
     from nncompress.passes import default_select, run_pipeline
@@ -147,7 +147,7 @@ def load_layers(model: Path, formats: Sequence[str], prepare: str) -> list[Layer
         for w in g.weights.values():
             if isinstance(w.value, Shaped):
                 f = w.value.fmt
-                mats = [f] + [FORMATS[n].encode(f.to_dense()) for n in formats if n != f.name]
+                mats = [f] + [encode_as(n, f.to_dense()) for n in formats if n != f.name]
                 out.append(Layer(w.name, f.to_dense(), mats))
         return out
     g = load(model)
@@ -158,5 +158,5 @@ def load_layers(model: Path, formats: Sequence[str], prepare: str) -> list[Layer
         if not default_select(w):
             continue
         m = w.array.reshape(w.shape[0], -1).astype(np.float32)
-        out.append(Layer(w.name, m, [FORMATS[n].encode(m) for n in (formats or ["dense"])]))
+        out.append(Layer(w.name, m, [encode_as(n, m) for n in (formats or ["dense"])]))
     return out

@@ -32,13 +32,12 @@ FORMATS: dict[str, type[Format]] = {
     "cser": CSER,
     "ham": HuffmanMatrix,
     "sham": SparseHuffmanMatrix,
-    # structured approximations (lossy): their encode() takes a parameter budget
+    # structured approximations: fitted by their passes (nncompress.passes), stored here
     "lowrank": LowRank,
     "sss": SSS,
     "dct": DCT,
     "psm": PSM,
 }
-LOSSY = ("lowrank", "sss", "dct", "psm")
 
 
 def load_format(
@@ -62,7 +61,6 @@ __all__ = [
     "CSR",
     "DCT",
     "FORMATS",
-    "LOSSY",
     "PSM",
     "SSS",
     "Dense",

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from nncompress.formats.base import (
-    Format,
     as_uint,
     check_ptr,
     segment_ids,
     segment_sum,
-    take_params,
     uint_array,
 )
 from nncompress.formats.sparse import check_sorted_segments
-
-
-def fit_by(step: Any, w: np.ndarray, params: dict[str, Any]) -> Format:
-    """The old ``encode(w, **params)`` of a structured format, run by the pass that now fits it.
-
-    Temporary: compress still encodes through `FORMATS` until its engine runs the passes.
-    """
-    defaults = {f.name: f.default for f in dataclasses.fields(step.Options)}
-    fmt: Format = step.fit(w, step.Options(**take_params(step.name, params, **defaults)))
-    return fmt
 
 
 def sparse_pattern(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

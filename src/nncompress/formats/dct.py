@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft
 
 from nncompress.errors import InputError
-from nncompress.formats._lowparam import csr_dense, csr_matmul_t, fit_by, load_csr
+from nncompress.formats._lowparam import csr_dense, csr_matmul_t, load_csr
 from nncompress.formats.base import (
     Format,
     as_input,
@@ -77,12 +77,6 @@ class DCT(Format):
         """Stored values as float64, or complex128 for dft."""
         v = self.values.astype(np.float64)
         return v[:, 0] + 1j * v[:, 1] if self.kernel == "dft" else v
-
-    @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> Format:
-        from nncompress.passes.dct import DCTPass  # temporary: the pass fits, see fit_by
-
-        return fit_by(DCTPass, w, params)
 
     def to_dense(self) -> np.ndarray:
         out, n_in = self.shape

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.formats._lowparam import fit_by
 from nncompress.formats.base import (
     Format,
     as_input,
@@ -42,12 +41,6 @@ class LowRank(Format):
     def parameters(self) -> int:
         """Stored float count."""
         return int(self.a.size + self.b.size)
-
-    @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> Format:
-        from nncompress.passes.lowrank import LowRankPass  # temporary: the pass fits, see fit_by
-
-        return fit_by(LowRankPass, w, params)
 
     def to_dense(self) -> np.ndarray:
         return (self.a.astype(np.float64) @ self.b.astype(np.float64)).astype(np.float32)

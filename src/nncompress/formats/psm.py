@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nncompress.errors import InputError
-from nncompress.formats._lowparam import csr_dense, csr_matmul_t, fit_by, load_csr
+from nncompress.formats._lowparam import csr_dense, csr_matmul_t, load_csr
 from nncompress.formats.base import (
     Format,
     as_input,
@@ -52,12 +52,6 @@ class PSM(Format):
     def parameters(self) -> int:
         """Stored float count (index arrays not included)."""
         return int(sum(v.size for v, _, _ in self.factors))
-
-    @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> Format:
-        from nncompress.passes.psm import PSMPass  # temporary: the pass fits, see fit_by
-
-        return fit_by(PSMPass, w, params)
 
     def _shapes(self) -> list[tuple[int, int]]:
         return factor_shapes(self.shape, len(self.factors))

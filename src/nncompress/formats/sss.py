@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.formats._lowparam import fit_by
 from nncompress.formats.base import (
     Format,
     as_input,
@@ -74,12 +73,6 @@ class SSS(Format):
     def parameters(self) -> int:
         """Stored float count."""
         return int(sum(v.size for v in self.stages.values()))
-
-    @classmethod
-    def encode(cls, w: np.ndarray, **params: Any) -> Format:
-        from nncompress.passes.sss import SSSPass  # temporary: the pass fits, see fit_by
-
-        return fit_by(SSSPass, w, params)
 
     def to_dense(self) -> np.ndarray:
         return self._apply(np.eye(self.shape[1])).T.astype(np.float32)

@@ -8,14 +8,16 @@ choose the storage themselves: the fitted factors are what the artifact keeps.
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from nncompress.errors import UsageError
 from nncompress.formats.base import Format
 from nncompress.formats.shaped import Shaped, as_matrix2d, matrix_shape
 from nncompress.ir import Graph
-from nncompress.options import Options
+from nncompress.options import Options, option
 from nncompress.passes._infra import Pass, PassResult, Select, selected, weight_stats
 
 # Smallest side a structured format is used on: a bias seen as (1, n), or a 3x3 first conv, would
@@ -23,13 +25,26 @@ from nncompress.passes._infra import Pass, PassResult, Select, selected, weight_
 MIN_SIDE = 16
 
 
+@dataclass(frozen=True)
+class BudgetOptions(Options):
+    """The option every structured pass has: the share of a matrix's floats it may store."""
+
+    budget: float = option(0.1, lo=0.0, hi=1.0, doc="share of the matrix's floats stored, in (0, 1]")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.budget <= 0:  # option() bounds are inclusive, and a budget of 0 would store nothing
+            step = type(self).__qualname__.split("Pass.")[0].lower()
+            raise UsageError(
+                f"{step}: budget={self.budget!r} must be a fraction of the matrix size in (0, 1]"
+            )
+
+
 class Structured(Pass):
     """A pass whose output per weight is a fitted structured format (see the module docstring)."""
 
     name: ClassVar[str]
     Options: ClassVar[type[Options]]
-    # The budget a preset gets when --budget is not given.
-    default_budget: ClassVar[float] = 0.1
 
     @classmethod
     @abstractmethod

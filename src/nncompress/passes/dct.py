@@ -14,12 +14,11 @@ from typing import Literal
 
 import numpy as np
 
-from nncompress.errors import UsageError
 from nncompress.formats._lowparam import pack_csr
 from nncompress.formats.base import as_matrix
 from nncompress.formats.dct import DCT, coefficient_grid, spectrum_weights
-from nncompress.options import Options, option
-from nncompress.passes._structured import Structured
+from nncompress.options import option
+from nncompress.passes._structured import BudgetOptions, Structured
 
 
 class DCTPass(Structured):
@@ -28,16 +27,8 @@ class DCTPass(Structured):
     name = "dct"
 
     @dataclass(frozen=True)
-    class Options(Options):
-        budget: float = option(0.1, lo=0.0, hi=1.0, doc="share of the matrix's floats stored, in (0, 1]")
+    class Options(BudgetOptions):
         kernel: Literal["dct", "dst", "dft"] = option("dct", doc="the 2-D transform")
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.budget <= 0:  # option() bounds are inclusive, and a budget of 0 would store nothing
-                raise UsageError(
-                    f"dct: budget={self.budget!r} must be a fraction of the matrix size in (0, 1]"
-                )
 
     @classmethod
     def fit(cls, w: np.ndarray, options: DCTPass.Options) -> DCT:

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncompress.errors import UsageError
 from nncompress.formats.base import as_matrix
 from nncompress.formats.lowrank import LowRank
-from nncompress.options import Options, option
-from nncompress.passes._structured import Structured
+from nncompress.options import option
+from nncompress.passes._structured import BudgetOptions, Structured
 
 
 class LowRankPass(Structured):
@@ -25,16 +24,8 @@ class LowRankPass(Structured):
     name = "lowrank"
 
     @dataclass(frozen=True)
-    class Options(Options):
-        budget: float = option(0.1, lo=0.0, hi=1.0, doc="share of the matrix's floats stored, in (0, 1]")
+    class Options(BudgetOptions):
         rank: int | None = option(None, lo=1, doc="exact rank (capped at min(out, in)); none: the budget's")
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.budget <= 0:  # option() bounds are inclusive, and a budget of 0 would store nothing
-                raise UsageError(
-                    f"lowrank: budget={self.budget!r} must be a fraction of the matrix size in (0, 1]"
-                )
 
     @classmethod
     def fit(cls, w: np.ndarray, options: LowRankPass.Options) -> LowRank:

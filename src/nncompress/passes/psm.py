@@ -30,12 +30,12 @@ from typing import Literal
 
 import numpy as np
 
-from nncompress.errors import UnsupportedError, UsageError
+from nncompress.errors import UnsupportedError
 from nncompress.formats._lowparam import pack_csr
 from nncompress.formats.base import as_matrix
 from nncompress.formats.psm import PSM, factor_shapes
-from nncompress.options import Options, option
-from nncompress.passes._structured import Structured
+from nncompress.options import option
+from nncompress.passes._structured import BudgetOptions, Structured
 
 
 def splincol(m: np.ndarray, s: int) -> np.ndarray:
@@ -170,22 +170,14 @@ class PSMPass(Structured):
     """A product of sparse factors within a parameter budget (see the module docstring)."""
 
     name = "psm"
-    default_budget = 0.2
 
     @dataclass(frozen=True)
-    class Options(Options):
+    class Options(BudgetOptions):
         budget: float = option(0.2, lo=0.0, hi=1.0, doc="share of the matrix's floats stored, in (0, 1]")
         factors: int = option(2, lo=1, doc="number of sparse factors Q")
         iterations: int = option(100, lo=1, doc="solver iterations")
         solver: Literal["palm", "pyfaust", "hierarchical"] = option("palm", doc="see the module docstring")
         seed: int = option(0, lo=0, doc="seed of palm's start and of pyfaust")
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.budget <= 0:  # option() bounds are inclusive, and a budget of 0 would store nothing
-                raise UsageError(
-                    f"psm: budget={self.budget!r} must be a fraction of the matrix size in (0, 1]"
-                )
 
     @classmethod
     def fit(cls, w: np.ndarray, options: PSMPass.Options) -> PSM:

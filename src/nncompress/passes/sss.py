@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncompress.errors import UsageError
 from nncompress.formats.base import as_matrix
 from nncompress.formats.sss import SSS, block_sizes
-from nncompress.options import Options, option
-from nncompress.passes._structured import Structured
+from nncompress.options import option
+from nncompress.passes._structured import BudgetOptions, Structured
 
 
 def parameter_count(shape: tuple[int, int], n: int, d: int) -> int:
@@ -93,21 +92,13 @@ class SSSPass(Structured):
     name = "sss"
 
     @dataclass(frozen=True)
-    class Options(Options):
-        budget: float = option(0.1, lo=0.0, hi=1.0, doc="share of the matrix's floats stored, in (0, 1]")
+    class Options(BudgetOptions):
         blocks: int | None = option(
             None, lo=1, doc="number of blocks N (capped at min(out, in)); none: searched"
         )
         state: int | None = option(
             None, lo=0, doc="state dimension d (capped at min(out, in)); none: searched"
         )
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.budget <= 0:  # option() bounds are inclusive, and a budget of 0 would store nothing
-                raise UsageError(
-                    f"sss: budget={self.budget!r} must be a fraction of the matrix size in (0, 1]"
-                )
 
     @classmethod
     def fit(cls, w: np.ndarray, options: SSSPass.Options) -> SSS:
