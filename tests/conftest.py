@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nncompress.formats import Format
 from nncompress.ir import Graph, Node, ValueInfo, Weight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +120,21 @@ def wide_gaps(seed: int) -> np.ndarray:
         for s in starts:
             w[r, s : s + rng.integers(1, 8)] = rng.choice([-0.5, 0.25, 1.0])
     return w
+
+
+def check_lossy_contract(fmt: Format, seed: int = 0) -> None:
+    """For the structured formats: dot equals x @ to_dense().T, exact byte count, and a lossless round trip through arrays/meta."""
+    dense = fmt.to_dense()
+    assert dense.dtype == np.float32 and dense.shape == fmt.shape
+    arrays = fmt.arrays()
+    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "uif" for a in arrays.values())
+    assert fmt.nbytes == sum(a.nbytes for a in arrays.values())
+    again = type(fmt).from_arrays(arrays, json.loads(json.dumps(fmt.meta())))
+    np.testing.assert_array_equal(again.to_dense(), dense)
+    rng = np.random.default_rng(seed)
+    for x in (rng.standard_normal(fmt.shape[1]), rng.standard_normal((4, fmt.shape[1]))):
+        y = fmt.dot(x.astype(np.float32))
+        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], fmt.shape[0])
+        ref = x.astype(np.float32).astype(np.float64) @ dense.T.astype(np.float64)
+        scale = np.abs(x) @ np.abs(dense.astype(np.float64)).T
+        assert np.all(np.abs(y - ref) <= 1e-5 * scale + 1e-30)

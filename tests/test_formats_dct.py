@@ -12,7 +12,7 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats.dct import DCT
 from nncompress.passes.dct import DCTPass
 
-from .test_formats import check_lossy_contract
+from .conftest import check_lossy_contract
 
 
 def fit(w: np.ndarray, **options: Any) -> DCT:

@@ -11,7 +11,7 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats.lowrank import LowRank
 from nncompress.passes.lowrank import LowRankPass
 
-from .test_formats import check_lossy_contract
+from .conftest import check_lossy_contract
 
 
 def fit(w: np.ndarray, **options: Any) -> LowRank:

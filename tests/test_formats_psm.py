@@ -12,7 +12,7 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats.psm import PSM, factor_shapes
 from nncompress.passes.psm import PSMPass, splincol
 
-from .test_formats import check_lossy_contract
+from .conftest import check_lossy_contract
 
 
 def fit(w: np.ndarray, **options: Any) -> PSM:

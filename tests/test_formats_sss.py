@@ -11,7 +11,7 @@ from nncompress.errors import InputError, UsageError
 from nncompress.formats.sss import SSS, block_sizes
 from nncompress.passes.sss import SSSPass, parameter_count
 
-from .test_formats import check_lossy_contract
+from .conftest import check_lossy_contract
 
 
 def fit(w: np.ndarray, **options: Any) -> SSS:

@@ -32,8 +32,7 @@ from nncompress.passes.lowrank import LowRankPass
 from nncompress.passes.psm import PSMPass
 from nncompress.passes.sss import SSSPass
 
-from .test_formats_ham import quantized
-from .test_formats_sham import wide_gaps
+from .conftest import quantized, wide_gaps
 
 pytestmark = pytest.mark.skipif(not available(), reason="the native extension is not built")
 
