@@ -40,8 +40,12 @@ def models_dir() -> Path:
 # -- graphs and matrices several test modules build ---------------------------------------------
 
 
-def tiny_model(seed: int = 0) -> Graph:
-    """Conv -> pool -> Dense -> BN -> Relu -> Dense, plus an embedding lookup: every role passes meet."""
+def tiny_model(seed: int = 0, channels: int = 8) -> Graph:
+    """Conv -> pool -> Dense -> BN -> Relu -> Dense, plus an embedding lookup: every role passes meet.
+
+    ``channels`` is the conv's output count and fc1's input (16 makes both kernels at least 16x16,
+    what the structured passes fit; fc2 (4, 32) and the (50, 8) embedding stay below that).
+    """
     rng = np.random.default_rng(seed)
 
     def w(name: str, shape: tuple[int, ...], layer: str, role: str, op: str, scale: float = 0.1) -> Weight:
@@ -50,9 +54,9 @@ def tiny_model(seed: int = 0) -> Graph:
         )
 
     ws = [
-        w("conv.w", (8, 3, 3, 3), "conv", "kernel", "Conv"),
-        w("conv.b", (8,), "conv", "bias", "Conv"),
-        w("fc1.w", (32, 8), "fc1", "kernel", "Dense"),
+        w("conv.w", (channels, 3, 3, 3), "conv", "kernel", "Conv"),
+        w("conv.b", (channels,), "conv", "bias", "Conv"),
+        w("fc1.w", (32, channels), "fc1", "kernel", "Dense"),
         w("fc1.b", (32,), "fc1", "bias", "Dense"),
         w("bn.g", (32,), "bn", "bn_gamma", "BatchNormalization", 1.0),
         w("bn.b", (32,), "bn", "bn_beta", "BatchNormalization"),
@@ -61,7 +65,7 @@ def tiny_model(seed: int = 0) -> Graph:
         w("fc2.w", (4, 32), "fc2", "kernel", "Dense", 1.0),
         w("fc2.b", (4,), "fc2", "bias", "Dense"),
         w("emb.table", (50, 8), "emb", "embedding", "Gather"),
-        Weight("shape", np.array([-1, 8], np.int64), layer="flat", role="const"),
+        Weight("shape", np.array([-1, channels], np.int64), layer="flat", role="const"),
     ]
     nodes = [
         Node("conv", "Conv", ["x", "conv.w", "conv.b"], ["c"], {"pads": [1, 1, 1, 1]}),

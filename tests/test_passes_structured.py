@@ -16,7 +16,7 @@ from nncompress.formats.lowrank import LowRank
 from nncompress.formats.psm import PSM
 from nncompress.formats.shaped import Shaped, as_matrix2d
 from nncompress.formats.sss import SSS
-from nncompress.ir import Graph, Node, ValueInfo, Weight
+from nncompress.ir import Weight
 from nncompress.options import parse_step
 from nncompress.passes import default_select
 from nncompress.passes._structured import MIN_SIDE, Structured
@@ -24,6 +24,8 @@ from nncompress.passes.dct import DCTPass
 from nncompress.passes.lowrank import LowRankPass
 from nncompress.passes.psm import PSMPass
 from nncompress.passes.sss import SSSPass
+
+from .conftest import tiny_model
 
 PASSES: dict[str, tuple[type[Structured], type[Any]]] = {
     "lowrank": (LowRankPass, LowRank),
@@ -36,45 +38,11 @@ REGISTRY = {name: p for name, (p, _) in PASSES.items()}
 FAST: dict[str, dict[str, Any]] = {"psm": {"iterations": 5}}
 
 
-def small_model(seed: int = 0) -> Graph:
-    """Conv -> pool -> Dense -> Relu -> Dense, plus an embedding: two kernels of 16x16 or more, two smaller."""
-    rng = np.random.default_rng(seed)
-
-    def w(name: str, shape: tuple[int, ...], layer: str, role: str, op: str) -> Weight:
-        return Weight(name, rng.normal(size=shape).astype(np.float32), layer=layer, role=role, op=op)
-
-    ws = [
-        w("conv.w", (16, 3, 3, 3), "conv", "kernel", "Conv"),  # stored as (16, 27)
-        w("conv.b", (16,), "conv", "bias", "Conv"),
-        w("fc1.w", (32, 16), "fc1", "kernel", "Dense"),
-        w("fc1.b", (32,), "fc1", "bias", "Dense"),
-        w("fc2.w", (4, 32), "fc2", "kernel", "Dense"),  # 4 rows: below MIN_SIDE
-        w("fc2.b", (4,), "fc2", "bias", "Dense"),
-        w("emb.table", (50, 8), "emb", "embedding", "Gather"),  # 8 columns: below MIN_SIDE
-        Weight("shape", np.array([-1, 16], np.int64), layer="flat", role="const"),
-    ]
-    nodes = [
-        Node("conv", "Conv", ["x", "conv.w", "conv.b"], ["c"], {"pads": [1, 1, 1, 1]}),
-        Node("pool", "GlobalAveragePool", ["c"], ["p"]),
-        Node("flat", "Reshape", ["p", "shape"], ["f"]),
-        Node("fc1", "Dense", ["f", "fc1.w", "fc1.b"], ["h"]),
-        Node("relu", "Relu", ["h"], ["hr"]),
-        Node("fc2", "Dense", ["hr", "fc2.w", "fc2.b"], ["y"]),
-        Node("emb", "Gather", ["emb.table", "ids"], ["e"]),
-    ]
-    return Graph(
-        nodes=nodes,
-        inputs=[ValueInfo("x", (None, 3, 5, 5)), ValueInfo("ids", (None,), "int64")],
-        outputs=[ValueInfo("y"), ValueInfo("e")],
-        weights={x.name: x for x in ws},
-    )
-
-
 @pytest.mark.parametrize("name", list(PASSES))
 def test_call_fits_each_selected_slot_of_at_least_16x16_and_leaves_the_rest(name: str) -> None:
     step, fmt_cls = PASSES[name]
     options = step.Options(**FAST.get(name, {}))
-    g = small_model()
+    g = tiny_model(channels=16)
     g.validate()
     before = {k: w.value for k, w in g.weights.items()}
     res = step()(g, options, select=default_select, rng=np.random.default_rng(0))
@@ -102,7 +70,7 @@ def test_call_fits_each_selected_slot_of_at_least_16x16_and_leaves_the_rest(name
 
 
 def test_call_honours_select_and_non_default_options() -> None:
-    g = small_model(1)
+    g = tiny_model(1, channels=16)
 
     def only_fc1(w: Weight) -> bool:
         return w.name == "fc1.w"
