@@ -520,7 +520,7 @@ def test_transposed_kernels_read_in_slabs(monkeypatch: pytest.MonkeyPatch) -> No
     # does, and every weight still equals the file's dataset in the IR layout.
     path = Path(__file__).resolve().parents[1] / "examples" / "models" / "lenet300.h5"
     whole = load_keras(path)
-    import nncompress.io.keras._model as keras_store
+    import nncompress.io.keras._store as keras_store
 
     monkeypatch.setattr(keras_store, "_SLAB_BYTES", 3 * 300 * 4 + 5)  # 3 rows of the 784x300 kernel
     slabs = load_keras(path)

@@ -1,0 +1,233 @@
+"""Keras weight stores: the variables of a layer in an HDF5 file, read lazily, and patched in place.
+
+Two layouts: the legacy one (Keras 2 .h5, Keras 3 legacy .h5, weights-only .h5), where a layer's group
+lists its datasets in a ``weight_names`` attribute, and Keras 3's model.weights.h5 (inside a .keras zip,
+or a weights-only .h5), where layers/<key>/vars/<i> holds them by position. Only h5py handles are used
+here: the modules that open files import h5py themselves, lazily.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncompress.errors import InputError, OutputError
+from nncompress.ir import Graph, apply_layout
+from nncompress.ir.graph import LayoutOp
+
+
+@dataclass
+class KerasSource:
+    """What save_keras needs from the file a graph was loaded from (left in ``Graph.source``)."""
+
+    path: str
+    container: str  # "h5" (legacy layout or weights-only h5) or "keras" (zip)
+    datasets: dict[str, str] = field(default_factory=dict)  # IR weight -> dataset path in the h5
+
+
+def as_str(x: Any) -> str:
+    """An HDF5 attribute as text (h5py gives bytes or str depending on how it was written)."""
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def attr_strings(group: Any, name: str) -> list[str]:
+    """A list-of-strings attribute; Keras splits big ones into name0, name1... chunks."""
+    if name in group.attrs:
+        chunks = [group.attrs[name]]
+    else:
+        chunks, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            chunks.append(group.attrs[f"{name}{i}"])
+            i += 1
+    return [as_str(v) for c in chunks for v in np.atleast_1d(c) if not isinstance(v, float | np.floating)]
+
+
+def snake(name: str) -> str:
+    """Keras 3's to_snake_case: the key a layer gets in a .keras weights file."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique(name: str, used: dict[str, int]) -> str:
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+_SLAB_BYTES = 1 << 24  # how much of a dataset a transposed read holds beside its output
+
+
+def _check_dataset(ds: Any, path: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    """A dataset's declared size against the memory budget and against the bytes the file stores
+    for it, before it is read (a few bytes of HDF5 can declare a dataset of 2^40 elements)."""
+    from nncompress._limits import MAX_RATIO, memory_budget
+
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > memory_budget():
+        raise InputError(
+            f"dataset {path} declares {nbytes:,} bytes, above the memory budget of {memory_budget():,}",
+            hint="If the file is genuine, raise the budget with --max-memory (or NNCOMPRESS_MAX_MEMORY)",
+        )
+    if nbytes > (64 << 20):
+        stored = ds.id.get_storage_size()
+        if stored * MAX_RATIO < nbytes:
+            raise InputError(
+                f"dataset {path} declares {nbytes:,} bytes but the file stores {stored:,} for it"
+            )
+
+
+class Var:
+    """A variable of the file. Its dataset is read when first needed: ``array`` reads it as stored,
+    ``ir_array`` reads a 2-D kernel slab by slab straight into the transposed IR layout (a large
+    Dense kernel is then never in memory twice)."""
+
+    def __init__(self, name: str | None, path: str, ds: Any) -> None:
+        self.name = name  # Keras variable name (kernel, gamma...) where the file records it
+        self.path = path  # dataset path inside the h5
+        self._ds = ds
+        self._array: np.ndarray | None = None
+        self.shape: tuple[int, ...] = tuple(ds.shape)
+        self.dtype: np.dtype[Any] = np.dtype(ds.dtype)
+        _check_dataset(ds, path, self.shape, self.dtype)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.asarray(self._ds[()])
+        return self._array
+
+    def ir_array(self, layout: list[LayoutOp]) -> np.ndarray:
+        """The variable in the IR layout. Where that is a transpose of the stored array, the variable
+        then keeps a view of the IR copy instead of an array of its own, so that a large kernel is not
+        in memory twice: a 2-D kernel not read yet is read slab by slab straight into the IR layout,
+        and the file's copy of one read already is freed now rather than when loading ends."""
+        if self._array is None and layout == [("transpose", (1, 0))] and len(self.shape) == 2:
+            rows, cols = self.shape
+            out = np.empty((cols, rows), dtype=self.dtype)
+            step = max(1, _SLAB_BYTES // max(1, cols * self.dtype.itemsize))
+            for i in range(0, rows, step):
+                out[:, i : i + step] = np.asarray(self._ds[i : i + step]).T
+        else:
+            out = apply_layout(self.array, layout)
+        if layout and all(kind == "transpose" for kind, _ in layout):
+            view = out
+            for _, arg in reversed(layout):
+                view = np.transpose(view, np.argsort(arg))
+            self._array = view
+        return out
+
+
+def read(ds: Any, name: str | None) -> Var:
+    """The variable held by dataset ``ds`` (checked, not read yet)."""
+    return Var(name, ds.name.lstrip("/"), ds)
+
+
+class LegacyStore:
+    """Weights in the legacy layout: <root>/<layer>/... listed by the layer's weight_names attribute."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def vars(self, names: tuple[str, ...], keys: tuple[str, ...]) -> list[Var]:
+        top = self.root.get(names[0])
+        if top is None:
+            return []
+        wns = attr_strings(top, "weight_names")
+        if len(names) > 1:  # a layer inside a nested model: its weights are named .../<layer>/<var>
+            wns = [w for w in wns if w.split("/")[-2:-1] == [names[-1]]]
+        return [read(top[w], w.split("/")[-1].split(":")[0]) for w in wns]
+
+
+def collect_vars(g: Any) -> list[Var]:
+    """A .keras layer group's variables: its own vars/<i>, then those of wrapped layers (e.g. layer/)."""
+    out: list[Var] = []
+    v = g.get("vars")
+    if v is not None:
+        out += [read(v[k], None) for k in sorted(v, key=lambda k: int(k) if k.isdigit() else 1 << 30)]
+    for k in sorted(g):
+        if k not in ("vars", "layers") and hasattr(g[k], "keys"):
+            out += collect_vars(g[k])
+    return out
+
+
+def vars_name(g: Any) -> str | None:
+    """The layer name a .keras layer group records on its vars/ group, if any."""
+    v = g.get("vars")
+    n = v.attrs.get("name") if v is not None else None
+    return None if n is None else as_str(n)
+
+
+class ZipStore:
+    """Weights in a Keras 3 model.weights.h5: layers/<key>[/layers/<key>...]/vars/<i>."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def group(self, names: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+        parent = "layers/" + "".join(f"{k}/layers/" for k in keys[:-1])
+        g = self.f.get(parent + keys[-1])
+        if g is None or vars_name(g) not in (None, names[-1]):
+            # Keys come from class names in save order; where that guess misses, the recorded name decides.
+            pg = self.f.get(parent.rstrip("/"))
+            hits = [pg[k] for k in (pg or {}) if vars_name(pg[k]) == names[-1]]
+            g = hits[0] if len(hits) == 1 else g
+        return g
+
+    def vars(self, names: tuple[str, ...], keys: tuple[str, ...]) -> list[Var]:
+        g = self.group(names, keys)
+        return [] if g is None else collect_vars(g)
+
+
+def count_datasets(g: Any) -> tuple[int, int]:
+    """(datasets, bytes) under an HDF5 group (0, 0 for None)."""
+    if g is None:
+        return 0, 0
+    n = [0, 0]
+
+    def visit(_name: str, obj: Any) -> None:
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            n[0] += 1
+            n[1] += int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
+
+    g.visititems(visit)
+    return n[0], n[1]
+
+
+# -- writing -----------------------------------------------------------------------------------------
+
+
+def copy_without(fin: Any, fout: Any, drop: str) -> None:
+    """Every member and attribute of HDF5 file ``fin`` into ``fout`` except group ``drop``: deleting a
+    group in place leaves its bytes in the file, a copy does not."""
+    for k, v in fin.attrs.items():
+        fout.attrs[k] = v
+    for name in fin:
+        if name != drop:
+            fin.copy(fin[name], fout, name=name)
+
+
+def patch(f: Any, graph: Graph, src: KerasSource, out: Path) -> None:
+    """Overwrite each weight dataset in place with the graph's value (same shape and dtype)."""
+    for name, dpath in src.datasets.items():
+        w = graph.weights.get(name)
+        if w is None:  # dropped from the graph: the file keeps its original value
+            continue
+        ds = f[dpath]
+        arr = w.to_source()
+        if tuple(arr.shape) != tuple(ds.shape):
+            raise OutputError(
+                f"weight {name!r} has shape {tuple(arr.shape)} in Keras layout but the file stores {tuple(ds.shape)}",
+                path=str(out),
+                hint="A Keras file keeps its layer shapes; write .onnx for a model whose shapes changed",
+            )
+        ds[...] = arr.astype(ds.dtype, copy=False)

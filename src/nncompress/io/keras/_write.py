@@ -1,0 +1,115 @@
+"""Writing a Keras file. The writer never re-serialises a model: it copies the source file and
+overwrites each weight dataset in place (same dtype and shape), so the config, optimizer state and
+attributes stay as they were. A flat .keras model can also be written as a legacy .h5 (its
+config.json as model_config, as Keras 3 does)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nncompress.errors import OutputError
+from nncompress.io._atomic import atomic_path, check_output
+from nncompress.io._zip import read_member
+from nncompress.io.keras._load import json_member
+from nncompress.io.keras._model import NESTED, is_model_config
+from nncompress.io.keras._store import KerasSource, ZipStore, collect_vars, copy_without, patch, snake, unique
+from nncompress.ir import Graph
+
+
+def _zip_to_h5(graph: Graph, src: KerasSource, tmp: Path, out: Path) -> None:
+    """Write a flat .keras model in the legacy .h5 layout (model_config + model_weights), as Keras 3 does."""
+    import h5py
+
+    with zipfile.ZipFile(src.path) as z:
+        cfg = json_member(z, "config.json", Path(src.path))
+        meta = json_member(z, "metadata.json", Path(src.path)) if "metadata.json" in z.namelist() else {}
+        buf = io.BytesIO(read_member(z, "model.weights.h5", src.path))
+    layers = cfg.get("config", {}).get("layers") if is_model_config(cfg) else None
+    if layers is None or any(lc.get("class_name") in NESTED for lc in layers):
+        # A nested model's legacy weight order (all trainable, then the rest) is Keras's to decide.
+        raise OutputError(
+            "only a flat Sequential or Functional .keras model can be written as .h5",
+            path=str(out),
+            hint="Write .keras (as the source) or .onnx",
+        )
+    slot_of = {p: name.rsplit("/", 1)[-1] for name, p in src.datasets.items()}
+    if cfg["class_name"] == "Sequential":  # Keras 3 keys a Sequential's layers without its InputLayer
+        layers = [lc for lc in layers if lc.get("class_name") != "InputLayer"]
+    with h5py.File(buf, "r+") as wf, h5py.File(tmp, "w") as f:
+        patch(wf, graph, src, out)
+        store = ZipStore(wf)
+        f.attrs["model_config"] = json.dumps({"class_name": cfg["class_name"], "config": cfg["config"]})
+        f.attrs["keras_version"] = str(meta.get("keras_version", "3"))
+        mw = f.create_group("model_weights")
+        used: dict[str, int] = {}
+        names = []
+        for lc in layers:
+            name = lc.get("config", {}).get("name") or lc.get("name")
+            names.append(name)
+            g = store.group((name,), (unique(snake(lc["class_name"]), used),))
+            wns = []
+            for i, v in enumerate(collect_vars(g) if g is not None else []):
+                wns.append(f"{name}/{slot_of.get(v.path, i)}")
+                mw.create_dataset(f"{name}/{wns[-1]}", data=v.array)
+            mw.require_group(name).attrs["weight_names"] = [w.encode() for w in wns] if wns else np.array([])
+        mw.attrs["layer_names"] = [n.encode() for n in names]
+
+
+def save_keras(graph: Graph, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write ``graph`` back into a copy of the Keras file it was loaded from, weights patched in place."""
+    import h5py
+
+    out = Path(path)
+    src = graph.source
+    if not isinstance(src, KerasSource):
+        raise OutputError(
+            "only a model loaded from a Keras file can be written as Keras",
+            path=str(out),
+            hint="Write .onnx instead",
+        )
+    out = check_output(out, force=force, inputs=(src.path,))
+    if not Path(src.path).is_file():
+        raise OutputError(
+            f"the source file {src.path} is gone; the Keras writer patches a copy of it", path=str(out)
+        )
+    want = "keras" if out.suffix.lower() == ".keras" else "h5"
+    state = graph.meta.extra.get("training_state") or {}
+    drop = "" if graph.meta.extra.get("keep_training_state") else next(iter(state), "")
+    if want == "keras" and src.container != "keras":
+        raise OutputError(
+            "cannot turn an .h5 model into .keras", path=str(out), hint="Write .h5 (as the source) or .onnx"
+        )
+    with atomic_path(out) as tmp:
+        if src.container == "keras" and want == "h5":
+            _zip_to_h5(graph, src, tmp, out)
+        elif want == "h5" and drop:
+            with h5py.File(src.path, "r") as fin, h5py.File(tmp, "w") as f:
+                copy_without(fin, f, drop)
+                patch(f, graph, src, out)
+        elif want == "h5":
+            shutil.copyfile(src.path, tmp)
+            with h5py.File(tmp, "r+") as f:
+                patch(f, graph, src, out)
+        else:
+            with zipfile.ZipFile(src.path) as zin, zipfile.ZipFile(tmp, "w") as zout:
+                for info in zin.infolist():
+                    data = zin.read(info)
+                    if info.filename == "model.weights.h5":
+                        buf = io.BytesIO(data)
+                        if drop:
+                            fresh = io.BytesIO()
+                            with h5py.File(buf, "r") as fin, h5py.File(fresh, "w") as f:
+                                copy_without(fin, f, drop)
+                            buf = fresh
+                        with h5py.File(buf, "r+") as f:
+                            patch(f, graph, src, out)
+                        data = buf.getvalue()
+                    zout.writestr(info, data)  # same name, date and compression as the source member
+    return out
