@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nncompress.errors import EXIT_GATE, EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE
-from nncompress.ir.execute import run
+from nncompress.ir.interpreter import run
 from nncompress.pipeline import graph_from_artifact
 
 from .conftest import DATA, MODELS, run_cli

@@ -220,7 +220,7 @@ def _predict(model: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _execute(g: Graph, xs: list[np.ndarray]) -> list[np.ndarray]:
-    from nncompress.ir.execute import run
+    from nncompress.ir.interpreter import run
 
     return run(g, {vi.name: x for vi, x in zip(g.inputs, xs, strict=True)})
 
@@ -400,7 +400,7 @@ def test_weights_only_files(kx: dict[str, Case], tmp_path: Path) -> None:
         np.testing.assert_array_equal(dwk.to_source(), dw.get_weights()[0])
         roles = {w.role for w in g.weights.values()}
         assert {"kernel", "bias", "bn_gamma", "bn_beta", "bn_mean", "bn_var"} <= roles
-        from nncompress.ir.execute import run
+        from nncompress.ir.interpreter import run
 
         with pytest.raises(UnsupportedError, match="weights-only"):
             run(g, c.xs[0])

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nncompress.errors import InputError, OutputError, UnsupportedError
 from nncompress.io.onnx import load_onnx, save_onnx
 from nncompress.ir import Graph, ModelMeta, Node, ValueInfo, Weight
-from nncompress.ir.execute import run
+from nncompress.ir.interpreter import run
 
 RNG = np.random.default_rng(0)
 F32 = TensorProto.FLOAT
@@ -668,7 +668,7 @@ def test_gemm_whose_bias_is_an_identity_of_another_initializer_is_dense(tmp_path
     p = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), p)
     from nncompress.io import load
-    from nncompress.ir.execute import run
+    from nncompress.ir.interpreter import run
 
     g = load(p)
     assert g.weights["w2"].role == "kernel" and g.weights["w2"].op == "Dense"
