@@ -17,6 +17,7 @@ from nncompress.io.keras._store import Var
 from nncompress.io.keras._variables import name_vars
 from nncompress.ir import Node, ValueInfo, Weight
 from nncompress.ir.graph import LayoutOp
+from nncompress.ir.names import Names
 
 _ROLE_OF_VAR = {
     "kernel": "kernel",
@@ -81,18 +82,15 @@ class Builder:
         self.weights: dict[str, Weight] = {}
         self.datasets: dict[str, str] = {}
         self.opaque: list[str] = []
-        self._values: set[str] = set()
-        self._node_names: set[str] = set()
+        # "#": Keras's own names already end in _<n>
+        self._values = Names(sep="#")
+        self._node_names = Names(sep="#")
         self._vars: dict[str, dict[str, Var]] = {}
 
     # names, nodes, weights
-    def fresh(self, hint: str, taken: set[str] | None = None) -> str:
-        taken = self._values if taken is None else taken
-        name, i = hint, 1
-        while name in taken or (taken is self._values and name in self.weights):
-            name, i = f"{hint}#{i}", i + 1  # "#": Keras's own names already end in _<n>
-        taken.add(name)
-        return name
+    def fresh(self, hint: str) -> str:
+        """A fresh value name, also distinct from every weight name (a weight is a value too)."""
+        return self._values.fresh(hint, also=self.weights)
 
     def op(
         self,
@@ -106,7 +104,7 @@ class Builder:
     ) -> list[str]:
         hint = hint or f"{layer}/{op}"
         outs = [self.fresh(hint if i == 0 else f"{hint}:{i}") for i in range(n_out)]
-        name = self.fresh(hint, self._node_names)
+        name = self._node_names.fresh(hint)
         self.nodes.append(Node(name, op, inputs, outs, dict(attrs or {}), domain=domain, layer=layer))
         return outs
 

@@ -13,13 +13,18 @@ from typing import Any
 from nncompress.errors import InputError, UnsupportedError
 from nncompress.io.keras._builder import Builder, Layer, Val
 from nncompress.io.keras._converters import CONVERTERS
-from nncompress.io.keras._store import KerasSource, snake, unique
+from nncompress.io.keras._store import KerasSource, snake
 from nncompress.ir import Graph, ModelMeta, ValueInfo
+from nncompress.ir.names import Counter
 
 NESTED = ("Functional", "Model", "Sequential")
 
 
-def _dtype_name(d: Any) -> str:
+def _config_dtype(d: Any) -> str:
+    """An input's dtype as its config gives it (a name, a mixed policy name or a DTypePolicy dict),
+    float32 where absent. Not ir.names.dtype_name: that one resolves names through numpy, so a
+    hand-written alias ("float", "f4", "<f4") would come out as numpy spells it, where this loader has
+    always kept the config's spelling."""
     if isinstance(d, dict):  # Keras 3 DTypePolicy
         d = d.get("config", {}).get("name", "float32")
     d = str(d or "float32")
@@ -89,7 +94,7 @@ class _Walker:
             raise UnsupportedError(
                 f"input {name!r} has no shape in the config", path=b.path, hint="Build the model first"
             )
-        dtype = _dtype_name(cfg.get("dtype"))
+        dtype = _config_dtype(cfg.get("dtype"))
         b.inputs.append(ValueInfo(b.fresh(name), tuple(shape), dtype))
         return b.val(b.inputs[-1].name, shape, "kl", dtype)
 
@@ -128,9 +133,9 @@ class _Walker:
             x = self.graph_input(
                 {"config": {"batch_shape": shape, "dtype": c.get("dtype"), "name": "input"}}, prefix
             )
-        used: dict[str, int] = {}
+        key_of = Counter()
         for lc in layers:
-            key = unique(snake(lc["class_name"]), used)
+            key = key_of(snake(lc["class_name"]))
             x = self.apply(lc, prefix, names, (*keys, key), [x])[0]
         return [x]
 
@@ -158,8 +163,8 @@ class _Walker:
         """Layers run once their inputs exist, each of a layer's calls (inbound nodes) separately."""
         layers = cfg.get("layers", [])
         by_name = {lc.get("name") or lc["config"]["name"]: lc for lc in layers}
-        used: dict[str, int] = {}
-        key_of = {n: unique(snake(lc["class_name"]), used) for n, lc in by_name.items()}
+        counter = Counter()
+        key_of = {n: counter(snake(lc["class_name"])) for n, lc in by_name.items()}
         calls: dict[str, list[list[_Ref]]] = {
             n: _inbound(lc.get("inbound_nodes") or []) for n, lc in by_name.items()
         }

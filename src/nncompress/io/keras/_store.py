@@ -53,14 +53,6 @@ def snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def unique(name: str, used: dict[str, int]) -> str:
-    if name in used:
-        used[name] += 1
-        return f"{name}_{used[name]}"
-    used[name] = 0
-    return name
-
-
 # -- reading -----------------------------------------------------------------------------------------
 
 

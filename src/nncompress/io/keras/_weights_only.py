@@ -10,13 +10,17 @@ from nncompress.io.keras._store import Var, attr_strings, collect_vars, read, va
 from nncompress.io.keras._variables import conv_layout, depthwise_layout
 from nncompress.ir import Weight
 from nncompress.ir.graph import LayoutOp
+from nncompress.ir.names import Names
 
 WEIGHTS_ONLY_NOTE = "weights only: no model_config; fidelity is measured on weights"
 _BN_ROLES = {"gamma": "bn_gamma", "beta": "bn_beta", "moving_mean": "bn_mean", "moving_variance": "bn_var"}
 
 
-def _guess_roles(layer: str, kind: str, vs: list[Var]) -> list[tuple[str, str, str, list[LayoutOp]]]:
-    """(slot, role, op, layout) per variable of a layer known only by its name or key and shapes."""
+def _roles_of_vars(layer: str, kind: str, vs: list[Var]) -> list[tuple[str, str, str, list[LayoutOp]]]:
+    """The IR weight each variable of a layer becomes, as (slot, role, op, layout): the slot names the
+    weight (<layer>/<slot>), role and op say what it is for, layout turns it into the IR's. Only the
+    variables' recorded names (where the file keeps them), the layer's name or key and the shapes are
+    known: there is no config."""
     names = [v.name for v in vs]
     if not all(names):
         key_slots = {
@@ -100,11 +104,10 @@ def weights_only(layers: list[tuple[str, str, list[Var]]]) -> tuple[dict[str, We
     """The IR weights of ``layers`` and, for each, its dataset path in the file."""
     weights: dict[str, Weight] = {}
     datasets: dict[str, str] = {}
+    taken = Names(sep="#")
     for layer, kind, vs in layers:
-        for (slot, role, op, layout), v in zip(_guess_roles(layer, kind, vs), vs, strict=True):
-            name, i = f"{layer}/{slot}", 1
-            while name in weights:
-                name, i = f"{layer}/{slot}#{i}", i + 1
+        for (slot, role, op, layout), v in zip(_roles_of_vars(layer, kind, vs), vs, strict=True):
+            name = taken.fresh(f"{layer}/{slot}")
             weights[name] = Weight(
                 name,
                 v.ir_array(layout),

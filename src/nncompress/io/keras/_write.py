@@ -19,8 +19,9 @@ from nncompress.io._atomic import atomic_path, check_output
 from nncompress.io._zip import read_member
 from nncompress.io.keras._load import json_member
 from nncompress.io.keras._model import NESTED, is_model_config
-from nncompress.io.keras._store import KerasSource, ZipStore, collect_vars, copy_without, patch, snake, unique
+from nncompress.io.keras._store import KerasSource, ZipStore, collect_vars, copy_without, patch, snake
 from nncompress.ir import Graph
+from nncompress.ir.names import Counter
 
 
 def _zip_to_h5(graph: Graph, src: KerasSource, tmp: Path, out: Path) -> None:
@@ -48,12 +49,12 @@ def _zip_to_h5(graph: Graph, src: KerasSource, tmp: Path, out: Path) -> None:
         f.attrs["model_config"] = json.dumps({"class_name": cfg["class_name"], "config": cfg["config"]})
         f.attrs["keras_version"] = str(meta.get("keras_version", "3"))
         mw = f.create_group("model_weights")
-        used: dict[str, int] = {}
+        key_of = Counter()
         names = []
         for lc in layers:
             name = lc.get("config", {}).get("name") or lc.get("name")
             names.append(name)
-            g = store.group((name,), (unique(snake(lc["class_name"]), used),))
+            g = store.group((name,), (key_of(snake(lc["class_name"])),))
             wns = []
             for i, v in enumerate(collect_vars(g) if g is not None else []):
                 wns.append(f"{name}/{slot_of.get(v.path, i)}")
