@@ -3,7 +3,7 @@
 Files are recognised by their content (zip layout or legacy pickle), not by their extension.
 Nothing stored in a file is executed: torch.save files are read with ``weights_only=True`` unless the
 caller opts in (``trust_pickle``), TorchScript is compiled but never run, and a .pt2 archive is
-read by `_pt2` from its JSON and raw records, never by torch.export.load (which unpickles).
+read by `pt2` from its JSON and raw records, never by torch.export.load (which unpickles).
 
 Graph files (TorchScript, .pt2) are converted op by op to the IR (docs/ir.md); an aten op without an
 IR counterpart is kept as an op ``aten::name`` in domain ``torch``. Weights keep their state_dict names,
@@ -486,9 +486,9 @@ def _find_state(obj: Mapping[str, Any], p: Path, *, trusted: bool) -> tuple[str 
 
 
 def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
-    """A torch.save file read by the inert unpickler: nothing in it is called (see io/_torchsave)."""
-    from nncompress.io._checkpoint import find_weights
-    from nncompress.io._torchsave import open_saved
+    """A torch.save file read by the inert unpickler: nothing in it is called (see `torchsave`)."""
+    from nncompress.io.torch.checkpoint import find_weights
+    from nncompress.io.torch.torchsave import open_saved
 
     ts = open_saved(p, legacy=legacy)
     found = find_weights(ts.obj)
@@ -546,8 +546,8 @@ _NUMPY_DTYPES = frozenset(
 def _save_saved_safely(graph: Graph, src: _Source, tmp: Path) -> None:
     """The source file copied with only the changed tensors' bytes rewritten (training state cut
     unless the graph asks to keep it)."""
-    from nncompress.io._checkpoint import find_weights
-    from nncompress.io._torchsave import open_saved
+    from nncompress.io.torch.checkpoint import find_weights
+    from nncompress.io.torch.torchsave import open_saved
 
     ts = open_saved(Path(src.path), legacy=src.legacy)
     found = find_weights(ts.obj)
@@ -586,7 +586,7 @@ def _save_saved(graph: Graph, src: _Source, tmp: Path) -> None:
 
 def _changes(graph: Graph, src: _Source, where: Callable[[str], Any]) -> list[tuple[Any, np.ndarray]]:
     """(record view, new values in the file's layout) of each file tensor the graph holds; ``where``
-    locates a tensor (a `_torchzip.Stored`, or None where the file has no such tensor)."""
+    locates a tensor (an `archive.Stored`, or None where the file has no such tensor)."""
     out = []
     for k in src.tensors:
         w = graph.weights.get(k)
@@ -1743,9 +1743,9 @@ def _torchscript_tensors(p: Path) -> tuple[str, Any]:
     """(record folder, data.pkl's module structure), with every tensor record of data.pkl and
     constants.pkl checked against the size its pickle declares: torch.jit.load trusts the declared
     size, and a short record made it read past its buffer (and compress then crash)."""
-    from nncompress.io._torchsave import collect_storages
-    from nncompress.io._torchzip import ITEMSIZE, NUMPY_OF, Stored, TorchZip
-    from nncompress.io._unpickle import SafeUnpickler, Storage, iter_refs
+    from nncompress.io.torch.archive import ITEMSIZE, NUMPY_OF, Stored, TorchZip
+    from nncompress.io.torch.torchsave import collect_storages
+    from nncompress.io.torch.unpickle import SafeUnpickler, Storage, iter_refs
 
     with TorchZip.open(p) as z:
         module: Any = None
@@ -2131,24 +2131,22 @@ def _save_torchscript(graph: Graph, src: _Source, tmp: Path) -> None:
     """The source archive copied member by member with only the weights' records rewritten: code,
     debug info, extra files and the record folder's name stay as they were (the same bytes on every
     run; torch.jit.save named the folder after a random temp file)."""
-    from nncompress.io import _torchzip
-    from nncompress.io._unpickle import Opaque, TensorRef
+    from nncompress.io.torch import archive
+    from nncompress.io.torch.unpickle import Opaque, TensorRef
 
     root, module = _torchscript_tensors(Path(src.path))
 
-    def where(key: str) -> _torchzip.Stored:
+    def where(key: str) -> archive.Stored:
         obj: Any = module
         for part in key.split("."):
             state = obj.record.state if isinstance(obj, Opaque) else None
             obj = state.get(part) if isinstance(state, dict) else None
         if not isinstance(obj, TensorRef):
             raise OutputError(f"tensor {key!r} is not an attribute of the TorchScript module", path=src.path)
-        return _torchzip.Stored(
-            f"{root}/data/{obj.storage.key}", obj.dtype, obj.offset, obj.shape, obj.strides
-        )
+        return archive.Stored(f"{root}/data/{obj.storage.key}", obj.dtype, obj.offset, obj.shape, obj.strides)
 
     changes = _changes(graph, src, where)
-    _torchzip.patch(Path(src.path), tmp, changes)
+    archive.patch(Path(src.path), tmp, changes)
 
 
 # =================================================================================================
@@ -2157,9 +2155,9 @@ def _save_torchscript(graph: Graph, src: _Source, tmp: Path) -> None:
 
 
 def _load_export(p: Path, kind: _Kind, *, trust_pickle: bool) -> Graph:
-    """A .pt2 archive read by `_pt2` (never by torch.export.load) and converted from its JSON."""
-    from nncompress.io._pt2 import open_pt2
-    from nncompress.io._torchzip import NUMPY_OF, TorchZip
+    """A .pt2 archive read by `pt2` (never by torch.export.load) and converted from its JSON."""
+    from nncompress.io.torch.archive import NUMPY_OF, TorchZip
+    from nncompress.io.torch.pt2 import open_pt2
 
     pt2 = open_pt2(p, trusted=trust_pickle)
     arrays: dict[str, np.ndarray] = {}
@@ -2245,7 +2243,7 @@ class _Program:
         self.env: dict[str, Any] = {}
 
     def tensor_info(self, name: str) -> tuple[tuple[int | str | None, ...] | None, str | None]:
-        from nncompress.io._pt2 import dtype_of, sym_name
+        from nncompress.io.torch.pt2 import dtype_of, sym_name
 
         tm = self.meta.get(name)
         if not isinstance(tm, dict) or not isinstance(tm.get("sizes"), list):
@@ -2261,7 +2259,7 @@ class _Program:
         return tuple(shape), dtype_of(tm.get("dtype"))
 
     def arg(self, a: Any) -> Any:
-        from nncompress.io._pt2 import dtype_of
+        from nncompress.io.torch.pt2 import dtype_of
 
         if not isinstance(a, dict) or len(a) != 1:
             raise _Unconvertible("malformed argument")
@@ -2469,11 +2467,11 @@ def _convert_program(b: _Builder, program: Mapping[str, Any]) -> list[ValueInfo]
 
 def _save_export(graph: Graph, src: _Source, tmp: Path) -> None:
     """The source archive copied member by member, with only the tensor records rewritten."""
-    from nncompress.io import _torchzip
-    from nncompress.io._pt2 import open_pt2
+    from nncompress.io.torch import archive
+    from nncompress.io.torch.pt2 import open_pt2
 
     pt2 = open_pt2(Path(src.path), trusted=src.trusted)
-    _torchzip.patch(Path(src.path), tmp, _changes(graph, src, pt2.tensors.get))
+    archive.patch(Path(src.path), tmp, _changes(graph, src, pt2.tensors.get))
 
 
 # =================================================================================================

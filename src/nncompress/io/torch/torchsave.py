@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from nncompress.errors import InputError, UnsupportedError
-from nncompress.io._torchzip import ITEMSIZE, NUMPY_OF, Stored, TorchZip, bf16_to_f32, patch
-from nncompress.io._unpickle import SafeUnpickler, Storage, TensorRef, storage_from_pid
+from nncompress.io.torch.archive import ITEMSIZE, NUMPY_OF, Stored, TorchZip, bf16_to_f32, patch
+from nncompress.io.torch.unpickle import SafeUnpickler, Storage, TensorRef, storage_from_pid
 
 __all__ = ["TorchSave", "collect_storages", "open_saved"]
 
@@ -246,7 +246,7 @@ def _write_legacy(
     new_pickle: bytes | None,
     freed: set[str],
 ) -> None:
-    from nncompress.io._torchzip import _write_views
+    from nncompress.io.torch.archive import _write_views
 
     data = ts.path.read_bytes()
     by_key: dict[str, list[tuple[Stored, np.ndarray]]] = {}

@@ -1,4 +1,4 @@
-"""What a torch.save file holds, found in its inert unpickled structure (see `_unpickle`).
+"""What a torch.save file holds, found in its inert unpickled structure (see `unpickle`).
 
 A state_dict, a single tensor, a pickled ``nn.Module`` (its parameters and persistent buffers, named
 as ``module.state_dict()`` names them), or a checkpoint dict (Lightning's included) whose weights sit
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nncompress.io._unpickle import Opaque, TensorRef, iter_refs
+from nncompress.io.torch.unpickle import Opaque, TensorRef, iter_refs
 
 __all__ = ["TRAINING_KEYS", "Found", "find_weights"]
 
@@ -74,7 +74,7 @@ def module_state(m: Opaque, prefix: str = "", depth: int = 0) -> dict[str, Tenso
 
 
 def _bytes(refs: list[TensorRef]) -> int:
-    from nncompress.io._torchzip import ITEMSIZE
+    from nncompress.io.torch.archive import ITEMSIZE
 
     total = 0
     for r in refs:

@@ -27,8 +27,8 @@ from typing import Any
 
 from nncompress.errors import InputError, UnsupportedError
 from nncompress.io._json import JSONError, loads
-from nncompress.io._torchzip import Stored, TorchZip
-from nncompress.io._unpickle import SafeUnpickler
+from nncompress.io.torch.archive import Stored, TorchZip
+from nncompress.io.torch.unpickle import SafeUnpickler
 
 __all__ = ["DTYPES", "Pt2", "dtype_of", "open_pt2", "sym_name"]
 
