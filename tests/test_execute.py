@@ -558,10 +558,3 @@ def test_the_registry_runs_every_op_docs_ir_md_lists() -> None:
     listed = {op for cell in table for op in re.findall(r"`(\w+)`", cell)}
     assert len(listed) > 60
     assert listed - set(OPS) == {"If"}
-
-
-def test_the_old_module_path_still_runs_graphs() -> None:
-    import nncompress.ir.execute as old
-    import nncompress.ir.interpreter as interpreter
-
-    assert old.run is interpreter.run

@@ -21,7 +21,7 @@ from nncompress.errors import InputError, OutputError, UnsupportedError
 from nncompress.io import load
 from nncompress.io.torch import load_torch, save_torch
 from nncompress.ir import Graph, ValueInfo, Weight
-from nncompress.ir.execute import run
+from nncompress.ir.interpreter import run
 
 RTOL, ATOL = 1e-4, 1e-5
 
