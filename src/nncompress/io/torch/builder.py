@@ -13,6 +13,7 @@ import numpy as np
 from nncompress.io.torch.source import Source
 from nncompress.io.torch.weights import dtype_notes, guess_roles, split_key, weights_from
 from nncompress.ir import Graph, ModelMeta, Node, ValueInfo, Weight
+from nncompress.ir.names import Names
 
 __all__ = [
     "UNKNOWN",
@@ -103,8 +104,8 @@ class Builder:
         self.weights = weights
         self.file_keys = file_keys  # weights that come from the file (the others are converter consts)
         self.nodes: list[Node] = []
-        self.used: set[str] = set(weights)
-        self.node_names: set[str] = set()
+        self.names = Names(weights)  # values and weights share one namespace
+        self.node_names = Names()
         self.rank: dict[str, int] = {k: len(w.shape) for k, w in weights.items()}
         self.dtype: dict[str, str] = {k: str(w.dtype) for k, w in weights.items()}
         self.inputs: list[ValueInfo] = []
@@ -112,19 +113,7 @@ class Builder:
         self.unknown_ops: dict[str, int] = {}
 
     def fresh(self, base: str) -> str:
-        base = base or "v"
-        name, i = base, 1
-        while name in self.used:
-            name, i = f"{base}_{i}", i + 1
-        self.used.add(name)
-        return name
-
-    def _node_name(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.node_names:
-            name, i = f"{base}_{i}", i + 1
-        self.node_names.add(name)
-        return name
+        return self.names.fresh(base or "v")
 
     def const(self, base: str, arr: np.ndarray) -> Ref:
         name = self.fresh(base)
@@ -153,7 +142,7 @@ class Builder:
             inputs = inputs[:-1]
         outs = [self.fresh(base if i == 0 else f"{base}.{i}") for i in range(n_out)]
         layer = self.layer_of(inputs)
-        name = self._node_name(layer or outs[0])
+        name = self.node_names.fresh(layer or outs[0])
         node = Node(name=name, op=op, inputs=inputs, outputs=outs, attrs=dict(attrs or {}), domain=domain)
         node.layer = layer or name
         self.nodes.append(node)

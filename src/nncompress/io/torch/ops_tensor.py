@@ -40,7 +40,14 @@ _ONNX_TYPES = {
 }
 
 
-def _dtype_name(d: Any) -> str | None:
+def _torch_dtype_name(d: Any) -> str | None:
+    """The dtype a cast's ``dtype`` argument names: a TorchScript ScalarType code, or a torch.dtype
+    (whose str is "torch.float32"); None for anything else (the cast then reads as a no-op).
+
+    Not `nncompress.ir.names.dtype_name`: that one also reads numpy spellings ("?" is bool,
+    "torch.float" is float64) and has no name for torch dtypes numpy lacks ("torch.qint8"), so casts
+    would change target or become no-ops; here a dtype no Cast maps is carried as the aten op.
+    """
     if d is None:
         return None
     if isinstance(d, int) and not isinstance(d, bool):
@@ -235,7 +242,7 @@ def _m_pow(b: Builder, a: Args, base: str) -> Ref:
 
 def _m_to(b: Builder, a: Args, base: str) -> Ref:
     x = a.t("self", 0)
-    dt = _dtype_name(a.get("dtype", 1)) if a.has("dtype") else None
+    dt = _torch_dtype_name(a.get("dtype", 1)) if a.has("dtype") else None
     if dt is None:
         return b.one("Identity", [x.name], base)
     if dt not in _ONNX_TYPES:

@@ -14,7 +14,8 @@ from typing import Any
 
 from nncompress._text import error_line, human_bytes, plain
 from nncompress.errors import InputError, UnsupportedError
-from nncompress.io.torch.checkpoint import find_weights
+from nncompress.io.torch.archive import NUMPY_OF
+from nncompress.io.torch.checkpoint import WRAPPER_KEYS, find_weights
 from nncompress.io.torch.source import Source
 from nncompress.io.torch.torchsave import open_saved
 from nncompress.io.torch.weights import dtype_notes, guess_roles, notes_of, weights_from
@@ -29,21 +30,9 @@ _RESAVE_HINT = (
     "or pass --trust-pickle if you trust this file"
 )
 
-# checkpoint keys that commonly wrap a state_dict, in the order they are tried
-_WRAPPER_KEYS = (
-    "state_dict",
-    "model_state_dict",
-    "model_state",
-    "model",
-    "net",
-    "module",
-    "ema",
-    "weights",
-)
-
-_NUMPY_DTYPES = frozenset(
-    "float64 float32 float16 bfloat16 int64 int32 int16 int8 uint8 uint16 uint32 uint64 bool".split()
-)
+# What the inert reader turns into weights: every dtype `archive` reads but complex ones, which stay
+# in the file untouched (the notes count them among the tensors with no numpy dtype).
+_READABLE = frozenset(NUMPY_OF) - {"complex64", "complex128"}
 
 # The unit names of the training-state note: notes are stored in artifacts, which must not change.
 _NOTE_UNITS = ("B", "KB", "MB", "GB")
@@ -202,7 +191,7 @@ def _find_state(obj: Mapping[str, Any], p: Path, *, trusted: bool) -> tuple[str 
     def usable(v: Any) -> bool:
         return _is_tensor_map(v) or (trusted and isinstance(v, torch.nn.Module))
 
-    for k in _WRAPPER_KEYS:
+    for k in WRAPPER_KEYS:
         if k in obj and usable(obj[k]):
             return k, obj[k]
     for k, v in obj.items():
@@ -229,7 +218,7 @@ def _load_saved_safely(p: Path, *, legacy: bool) -> Graph:
             path=str(p),
             hint="Re-save it with torch.save(model.state_dict())",
         )
-    readable = {k: r for k, r in found.refs.items() if r.kind == "strided" and r.dtype in _NUMPY_DTYPES}
+    readable = {k: r for k, r in found.refs.items() if r.kind == "strided" and r.dtype in _READABLE}
     skipped = [k for k in found.refs if k not in readable]
     arrays = ts.arrays(readable)
     weights = {k: Weight(name=k, value=arrays[k], source=k) for k in readable}

@@ -351,7 +351,7 @@ class _TorchScript:
                 self.b.weights[path] = Weight(name=path, value=arr, source=path)
                 guess_roles({path: self.b.weights[path]})
                 self.b.file_keys.add(path)
-                self.b.used.add(path)
+                self.b.names.add(path)
                 self.b.rank[path] = arr.ndim
                 self.b.dtype[path] = str(arr.dtype)
             return Ref(path)
