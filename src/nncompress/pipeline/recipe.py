@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from nncompress.errors import InputError, UsageError
+from nncompress.formats.base import NoOptions
 from nncompress.ir import Weight
 from nncompress.passes import default_select
 from nncompress.passes._infra import MIN_ELEMENTS
@@ -80,8 +81,6 @@ def recipe_from(method: str | None, pipeline: str | None, budget: float | None =
         steps, origin = parse_steps(PRESETS[name]), {"method": name}
     else:
         steps, origin = parse_steps(pipeline), {"pipeline": pipeline}
-    from nncompress.formats.base import NoOptions
-
     r = Recipe(steps.passes, steps.final or Final("dense", NoOptions()), origin, steps.given)
     if budget is not None:
         if not 0 < budget <= 1:
