@@ -18,6 +18,7 @@
 #define NNC_EBOUNDS -2 /* an offset, pointer or index outside its range */
 #define NNC_ECODE -3   /* a bit stream or code table that does not decode */
 #define NNC_ENOMEM -4  /* an allocation failed */
+#define NNC_ESPACE -5  /* an output buffer is too small (the call says how large it must be) */
 
 int nnc_dense_dot(int64_t n_out, int64_t n_in, const float *w, int64_t n_w,
                   const float *x, int64_t batch, float *y, int threads);
@@ -138,5 +139,15 @@ int nnc_dct_dot_naive(int64_t n_out, int64_t n_in, int kernel, const float *valu
                       const void *col_idx, int64_t n_col, int col_width,
                       const void *row_ptr, int64_t n_ptr, int ptr_width,
                       const float *x, int64_t batch, float *y, int threads);
+
+/* ---- entropy coders (no product: the format decodes, then multiplies) ---- */
+
+/* cabac (native/cabac.c, spec in src/nncompress/formats/_cabac_ref.py): n int32 levels, |level| < 2^30,
+ * in scan order, to one range-coded byte stream. encode: NNC_EBOUNDS for a level out of range,
+ * NNC_ESPACE when the stream needs more than cap bytes (*out_len is then the length it needs; out is
+ * partly written). decode: exactly n levels from exactly len bytes, NNC_ECODE for a stream that does
+ * not decode to them. */
+int nnc_cabac_encode(const int32_t *levels, int64_t n, uint8_t *out, int64_t cap, int64_t *out_len);
+int nnc_cabac_decode(const uint8_t *stream, int64_t len, int32_t *levels, int64_t n);
 
 #endif
