@@ -23,6 +23,7 @@ from nncompress.passes.lowrank import LowRankPass
 from nncompress.passes.prune import Prune
 from nncompress.passes.psm import PSMPass
 from nncompress.passes.quantize import Quantize
+from nncompress.passes.rdoq import RDOQ
 from nncompress.passes.sss import SSSPass
 
 # Explicit on purpose: a pass is available when it is listed here, never by scanning modules.
@@ -34,11 +35,14 @@ PASSES: dict[str, type[Pass]] = {
     SSSPass.name: SSSPass,
     DCTPass.name: DCTPass,
     PSMPass.name: PSMPass,
+    # array pass: uniform grid, levels chosen by rate-distortion cost under the cabac model
+    RDOQ.name: RDOQ,
 }
 
 __all__ = [
     "DEFAULT_ROLES",
     "PASSES",
+    "RDOQ",
     "DCTPass",
     "LowRankPass",
     "PSMPass",

@@ -1,0 +1,409 @@
+"""Uniform scalar quantization per tensor with rate-distortion-optimized levels (RDOQ).
+
+Each selected weight gets one step size ``abs_step = step * rms(w)`` (as float32) and integer levels
+``l``; its values become exactly ``np.float32(l.astype(np.float32) * np.float32(abs_step))``, the grid
+the ``cabac`` format recognizes by recomputing it (so l = 0 is exactly 0.0). Each level minimizes
+
+    J(l) = weight * (w / abs_step - l) ** 2 + lam * bits(l)
+
+over {round(w / abs_step), the other of floor/ceil, one further toward zero, 0}: rounding when
+``lam = 0``; with ``lam > 0`` levels move toward cheaper codes (more zeros, smaller magnitudes),
+the rate-distortion optimized quantization of video coders (HEVC/VVC RDOQ; Karczewicz et al. 2008),
+here for weights as in DeepCABAC (Wiedemann et al. 2019, "DeepCABAC: A Universal Compression
+Algorithm for Deep Neural Networks").
+
+``bits(l)`` comes from a static model of the cabac binarization (/work/notes' shared spec, as
+`native/cabac.c` codes it): significance, sign, gt1..gt4 flags, an Exp-Golomb order-0 remainder
+whose prefix bits are modelled per prefix index (min(i, 15)) and whose suffix bits are bypass bits
+(1 bit each). Each flag's probability is the frequency of its value in the current levels, clamped
+like the coder clamps its estimates. Context adaptivity is ignored: the coder's contexts on the
+previous two levels and its running estimates are replaced by one stationary probability per flag
+(per prefix index), so the model is a good predictor of size for weights whose neighbours are
+nearly independent, which is what trained weights mostly are. The model is refitted ``iters``
+times, each round on the levels the previous round chose, starting from plain rounding.
+
+``weighting=magnitude`` scales each weight's distortion by ``(1 + (w / rms) ** 2) / 2`` (mean 1 over
+the tensor, so ``lam`` keeps its meaning; at least 1/2): an error on a large weight costs more, a
+data-free stand-in for a diagonal Fisher / squared-gradient sensitivity. Known gap: the data-driven
+Fisher weighting (squared gradients over a few batches) is not here; the numpy executor has no
+autodiff.
+
+Example: ``nncompress compress model.onnx --pipeline "rdoq:step=0.05:lam=0.1,ham"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from nncompress.errors import UnsupportedError, UsageError
+from nncompress.ir import Graph, Weight
+from nncompress.options import option
+from nncompress.passes._infra import (
+    Pass,
+    PassOptions,
+    PassResult,
+    PerBlock,
+    PerWeight,
+    Select,
+    Source,
+    Transform,
+    selected,
+    source_chunks,
+    weight_stats,
+)
+
+K = 4  # gt_k flags before the Exp-Golomb remainder (the spec's K)
+PREFIX_CONTEXTS = 16  # prefix bit i uses context min(i, 15)
+MAX_LEVEL = 1 << 30  # the coder refuses |l| >= 2**30
+_U_BINS = 31  # u = floor(log2(|l| - K)) <= 29 for |l| < 2**30
+# The coder's 15-bit probabilities are clamped to [32, 32768 - 32]: no bin costs more than ~10 bits.
+P_MIN = 32 / 32768
+_TABLE = 1 << 20  # magnitudes tabulated (and histogrammed) directly; larger ones by formula
+_SUB = 1 << 16  # entries per vectorized step: temporaries stay in cache whatever the piece size
+
+
+def _cost(ones: np.ndarray, zeros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bits of coding a 1 and a 0 for flags seen ``ones``/``zeros`` times (0.5 each when never coded)."""
+    n = ones + zeros
+    p1 = np.where(n > 0, ones / np.maximum(n, 1), 0.5)
+    p1 = np.clip(p1, P_MIN, 1.0 - P_MIN)
+    return -np.log2(p1), -np.log2(1.0 - p1)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the rate model needs of a level array: how many have |l| = 0..K, how many |l| > K have
+    each Exp-Golomb prefix length u, and how many are negative."""
+
+    small: np.ndarray  # (K + 1,) int64: |l| = 0, 1, ..., K
+    big: np.ndarray  # (_U_BINS,) int64: |l| > K by u = floor(log2(|l| - K))
+    negative: int
+
+    @staticmethod
+    def zero() -> Counts:
+        return Counts(np.zeros(K + 1, np.int64), np.zeros(_U_BINS, np.int64), 0)
+
+    @staticmethod
+    def of(levels: np.ndarray) -> Counts:
+        a = np.abs(levels.reshape(-1).astype(np.int64))
+        if a.size and int(a.max()) >= MAX_LEVEL:
+            raise ValueError(f"level magnitude {int(a.max())} >= 2**30, beyond what cabac codes")
+        negative = int(np.count_nonzero(levels < 0))
+        top = int(a.max()) if a.size else 0
+        if top < _TABLE:  # the usual case: one histogram of magnitudes, prefix lengths from it
+            h = np.bincount(a, minlength=K + 1)
+            big = np.bincount(_prefix_len(np.arange(K + 1, h.size)), weights=h[K + 1 :], minlength=_U_BINS)
+            return Counts(h[: K + 1].astype(np.int64), big.astype(np.int64), negative)
+        small = np.bincount(np.minimum(a, K + 1), minlength=K + 2)
+        return Counts(
+            small[: K + 1].astype(np.int64),
+            np.bincount(_prefix_len(a[a > K]), minlength=_U_BINS).astype(np.int64),
+            negative,
+        )
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.small + other.small, self.big + other.big, self.negative + other.negative)
+
+
+def _prefix_len(a: np.ndarray) -> np.ndarray:
+    """u = floor(log2(a - K)) of magnitudes a > K: the Exp-Golomb prefix length of r = a - K - 1."""
+    # frexp is exact on float64 integers below 2**53: (a - K) = m * 2**e with m in [0.5, 1).
+    return (np.frexp((a - K).astype(np.float64))[1] - 1).astype(np.intp)
+
+
+class RateModel:
+    """Estimated bits of each level under one stationary probability per cabac flag (contexts ignored)."""
+
+    def __init__(self, counts: Counts) -> None:
+        small = counts.small.astype(np.float64)
+        big = counts.big.astype(np.float64)
+        n_big = big.sum()
+        total = small.sum() + n_big
+        nonzero = total - small[0]
+        sig1, sig0 = _cost(np.float64(nonzero), np.float64(small[0]))
+        neg, pos = _cost(np.float64(counts.negative), np.float64(nonzero - counts.negative))
+        self.sign = np.array([float(pos), float(neg)])
+        # gt_k is coded for |l| >= k: 1 when |l| > k (every larger count), 0 when |l| == k.
+        above = np.array([small[k + 1 :].sum() + n_big for k in range(1, K + 1)])
+        gt1, gt0 = _cost(above, small[1:])
+        # |l| = 0..K: sig, then gt_1..gt_{a-1} ones and gt_a zero.
+        self.small = np.empty(K + 1)
+        self.small[0] = float(sig0)
+        for a in range(1, K + 1):
+            self.small[a] = float(sig1) + gt1[: a - 1].sum() + gt0[a - 1]
+        # Prefix bit i is coded for u >= i: 1 when u > i, 0 when u == i; context min(i, 15).
+        ones = np.zeros(PREFIX_CONTEXTS)
+        zeros = np.zeros(PREFIX_CONTEXTS)
+        for i in range(_U_BINS):
+            ctx = min(i, PREFIX_CONTEXTS - 1)
+            ones[ctx] += big[i + 1 :].sum()
+            zeros[ctx] += big[i]
+        p1, p0 = _cost(ones, zeros)
+        ctx_of = np.minimum(np.arange(_U_BINS), PREFIX_CONTEXTS - 1)
+        ones_before = np.concatenate([[0.0], np.cumsum(p1[ctx_of])[:-1]])
+        # |l| > K: sig and all K gt flags set, u prefix ones, a zero, u bypass suffix bits.
+        self.big = float(sig1) + gt1.sum() + ones_before + p0[ctx_of] + np.arange(_U_BINS)
+        self._table = self.small  # magnitudes below len(_table) are looked up
+        self._table_limit = K + 1
+        self._signed: np.ndarray | None = None
+
+    def extend_table(self, amax: int) -> None:
+        """Tabulate magnitudes up to ``amax`` (capped at _TABLE) so `mag_bits` is one lookup for them."""
+        n = min(max(amax, K) + 1, _TABLE)
+        if n > self._table_limit:
+            self._table = self._mag_bits_formula(np.arange(n))
+            self._table_limit = n
+
+    def signed_table(self) -> np.ndarray:
+        """Bits of levels +0..+n-1 then -0..-n-1 (sign included), n = the tabulated magnitudes + 1."""
+        if self._signed is None or self._signed.size != 2 * (self._table_limit + 1):
+            mags = self._mag_bits_formula(np.arange(self._table_limit + 1))
+            pos, neg = mags.copy(), mags.copy()
+            pos[1:] += self.sign[0]
+            neg[1:] += self.sign[1]
+            self._signed = np.concatenate([pos, neg])
+        return self._signed
+
+    def _mag_bits_formula(self, a: np.ndarray) -> np.ndarray:
+        small = self.small[np.minimum(a, K)]
+        u = _prefix_len(np.maximum(a, K + 1))
+        return np.where(a <= K, small, self.big[u])
+
+    def mag_bits(self, a: np.ndarray) -> np.ndarray:
+        """Bits of levels of magnitude ``a`` (int array), sign excluded."""
+        if a.size == 0 or int(a.max()) < self._table_limit:
+            return self._table[a]
+        return self._mag_bits_formula(a)
+
+    def bits(self, levels: np.ndarray) -> np.ndarray:
+        """Bits of each signed level (sign bits included for nonzero levels)."""
+        flat = levels.reshape(-1).astype(np.int64)
+        out = self.mag_bits(np.abs(flat))
+        out[flat > 0] += self.sign[0]
+        out[flat < 0] += self.sign[1]
+        return out.reshape(levels.shape)
+
+
+def rate_bits(levels: np.ndarray) -> float:
+    """Estimated cabac bits of an integer level array, from its own flag statistics (contexts and
+    the coder's adaptation ignored, so a prediction of the coded size without encoding)."""
+    levels = np.asarray(levels)
+    if levels.size == 0:
+        return 0.0
+    model = RateModel(Counts.of(levels))
+    model.extend_table(int(np.abs(levels).max()))
+    total = 0.0
+    flat = levels.reshape(-1)
+    for i in range(0, flat.size, _SUB):
+        total += float(model.bits(flat[i : i + _SUB]).sum())
+    return total
+
+
+def grid_values(levels: np.ndarray, abs_step: np.float32) -> np.ndarray:
+    """The float32 values of ``levels`` on the grid: the exact expression the cabac format recomputes."""
+    return np.float32(levels.astype(np.float32) * np.float32(abs_step))
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """One weight's quantizer: its step and the rate model its levels are chosen with (None: rounding)."""
+
+    abs_step: np.float32
+    rms: float
+    model: RateModel | None
+    lam: float
+    magnitude: bool
+
+    def levels(self, c: np.ndarray) -> np.ndarray:
+        """The chosen int64 level of each entry of the flat float piece ``c``."""
+        out = np.empty(c.size, np.int64)
+        for i in range(0, c.size, _SUB):
+            out[i : i + _SUB] = self._levels(c[i : i + _SUB])
+        return out
+
+    def _levels(self, c: np.ndarray) -> np.ndarray:
+        x = c.astype(np.float64) / float(self.abs_step)
+        a = np.abs(x)
+        if self.model is None or self.lam == 0.0:
+            return np.copysign(np.rint(a), x).astype(np.int64)  # rint is symmetric (half to even)
+        model = self.model
+        f = np.floor(a)
+        frac = a - f
+        fi = f.astype(np.intp)
+        neg = x < 0
+        signed = model.signed_table()  # bits of +0, +1, ... then of -0, -1, ... (sign bits included)
+        half = signed.size // 2
+        if fi.size and int(fi.max()) + 1 >= half:  # beyond the table (an outlier of over 2**20 steps)
+
+            def bits(m: np.ndarray) -> np.ndarray:
+                return model.mag_bits(m) + np.where(m > 0, model.sign[neg.astype(np.intp)], 0.0)
+        else:
+            offset = np.where(neg, half, 0)
+
+            def bits(m: np.ndarray) -> np.ndarray:
+                return signed[offset + m]
+
+        wt = 0.5 * (1.0 + np.square(c.astype(np.float64) / self.rms)) if self.magnitude else 1.0
+        lam = self.lam
+        up = (frac > 0.5) | ((frac == 0.5) & (fi % 2 == 1))  # where rint rounds up (half to even)
+        # J(m) = wt * (a - m)^2 + lam * bits(m) for m = floor, floor + 1, floor - 1 (>= 0) and 0.
+        j_floor = wt * np.square(frac) + lam * bits(fi)
+        j_ceil = wt * np.square(1.0 - frac) + lam * bits(fi + 1)
+        # Rounding first: another candidate replaces it only when strictly cheaper.
+        best = fi + up
+        j = np.where(up, j_ceil, j_floor)
+        other = np.where(up, j_floor, j_ceil)
+        take = other < j
+        best = np.where(take, fi + ~up, best)  # the other of floor and ceil
+        j = np.where(take, other, j)
+        below = np.maximum(fi - 1, 0)
+        j_below = wt * np.square(a - below) + lam * bits(below)
+        take = j_below < j
+        best = np.where(take, below, best)
+        j = np.where(take, j_below, j)
+        j_zero = wt * np.square(a) + lam * model.small[0]
+        best = np.where(j_zero < j, 0, best)
+        return np.where(neg, -best, best).astype(np.int64)
+
+
+class RDOQ(Pass):
+    """Quantize each selected weight to a uniform grid, its levels chosen to trade error for cabac bits."""
+
+    name = "rdoq"
+
+    @dataclass(frozen=True)
+    class Options(PassOptions):
+        step: float = option(
+            1 / 16, lo=1e-6, hi=1e3, doc="step size relative to the weight's RMS (absolute step = step * rms)"
+        )
+        lam: float = option(
+            0.1, lo=0.0, hi=1e3, doc="bits-vs-error trade-off, in squared steps per bit (0: plain rounding)"
+        )
+        weighting: Literal["none", "magnitude"] = option(
+            "none", doc="distortion weight per entry: none (1) or magnitude ((1 + (w/rms)^2) / 2)"
+        )
+        iters: int = option(
+            2, lo=1, hi=20, doc="rate-model refinement rounds (each refits on the last levels)"
+        )
+
+    def __call__(
+        self, graph: Graph, options: RDOQ.Options, *, select: Select, rng: np.random.Generator
+    ) -> PassResult:
+        out = graph.copy()
+        stats = []
+        path = graph.meta.path
+        for w in selected(graph, select):
+            a = np.ascontiguousarray(w.array)
+            fitted = _fit(w, _array_source(a), options, path)
+            if fitted is None:
+                continue  # empty or all zero: nothing to quantize
+            levels = fitted.levels(a.reshape(-1))
+            new = grid_values(levels, fitted.abs_step).astype(a.dtype).reshape(a.shape)
+            out.weights[w.name].value = new
+            stats.append(
+                weight_stats(
+                    self.name,
+                    w,
+                    a,
+                    new,
+                    abs_step=float(fitted.abs_step),
+                    lam=options.lam,
+                    est_bits=rate_bits(levels),
+                )
+            )
+        return PassResult(out, stats)
+
+    def per_weight(
+        self, graph: Graph | None, options: RDOQ.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerWeight | None:
+        path = graph.meta.path if graph is not None else None
+
+        def one(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
+            a = np.ascontiguousarray(a)
+            fitted = _fit(w, _array_source(a), options, path)
+            if fitted is None:
+                return a
+            return grid_values(fitted.levels(a.reshape(-1)), fitted.abs_step).astype(a.dtype).reshape(a.shape)
+
+        return one
+
+    def per_block(
+        self, graph: Graph | None, options: RDOQ.Options, *, select: Select, rng: np.random.Generator
+    ) -> PerBlock | None:
+        path = graph.meta.path if graph is not None else None
+
+        def fit(w: Weight, source: Source) -> Transform:
+            fitted = _fit(w, source, options, path)
+            if fitted is None:
+                return lambda c, start: c
+
+            def transform(c: np.ndarray, start: int) -> np.ndarray:
+                return (
+                    grid_values(fitted.levels(c.reshape(-1)), fitted.abs_step)
+                    .astype(c.dtype)
+                    .reshape(c.shape)
+                )
+
+            return transform
+
+        return fit
+
+
+def _array_source(a: np.ndarray) -> Source:
+    flat = a.reshape(-1)
+    return lambda start, stop: flat[start:stop]
+
+
+def _fit(w: Weight, source: Source, options: RDOQ.Options, path: str | None) -> _Fitted | None:
+    """The step and rate model of one weight, read from ``source`` a piece at a time; None when the
+    weight is empty or all zero (left as it is)."""
+
+    def pieces() -> Iterator[np.ndarray]:
+        return source_chunks(source, w.size)
+
+    sq, amax = 0.0, 0.0
+    for c in pieces():
+        if c.size and not np.isfinite(c).all():
+            raise UnsupportedError(
+                f"weight {w.name!r} holds NaN or infinite values, which cannot be quantized",
+                path=path or None,
+                hint="Fix or retrain the model; leave this weight out of the selection",
+            )
+        c64 = c.astype(np.float64)
+        sq += float(c64 @ c64)
+        amax = max(amax, float(np.abs(c64).max(initial=0.0)))
+    if w.size == 0 or sq == 0.0:
+        return None
+    rms = float(np.sqrt(sq / w.size))
+    abs_step = np.float32(options.step * rms)
+    if not (np.isfinite(abs_step) and abs_step > 0):
+        raise UsageError(
+            f"rdoq: step {options.step} times weight {w.name!r}'s RMS {rms:g} is not a positive float32",
+            hint="Choose a step that keeps step * rms within float32's range",
+        )
+    top = int(np.rint(amax / float(abs_step))) + 1
+    if top >= MAX_LEVEL:
+        raise UsageError(
+            f"rdoq: step {options.step} gives weight {w.name!r} levels up to {top}, beyond 2**30",
+            hint="Use a larger step",
+        )
+    fitted = _Fitted(abs_step, rms, None, options.lam, options.weighting == "magnitude")
+    if options.lam == 0.0:
+        return fitted
+    for _ in range(options.iters):
+        counts = _counts(fitted, pieces)
+        model = RateModel(counts)
+        model.extend_table(top)
+        fitted = _Fitted(abs_step, rms, model, options.lam, options.weighting == "magnitude")
+    return fitted
+
+
+def _counts(fitted: _Fitted, pieces: Callable[[], Iterator[np.ndarray]]) -> Counts:
+    total = Counts.zero()
+    for c in pieces():
+        total = total + Counts.of(fitted.levels(c.reshape(-1)))
+    return total
