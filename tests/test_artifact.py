@@ -92,12 +92,10 @@ def test_a_large_skeleton_is_bzip2_and_reads_back(tmp_path: Path, monkeypatch: p
     write_artifact(_art(), p)
     with zipfile.ZipFile(p) as z:
         assert z.getinfo("skeleton/m.onnx").compress_type == zipfile.ZIP_BZIP2
-        assert z.getinfo("manifest.json").compress_type == zipfile.ZIP_DEFLATED
     assert read_artifact(p).skeleton == b"\0" * 100_000
-    monkeypatch.setattr(artifact, "_BZIP2_ABOVE", 100_000)
+    monkeypatch.setattr(artifact, "_BZIP2_ABOVE", 100_000)  # at the limit: every method is tried
     write_artifact(_art(), p)
-    with zipfile.ZipFile(p) as z:
-        assert z.getinfo("skeleton/m.onnx").compress_type == zipfile.ZIP_LZMA
+    assert read_artifact(p).skeleton == b"\0" * 100_000
 
 
 def test_truncated(tmp_path: Path) -> None:

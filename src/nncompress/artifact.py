@@ -9,8 +9,13 @@ Layout (docs/format.md is the reference for users):
 - ``arrays.bin``: every tensor's arrays back to back, each at a multiple of its item size. Schema
   /1 stored each array as its own ``.npy`` member, about 230 bytes of headers per array: 38 % of a
   small model's file. /1 files are still read.
-- ``skeleton/<name>``: the source model with every weight zeroed (LZMA-compressed inside the zip,
-  bzip2 above 64 MB): what the writers need to rebuild a runnable model in the source format.
+- ``skeleton/<name>``: the source model with every weight zeroed, cut to what its writer needs to
+  rebuild a runnable model in the source format (`nncompress.io.slim_skeleton`).
+
+``manifest.json`` and the skeleton are each stored with whichever of stored, deflate (level 9),
+bzip2 and LZMA gives the fewest bytes (a tie keeps the earlier of that order); a skeleton above
+64 MB is bzip2 without trying the others (time, and zipfile would inflate LZMA in one piece).
+``arrays.bin`` is always stored: its arrays are entropy-coded or dense floats.
 
 Writing is deterministic: members in a fixed order, fixed timestamps, fixed compression settings,
 so the same input, recipe and seed give a byte-identical file. Reading validates the schema, every
@@ -84,6 +89,8 @@ class Artifact:
     skeleton_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA  # what the file was read as; always written as SCHEMA
+    # member name -> its compressed bytes in the zip, as written (write_artifact) or read
+    stored: dict[str, int] = field(default_factory=dict)
 
     @property
     def skeleton_size(self) -> int:
@@ -166,30 +173,55 @@ def _itemsize(dtype: str) -> int:
         return 8  # bfloat16 and other names numpy lacks: counted generously
 
 
-def _skeleton_compression(size: int) -> int:
-    """LZMA, or bzip2 for a large skeleton: mostly zeros, which bzip2's run-length stage packs as
-    tightly (a zeroed VGG16: 553 MB to under a kilobyte) in half the time."""
-    return zipfile.ZIP_BZIP2 if size > _BZIP2_ABOVE else zipfile.ZIP_LZMA
+# The methods a small member is tried with, in this order: a tie keeps the earlier (stored is the
+# cheapest to read, LZMA the slowest). Every one of them is what zipfile reads.
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+_LEVEL = {zipfile.ZIP_DEFLATED: 9, zipfile.ZIP_BZIP2: 9}  # LZMA: zipfile's fixed settings
+
+
+def _compressed_size(data: bytes, method: int) -> int:
+    """The bytes ``data`` takes as a zip member's data with ``method``, exactly as written below."""
+    with zipfile.ZipFile(io.BytesIO(), "w") as z:
+        z.writestr(_info("m", method), data, compresslevel=_LEVEL.get(method))
+        return z.getinfo("m").compress_size
+
+
+def _smallest(data: bytes) -> int:
+    """The method of `_METHODS` that stores ``data`` in the fewest bytes (the first on a tie)."""
+    sizes = [_compressed_size(data, m) for m in _METHODS]
+    return _METHODS[sizes.index(min(sizes))]
+
+
+def _write_small(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    method = _smallest(data)
+    z.writestr(_info(name, method), data, compresslevel=_LEVEL.get(method))
 
 
 def write_artifact(art: Artifact, path: str | Path) -> int:
-    """Write ``art`` to ``path`` (the caller handles temp file and rename); return bytes on disk."""
+    """Write ``art`` to ``path`` (the caller handles temp file and rename); return bytes on disk.
+    ``art.stored`` gets each member's compressed bytes."""
     layout = _layout(art)
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr(
-            _info(MANIFEST, zipfile.ZIP_DEFLATED),
-            json.dumps(manifest_of(art, layout), sort_keys=True, indent=1),
-        )
+        # compact separators: indentation and spaces cost a tenth of the compressed manifest
+        text = json.dumps(manifest_of(art, layout), sort_keys=True, separators=(",", ":"))
+        _write_small(z, MANIFEST, text.encode())
         if art.skeleton_name:
-            size = art.skeleton.stat().st_size if isinstance(art.skeleton, Path) else len(art.skeleton)
-            zi = _info(f"skeleton/{art.skeleton_name}", _skeleton_compression(size))
-            if isinstance(art.skeleton, Path):
+            member = f"skeleton/{art.skeleton_name}"
+            size = art.skeleton_size
+            if size <= _BZIP2_ABOVE:
+                data = art.skeleton.read_bytes() if isinstance(art.skeleton, Path) else art.skeleton
+                _write_small(z, member, data)
+            elif isinstance(art.skeleton, Path):
+                # Above 64 MB a skeleton is mostly zeros: bzip2's run-length stage packs them as
+                # tightly as LZMA (a zeroed VGG16: 553 MB to under a kilobyte) in half the time,
+                # and `_copy_member` reads it back in bounded pieces.
+                zi = _info(member, zipfile.ZIP_BZIP2)
                 # What writestr does, fed in chunks (same bytes); the size picks zip64 up front.
-                zi.file_size = art.skeleton.stat().st_size
+                zi.file_size = size
                 with art.skeleton.open("rb") as src, z.open(zi, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 22)
             else:
-                z.writestr(zi, art.skeleton)
+                z.writestr(_info(member, zipfile.ZIP_BZIP2), art.skeleton)
         zi = _info(ARRAYS, _ARRAY_COMPRESSION)
         arrays = [(off, a) for placed in layout for off, a in placed.values()]
         zi.file_size = max((off + a.nbytes for off, a in arrays), default=0)  # picks zip64 up front
@@ -199,6 +231,7 @@ def write_artifact(art: Artifact, path: str | Path) -> int:
                 dst.write(bytes(off - at))
                 dst.write(a.tobytes())
                 at = off + a.nbytes
+        art.stored = {i.filename: i.compress_size for i in z.infolist()}
     return Path(path).stat().st_size
 
 
@@ -288,7 +321,7 @@ def _copy_member(path: Path, z: zipfile.ZipFile, member: str, dst: Any) -> None:
     inflates bzip2 (and LZMA) data a whole compressed block at once: the bzip2 skeleton of a VGG16,
     a few hundred bytes of zeros, came out as 553 MB in one piece."""
     info = z.getinfo(member)
-    if info.compress_type != zipfile.ZIP_BZIP2:  # LZMA is used below 64 MB only
+    if info.compress_type != zipfile.ZIP_BZIP2:  # the others are written below 64 MB only
         with z.open(member) as src:
             shutil.copyfileobj(src, dst, 1 << 22)  # reading to the end checks the CRC
         return
@@ -415,6 +448,7 @@ def read_artifact(
                 skeleton_name=skel_name,
                 extra=m.get("extra", {}),
                 schema=m["schema"],
+                stored={i.filename: i.compress_size for i in z.infolist()},
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise _bad(p, f"manifest is inconsistent ({type(e).__name__}: {e})") from None

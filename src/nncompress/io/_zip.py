@@ -17,7 +17,7 @@ import zlib
 from nncompress._limits import MAX_RATIO, check_alloc
 from nncompress.errors import InputError
 
-__all__ = ["UNREADABLE", "check_member", "read_member"]
+__all__ = ["METHODS", "UNREADABLE", "check_member", "read_member"]
 
 UNREADABLE = (
     zipfile.BadZipFile,
@@ -31,6 +31,9 @@ UNREADABLE = (
     RuntimeError,  # zipfile: encrypted members, bad passwords
 )
 _ = bz2  # bzip2 errors surface as OSError/EOFError from zipfile
+# What a member may be compressed with: the methods .nnc writers choose among, and the ones zipfile
+# reads; every one of them passes the size and ratio checks below before it is inflated.
+METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
 def check_member(
@@ -46,6 +49,11 @@ def check_member(
         info = z.getinfo(name)
     except KeyError:
         raise InputError(f"member {name} is missing", path=str(path)) from None
+    if info.compress_type not in METHODS:
+        raise InputError(
+            f"member {name} uses compression method {info.compress_type}, which nncompress does not read",
+            path=str(path),
+        )
     if limit is not None and info.file_size > limit:
         raise InputError(
             f"member {name} declares {info.file_size:,} bytes, above the {limit:,} such a member may hold",

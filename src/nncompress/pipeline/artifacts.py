@@ -31,7 +31,23 @@ def skeleton_file(graph: Graph, name: str) -> Path:
     z = graph.copy()
     for w in z.weights.values():
         w.value = np.zeros(w.shape, dtype=w.dtype)  # calloc'd pages: no memory until written
-    return save(z, temp_dir("skel") / name)
+    path = save(z, temp_dir("skel") / name)
+    slim = temp_dir("slim") / name
+    if _slim_skeleton(graph.meta.format, path, slim):
+        path.unlink()
+        return slim
+    return path
+
+
+def _slim_skeleton(fmt: str, path: Path, out: Path) -> bool:
+    """Write to ``out`` the zeroed file ``path`` cut to what its writer and loader need to rebuild a
+    runnable model (the format's own rules: docs/format.md, "Skeleton"); False where the format has
+    nothing to cut and ``path`` is the skeleton as it is."""
+    if fmt in ("torchscript", "torch-export", "torch-state-dict", "torch-checkpoint"):
+        from nncompress.io.torch.writer import slim_skeleton
+
+        return slim_skeleton(path, out)
+    return False
 
 
 def build_artifact(graph: Graph, entries: list[TensorEntry], plan: Plan, seed: int) -> Artifact:

@@ -152,6 +152,8 @@ def compress(
         "gzip9_input_bytes": gz_size.result() if gz_size else 0,
         "payload_bytes": sum(e.payload_bytes for e in entries),
         "skeleton_member_bytes": art.skeleton_size,
+        "skeleton_bytes": art.stored.get(f"skeleton/{art.skeleton_name}", 0),
+        "container_bytes": out_bytes - sum(e.payload_bytes for e in entries),
     }
     report["fidelity"] = fid
     report["fidelity_not_measured"] = unmeasured

@@ -226,10 +226,13 @@ def patch(
     *,
     replace: Mapping[str, bytes] | None = None,
     drop: Iterable[str] = (),
+    stored: bool = False,
 ) -> None:
     """Copy archive ``src`` to ``dst`` with the tensors of ``changes`` written into their records,
     whole members of ``replace`` (full names) swapped and those of ``drop`` left out; every other
-    byte of content is kept."""
+    byte of content is kept. ``stored``: every member written uncompressed (torch reads both) and
+    without torch's alignment padding, for an archive that is compressed again as a whole (LZMA sees
+    through raw text, not through deflate) and patched again before use (which pads each record)."""
     by_record: dict[str, list[tuple[Stored, np.ndarray]]] = {}
     for st, arr in changes:
         by_record.setdefault(st.record, []).append((st, arr))
@@ -245,10 +248,10 @@ def patch(
             if info.filename in by_record:
                 data = _write_views(data, by_record.pop(info.filename))
             zi = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            zi.compress_type = info.compress_type
+            zi.compress_type = zipfile.ZIP_STORED if stored else info.compress_type
             zi.external_attr = info.external_attr
             zi.create_system = info.create_system
-            if zi.compress_type == zipfile.ZIP_STORED and len(data) < (1 << 31):
+            if not stored and zi.compress_type == zipfile.ZIP_STORED and len(data) < (1 << 31):
                 zi.extra = _padding(f.tell(), zi.filename.encode("utf-8"))
             zout.writestr(zi, data)
     if by_record or replace:
