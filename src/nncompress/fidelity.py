@@ -85,7 +85,7 @@ def _runtimes(graph: Graph) -> list[tuple[str, Callable[[], Runtime]]]:
     return out
 
 
-def _same_runtime(name: str, g2: Graph) -> Runtime:
+def same_runtime(name: str, g2: Graph) -> Runtime:
     """The runtime the reference ran in, on the compressed graph (as decompress would write it)."""
     if name == EXECUTOR:
         return executor(g2)
@@ -182,7 +182,7 @@ def compressed(ref: Reference, g2: Graph) -> tuple[dict[str, Any] | None, str | 
     if ref.out is None or ref.data is None:
         return None, ref.reason
     try:
-        rt = _same_runtime(ref.runtime, g2)
+        rt = same_runtime(ref.runtime, g2)
         try:
             b = outputs(rt, ref.data, ref.batch)
         finally:
@@ -248,6 +248,7 @@ def figures(
         "samples": data.n,
         "runtime": runtime,
         "output": output,
+        "output_width": int(a.shape[1]),
         "top1_agreement": float(agree.mean()),
         "top1_agreement_ci95": wilson(int(agree.sum()), len(agree)),
         "rel_error_mean": _finite(float(rel.mean())),

@@ -36,7 +36,9 @@ def compress_cmd(
         typer.Option(
             "--method",
             "-m",
-            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm.",
+            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest. "
+            "A preset keeps a fidelity budget (--max-drop, --max-error; default: top-1 agreement >= 99 % "
+            "and relative output error <= 5 %), backing off tensors that break it.",
         ),
     ] = None,
     pipeline: Annotated[
@@ -73,7 +75,14 @@ def compress_cmd(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            help="Gate: max accuracy drop in points (with labels) or top-1 disagreement in % (without)."
+            help="Budget and gate: max accuracy drop in points (with labels) or top-1 disagreement in % "
+            "(without). With --method, each tensor's setting is searched for the smallest file that keeps it."
+        ),
+    ] = None,
+    max_error: Annotated[
+        float | None,
+        typer.Option(
+            help="Budget and gate: max mean relative output error (e.g. 0.02), searched like --max-drop."
         ),
     ] = None,
     min_ratio: Annotated[float | None, typer.Option(help="Gate: min file-size ratio input/output.")] = None,
@@ -102,7 +111,7 @@ def compress_cmd(
 
     if samples is not None and samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
-    for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio)):
+    for name, v in (("--max-drop", max_drop), ("--min-ratio", min_ratio), ("--max-error", max_error)):
         if v is not None and v < 0:
             raise UsageError(f"{name} must be >= 0, got {v}")
     plan = plan_from(method, pipeline, recipe, budget)
@@ -123,13 +132,15 @@ def compress_cmd(
             seed=seed,
             dry_run=dry_run,
             keep_training_state=keep_training_state,
+            max_drop=max_drop,
+            max_error=max_error,
             on_weight=step,
         )
     report = result.report
     if dry_run:
         _finish(report, json_out, quiet)
         return
-    failed = result.gates(max_drop=max_drop, min_ratio=min_ratio)
+    failed = result.gates(max_drop=max_drop, min_ratio=min_ratio, max_error=max_error)
     if failed and not keep_failed:
         report["notes"].append("gate failed: nothing written (pass --keep-failed to keep the artifact)")
         _finish(report, json_out, quiet)

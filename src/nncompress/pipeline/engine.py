@@ -230,3 +230,29 @@ def _lossless(src: Weight, w: Weight, entries: list[TensorEntry]) -> dict[str, A
     w.value = Shaped(f, src.shape, None, src.dtype)
     entries.append(TensorEntry(src.name, LOSSLESS_INT, src.shape, str(src.dtype), f.meta(), f.arrays()))
     return layer_row(src, a, LOSSLESS_INT, f.nbytes, f.meta()["k"])
+
+
+def approximate(graph: Graph, name: str, recipe: Recipe, *, seed: int = 0) -> tuple[np.ndarray, int]:
+    """What the model gets for weight ``name`` under ``recipe`` alone, and the payload bytes it is
+    stored in: the sensitivity and budget searches try settings one tensor at a time with this.
+
+    The same steps as `compress_graph` (a recipe whose format saves nothing on the tensor keeps it
+    raw, at its own size); ``graph`` is not changed.
+    """
+    src = graph.weights[name]
+
+    def only(w: Weight) -> bool:
+        return w.name == name
+
+    one: Callable[[Weight], np.ndarray] | None = None
+    slot = Weight(name, src.value, src.layer, src.role, src.op)
+    if recipe.passes:
+        one = pipeline_per_weight(graph, recipe.passes, seed=seed, select=only)
+        if one is None:  # a step needs its whole group at once: here the group is this one weight
+            g2, _ = run_pipeline(graph.copy(), recipe.passes, seed=seed, select=only, detailed=False)
+            slot.value = g2.weights[name].value
+    entries: list[TensorEntry] = []
+    _encode_one(src, slot, recipe, one, None, entries)
+    v = slot.value
+    dense = v if isinstance(v, np.ndarray) else v.to_dense()
+    return np.asarray(dense, dtype=src.dtype).reshape(src.shape), entries[0].payload_bytes

@@ -39,6 +39,9 @@ PRESETS: dict[str, str] = {
     "sss": "sss",
     "dct": "dct",
     "psm": "psm",
+    # uniform quantization with rate-distortion-optimized levels, arithmetic-coded; the step of
+    # each tensor is searched under the fidelity budget (pipeline.knobs, pipeline.search)
+    "smallest": "rdoq,cabac",
 }
 # Integer weights (an already-quantized graph's int8 kernels) are stored losslessly whatever the
 # recipe, in `engine.LOSSLESS_INT`: pruning and k-means are for floats.
@@ -98,15 +101,19 @@ def recipe_from(method: str | None, pipeline: str | None, budget: float | None =
 
 @dataclass
 class Rule:
-    """Weights a recipe applies to: a glob and/or regex on the weight or layer name, an op type."""
+    """Weights a recipe applies to: a glob and/or regex on the weight or layer name, an op type,
+    or one weight by its exact name (the budget search's per-tensor rules)."""
 
     recipe: Recipe | None  # None with exclude
     match: str | None = None
     regex: str | None = None
     op: str | None = None
     exclude: bool = False
+    name: str | None = None
 
     def matches(self, w: Weight) -> bool:
+        if self.name is not None and w.name != self.name:
+            return False
         names = (w.name, w.layer)
         if self.match is not None and not any(fnmatch.fnmatchcase(n, self.match) for n in names):
             return False

@@ -20,10 +20,13 @@ from nncompress._tempfiles import temp_dir
 from nncompress.errors import NNCError, UnsupportedError
 from nncompress.ir import Graph
 from nncompress.pipeline.artifacts import build_artifact
+from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.gates import failed_gates
 from nncompress.pipeline.recipe import Plan, plan_from
 from nncompress.pipeline.report import SCHEMA, gzip_baseline
+from nncompress.pipeline.tuning import budgeted as _budgeted
+from nncompress.pipeline.tuning import tuned_knob
 
 
 @dataclass
@@ -53,10 +56,17 @@ class Result:
             raise ValueError("a dry run writes no artifact")
         return self.path.read_bytes()
 
-    def gates(self, *, max_drop: float | None = None, min_ratio: float | None = None) -> list[str]:
+    def gates(
+        self, *, max_drop: float | None = None, min_ratio: float | None = None, max_error: float | None = None
+    ) -> list[str]:
         """The gates this result fails (see `gates.failed_gates`); recorded in the report."""
         failed = failed_gates(
-            self.ratio or 0.0, self.fidelity, max_drop, min_ratio, self.report.get("fidelity_not_measured")
+            self.ratio or 0.0,
+            self.fidelity,
+            max_drop,
+            min_ratio,
+            self.report.get("fidelity_not_measured"),
+            max_error,
         )
         self.report["gates"] = failed
         return failed
@@ -77,6 +87,8 @@ def compress(
     dry_run: bool = False,
     trust_pickle: bool = False,
     keep_training_state: bool = False,
+    max_drop: float | None = None,
+    max_error: float | None = None,
     on_weight: Callable[[str], None] | None = None,
 ) -> Result:
     """Compress ``model`` (a path, or a graph from `nncompress.io.load`) by one recipe.
@@ -84,6 +96,13 @@ def compress(
     The recipe is ``method`` (a preset), ``pipeline`` (steps), ``recipe`` (a TOML file) or a
     ready ``plan``; the default is the sham preset. Fidelity is measured on ``data`` (an .npz)
     or seeded random inputs; ``samples`` caps the count.
+
+    A preset keeps a fidelity budget (`pipeline.budget`): ``max_drop`` (points) and/or
+    ``max_error`` (relative output error), else the default one. With a budget given, each
+    tensor's setting is searched for the smallest file that keeps it (`pipeline.search`); with the
+    default one, the preset's settings are kept where they hold and backed off tensor by tensor
+    where they do not. ``pipeline`` and ``recipe`` settings are used as written (``max_drop`` is
+    then only a gate).
     """
     from nncompress.errors import UsageError
     from nncompress.fidelity import Reference, compressed, reference
@@ -113,8 +132,17 @@ def compress(
         with contextlib.suppress(UnsupportedError):
             specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
             ref.inputs = [s.as_dict() for s in specs]
+    knob = tuned_knob(plan)
+    keep = Budget.of(max_drop, max_error) if knob is not None else None
+    keep = keep or (Budget.default() if knob is not None else None)
+    tuning: dict[str, Any] | None = None
     try:
-        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=not dry_run)
+        if knob is not None and keep is not None and not dry_run:
+            plan, tuning, g2, entries, rows = _budgeted(graph, plan, knob, keep, ref, seed, on_weight)
+        else:
+            g2, entries, rows = compress_graph(
+                graph, plan, seed=seed, on_weight=on_weight, release=not dry_run
+            )
     except NNCError as e:
         if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
             e.path = str(src)
@@ -143,6 +171,14 @@ def compress(
     fid, unmeasured = compressed(ref, g2)
     if unmeasured:
         notes.append(f"fidelity not measured: {unmeasured}")
+    if tuning is not None:
+        assert keep is not None
+        tuning["held"] = keep.holds(fid)
+        report["recipe"] = plan.origin
+        report["budget"] = tuning
+        notes.append(tuning.pop("note"))
+        if fid is not None and not tuning["held"]:
+            notes.append(f"budget not kept: {keep.measured(fid)} ({keep.describe()})")
     path = temp_dir("out") / "artifact.nnc"
     out_bytes = write_artifact(art, path)
     report["totals"] = {

@@ -1,0 +1,67 @@
+"""The one setting of each preset that a fidelity budget tunes per tensor, and the values it tries.
+
+A preset is a pipeline with one number that decides how hard it compresses: the sparsity of the
+pruning ones, the number of shared values of the quantizing ones, the parameter budget of the
+structured ones, the step of ``smallest``. The budget search (`pipeline.search`) picks that number
+per tensor among ``values`` (mildest first), or keeps the tensor as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nncompress.pipeline.recipe import Recipe, recipe_from
+
+_SPARSITY = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+_K = (256, 128, 64, 32, 16, 8, 4)
+_BUDGET = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)
+# rdoq's step, relative to the tensor's RMS: 2**(-q/2) for q = 14 .. 0 (about 10 bits a weight to 1).
+_STEP = tuple(round(2.0 ** (-q / 2), 6) for q in range(14, -1, -1))
+
+
+@dataclass(frozen=True)
+class Knob:
+    """``template`` with its one ``{}`` set to a value of ``values`` is a per-tensor pipeline."""
+
+    option: str
+    template: str
+    values: tuple[Any, ...]  # mildest first
+    preset: Any  # the preset's own value (None: the preset has no fixed one)
+
+    def recipe(self, value: Any) -> Recipe:
+        return recipe_from(None, self.template.format(value))
+
+    def up_to_preset(self) -> tuple[Any, ...]:
+        """The values no stronger than the preset's own."""
+        if self.preset is None:
+            return self.values
+        return self.values[: self.values.index(self.preset) + 1]
+
+
+def _prune(fmt: str) -> Knob:
+    return Knob("sparsity", "prune:sparsity={}," + fmt, _SPARSITY, 0.8)
+
+
+def _share(fmt: str) -> Knob:
+    return Knob("k", "quantize:method=kmeans:k={}," + fmt, _K, 32)
+
+
+def _prune_share(fmt: str) -> Knob:
+    return Knob("sparsity", "prune:sparsity={},quantize:method=kmeans:k=32," + fmt, _SPARSITY, 0.8)
+
+
+KNOBS: dict[str, Knob] = {
+    "prune": _prune("csr"),
+    "csr": _prune("csr"),
+    "quantize": _share("im"),
+    "im": _share("im"),
+    "ham": _share("ham"),
+    "sham": _prune_share("sham"),
+    "cser": _prune_share("cser"),
+    "lowrank": Knob("budget", "lowrank:budget={}", _BUDGET, 0.1),
+    "sss": Knob("budget", "sss:budget={}", _BUDGET, 0.1),
+    "dct": Knob("budget", "dct:budget={}", _BUDGET, 0.1),
+    "psm": Knob("budget", "psm:budget={}", _BUDGET, 0.2),
+    "smallest": Knob("step", "rdoq:step={},cabac", _STEP, None),
+}

@@ -1,0 +1,331 @@
+"""Per-tensor sensitivity, and the smallest allocation of settings that keeps a fidelity budget.
+
+Sensitivity: for each selected tensor and each value of its preset's knob (`pipeline.knobs`),
+the payload bytes (the real encoder's) and the weight error of the tensor alone, and the model's
+mean relative output error and top-1 disagreement with only that tensor changed. The model runs on
+the first SENS_SAMPLES fidelity inputs, in the reference executor (in process, nothing written),
+at MEASURED values spread over the knob's range; the output error at the other values is
+interpolated from the measured ones by weight error. Every figure depends only on the model, the
+data and the options, never on timing.
+
+Allocation: each tensor's value minimizes bytes + lambda * error**2 (output errors of independent
+changes add roughly in quadrature); sweeping lambda gives a family of allocations from the
+mildest to the smallest. The family is bisected with the whole model run on all the fidelity
+inputs in the runtime the user deploys with (the one compress measures fidelity in), and the
+smallest member that keeps the budget wins. A tensor may always stay as it is, so the mildest
+member is the original model, which keeps any budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nncompress.fidelity import Reference, figures, same_runtime
+from nncompress.inputs import EvalData
+from nncompress.ir import Graph
+from nncompress.pipeline.budget import Budget
+from nncompress.pipeline.engine import approximate
+from nncompress.pipeline.knobs import Knob
+from nncompress.pipeline.recipe import Plan, Recipe, Rule
+from nncompress.runtime import EXECUTOR, RuntimeFailure, executor, outputs
+
+SENS_SAMPLES = 64  # model runs of the sensitivity scan use the first this many fidelity inputs
+MEASURED = 4  # knob values per tensor where the model is run (the others are interpolated)
+CACHE_BYTES = 1 << 30  # approximations kept in memory; beyond, they are made again when needed
+KEEP = None  # the "value" of a tensor kept as it is
+
+
+@dataclass
+class Setting:
+    """One knob value on one tensor (``value`` None: kept as it is)."""
+
+    value: Any
+    bytes: int
+    weight_error: float  # ||W - W'|| / ||W||
+    error: float = 0.0  # mean relative output error with only this tensor changed
+    disagreement: float | None = None  # share of samples whose top-1 class changes (measured only)
+    measured: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Sensitivity:
+    name: str
+    layer: str
+    shape: tuple[int, ...]
+    settings: list[Setting]  # KEEP first, then the knob's values mildest first
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "settings": [s.as_dict() for s in self.settings],
+        }
+
+
+@dataclass
+class Scan:
+    """A sensitivity scan: the table, and what it ran on."""
+
+    knob: Knob
+    table: list[Sensitivity]
+    samples: int
+    runtime: str
+    notes: list[str] = field(default_factory=list)
+
+
+class Approximations:
+    """Each (tensor, value)'s approximation, made once and kept while they fit in CACHE_BYTES."""
+
+    def __init__(self, graph: Graph, knob: Knob, seed: int) -> None:
+        self.graph, self.knob, self.seed = graph, knob, seed
+        self._recipes: dict[Any, Recipe] = {}
+        self._made: dict[tuple[str, Any], tuple[np.ndarray, int]] = {}
+        self._held = 0
+
+    def recipe(self, value: Any) -> Recipe:
+        """One Recipe object per value: compress stores tensors identical under the same recipe once."""
+        if value not in self._recipes:
+            self._recipes[value] = self.knob.recipe(value)
+        return self._recipes[value]
+
+    def get(self, name: str, value: Any) -> tuple[np.ndarray, int]:
+        """The array the model gets and the payload bytes."""
+        key = (name, value)
+        if key in self._made:
+            return self._made[key]
+        made = approximate(self.graph, name, self.recipe(value), seed=self.seed)
+        if self._held + made[0].nbytes <= CACHE_BYTES:
+            self._made[key] = made
+            self._held += made[0].nbytes
+        return made
+
+
+def tunable(graph: Graph, knob: Knob) -> list[str]:
+    """The weights the knob's recipe applies to (what the preset would compress), in graph order."""
+    plan = Plan([Rule(knob.recipe(knob.values[0]))], {})
+    return [n for n, w in graph.weights.items() if w.size > 0 and plan.recipe_for(w) is not None]
+
+
+def _subset(data: EvalData, m: int) -> EvalData:
+    if not data.batched() or m >= data.n:
+        return data
+    step = data.step
+    if step:
+        m = max(step, m - m % step)
+    y = data.y[:m] if data.y is not None and len(data.y) == data.n else data.y
+    return dataclasses.replace(data, n=m, y=y)
+
+
+def _measure_at(values: tuple[Any, ...]) -> set[int]:
+    """Indices of the values the model runs at: MEASURED of them, spread evenly, both ends included."""
+    n = len(values)
+    if n <= MEASURED:
+        return set(range(n))
+    return {round(i * (n - 1) / (MEASURED - 1)) for i in range(MEASURED)}
+
+
+def scan(
+    graph: Graph,
+    knob: Knob,
+    ref: Reference,
+    *,
+    values: tuple[Any, ...] | None = None,
+    seed: int = 0,
+    approx: Approximations | None = None,
+    on_tensor: Callable[[str], None] | None = None,
+) -> Scan:
+    """The sensitivity table of every tensor the knob applies to (``ref`` must be measured)."""
+    assert ref.data is not None
+    values = knob.values if values is None else values
+    approx = approx or Approximations(graph, knob, seed)
+    data = _subset(ref.data, SENS_SAMPLES)
+    notes: list[str] = []
+    run: Callable[[Graph], np.ndarray]
+    try:  # the executor: in process, nothing written; else the runtime of the reference
+        rt0 = executor(graph)
+        try:
+            base = outputs(rt0, data, data.n)
+        finally:
+            rt0.close()
+        runtime = EXECUTOR
+
+        def run(g: Graph) -> np.ndarray:
+            rt = executor(g)
+            try:
+                return outputs(rt, data, data.n)
+            finally:
+                rt.close()
+    except RuntimeFailure:
+        runtime = ref.runtime
+
+        def run(g: Graph) -> np.ndarray:
+            rt = same_runtime(ref.runtime, g)
+            try:
+                return outputs(rt, data, ref.batch)
+            finally:
+                rt.close()
+
+        base = run(graph)
+    at = _measure_at(values)
+    table = []
+    for name in tunable(graph, knob):
+        if on_tensor is not None:
+            on_tensor(name)
+        w = graph.weights[name]
+        orig = w.array
+        norm = float(np.linalg.norm(orig.astype(np.float64)))
+        settings = [Setting(KEEP, int(orig.nbytes), 0.0, 0.0, 0.0, True)]
+        for i, v in enumerate(values):
+            a, nbytes = approx.get(name, v)
+            werr = float(np.linalg.norm(a.astype(np.float64) - orig)) / norm if norm > 0 else 0.0
+            s = Setting(v, nbytes, werr)
+            if i in at:
+                g2 = graph.copy()
+                g2.weights[name].value = a
+                fid = figures(base, run(g2), data, runtime)
+                s.error = float(fid["rel_error_mean"]) if fid["rel_error_mean"] is not None else math.inf
+                s.disagreement = 1.0 - float(fid["top1_agreement"])
+                s.measured = True
+            settings.append(s)
+        _interpolate(settings)
+        table.append(Sensitivity(name, w.layer, w.shape, settings))
+    return Scan(knob, table, data.n, runtime, notes)
+
+
+def _interpolate(settings: list[Setting]) -> None:
+    """Output error of the unmeasured settings, linear in weight error between measured ones."""
+    pts = sorted((s.weight_error, s.error) for s in settings if s.measured and math.isfinite(s.error))
+    xs = np.array([p[0] for p in pts])
+    ys = np.maximum.accumulate(np.array([p[1] for p in pts]))  # more weight error, no less output error
+    for s in settings:
+        if s.measured:
+            continue
+        if len(xs) >= 2 and s.weight_error > xs[-1] and xs[-1] > xs[-2]:  # beyond the last: extend its slope
+            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+            s.error = float(ys[-1] + slope * (s.weight_error - xs[-1]))
+        else:
+            s.error = float(np.interp(s.weight_error, xs, ys))
+
+
+# -- allocation ------------------------------------------------------------------------------------
+
+Allocation = dict[str, int]  # tensor -> index into its settings
+
+
+def _choose(table: list[Sensitivity], lam: float) -> Allocation:
+    out = {}
+    for t in table:
+        key: list[tuple[float, float, int]]
+        if math.isinf(lam):
+            key = [(s.error, float(s.bytes), i) for i, s in enumerate(t.settings)]
+        else:
+            key = [(s.bytes + lam * s.error**2, s.error, i) for i, s in enumerate(t.settings)]
+        out[t.name] = min(key)[2]
+    return out
+
+
+def family(table: list[Sensitivity]) -> list[Allocation]:
+    """Allocations minimizing bytes + lambda * error**2 for every lambda where one changes, mildest
+    (largest) first, smallest last; consecutive members differ in few tensors."""
+    lams = {0.0, math.inf}
+    for t in table:
+        for a in t.settings:
+            for b in t.settings:
+                de = b.error**2 - a.error**2
+                if a.bytes > b.bytes and de > 0:
+                    slope = (a.bytes - b.bytes) / de
+                    lams.update((slope * (1 - 1e-9), slope * (1 + 1e-9)))
+    seen: dict[tuple[int, ...], Allocation] = {}
+    for lam in sorted(lams):
+        alloc = _choose(table, lam)
+        seen.setdefault(tuple(alloc.values()), alloc)
+    size = {k: sum(t.settings[k[i]].bytes for i, t in enumerate(table)) for k in seen}
+    return [seen[k] for k in sorted(seen, key=lambda k: (-size[k], k))]
+
+
+@dataclass
+class Found:
+    """The budget search's answer: each tensor's knob value (KEEP: as it is) and how it was found."""
+
+    values: dict[str, Any]
+    fidelity: dict[str, Any] | None
+    evaluations: int
+    members: int
+    scan: Scan
+
+    def changed(self, preset: Any) -> list[str]:
+        """Tensors whose value is not the preset's own (backed off, or pushed further)."""
+        return [n for n, v in self.values.items() if v != preset]
+
+
+def evaluate(graph: Graph, ref: Reference, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Fidelity of the model with ``arrays`` in place of its weights, in the reference's runtime on
+    all the fidelity inputs (None when it does not run)."""
+    from nncompress.fidelity import compressed
+
+    g2 = graph.copy()
+    for n, a in arrays.items():
+        g2.weights[n].value = a
+    fid, _ = compressed(ref, g2)
+    return fid
+
+
+def search(
+    graph: Graph,
+    knob: Knob,
+    budget: Budget,
+    ref: Reference,
+    *,
+    values: tuple[Any, ...] | None = None,
+    seed: int = 0,
+    on_tensor: Callable[[str], None] | None = None,
+) -> Found:
+    """The smallest allocation of ``values`` (default: all the knob's) that keeps ``budget``."""
+    approx = Approximations(graph, knob, seed)
+    sc = scan(graph, knob, ref, values=values, seed=seed, approx=approx, on_tensor=on_tensor)
+    members = family(sc.table)
+    by_name = {t.name: t for t in sc.table}
+
+    def values_of(alloc: Allocation) -> dict[str, Any]:
+        return {n: by_name[n].settings[i].value for n, i in alloc.items()}
+
+    def fid_of(alloc: Allocation) -> dict[str, Any] | None:
+        arrays = {n: approx.get(n, v)[0] for n, v in values_of(alloc).items() if v is not KEEP}
+        return evaluate(graph, ref, arrays)
+
+    evals = 0
+    lo, lo_fid = 0, None  # the mildest member: every tensor as it is, the original model
+    hi = len(members) - 1
+    fid = fid_of(members[hi])
+    evals += 1
+    if budget.holds(fid):
+        lo, lo_fid = hi, fid
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            fid = fid_of(members[mid])
+            evals += 1
+            if budget.holds(fid):
+                lo, lo_fid = mid, fid
+            else:
+                hi = mid
+    return Found(values_of(members[lo]), lo_fid, evals, len(members), sc)
+
+
+def plan_of(found: Found, approx_recipe: Callable[[Any], Recipe], origin: dict[str, Any]) -> Plan:
+    """The per-tensor plan of a search's answer. A first catch-all rule keeps integer weights coded
+    losslessly as under the preset; a kept tensor is excluded."""
+    rules = [Rule(approx_recipe(next(iter(found.scan.knob.values))))]
+    for n, v in found.values.items():
+        rules.append(Rule(None, exclude=True, name=n) if v is KEEP else Rule(approx_recipe(v), name=n))
+    return Plan(rules, origin)

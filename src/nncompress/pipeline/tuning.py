@@ -1,0 +1,121 @@
+"""A preset under a fidelity budget: keep its settings where they hold, search per tensor where not.
+
+`budgeted` is what compress runs for ``--method PRESET`` (not for ``--pipeline`` or ``--recipe``,
+whose settings are used as written):
+
+- with the default budget and a preset that has fixed settings, the preset runs as it always did;
+  only when its fidelity misses the budget are tensors backed off (each to a milder value of the
+  knob, or kept as they are) by the search, never pushed further than the preset;
+- with ``--max-drop``/``--max-error``, or for ``smallest`` (no fixed setting), every tensor's value
+  is searched over the knob's whole range for the smallest file that keeps the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nncompress.artifact import TensorEntry
+from nncompress.fidelity import Reference, compressed
+from nncompress.ir import Graph
+from nncompress.pipeline.budget import Budget
+from nncompress.pipeline.engine import compress_graph
+from nncompress.pipeline.knobs import KNOBS, Knob
+from nncompress.pipeline.recipe import Plan, Recipe
+from nncompress.pipeline.search import KEEP, Found, plan_of, search
+
+Outcome = tuple[Plan, dict[str, Any], Graph, list[TensorEntry], list[dict[str, Any]]]
+
+
+def tuned_knob(plan: Plan) -> Knob | None:
+    """The knob of a plan made from ``--method PRESET`` alone (no ``--budget`` setting), else None."""
+    name = plan.origin.get("method")
+    if name in KNOBS and len(plan.rules) == 1 and "format_params" not in plan.origin:
+        return KNOBS[name]
+    return None
+
+
+def budgeted(
+    graph: Graph,
+    plan: Plan,
+    knob: Knob,
+    budget: Budget,
+    ref: Reference,
+    seed: int,
+    on_weight: Callable[[str], None] | None,
+) -> Outcome:
+    """Compress ``graph`` by the preset of ``plan`` under ``budget``: the plan used, the report's
+    "budget" record (with a "note" for the notes), and `compress_graph`'s results."""
+    info: dict[str, Any] = {"budget": budget.as_dict(), "option": knob.option, "preset_value": knob.preset}
+    if not ref.measured:
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
+        info.update(searched=False, note=f"budget ({budget.describe()}) not applied: {ref.reason}")
+        return plan, info, g2, entries, rows
+    values = knob.values
+    missed = ""
+    if budget.source == "default" and knob.preset is not None:
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=False)
+        fid, _ = compressed(ref, g2)
+        if budget.holds(fid):
+            info.update(
+                searched=False, note=f"default budget ({budget.describe()}) kept at the preset's settings"
+            )
+            return plan, info, g2, entries, rows
+        missed = budget.measured(fid) if fid is not None else "not measured"
+        values = knob.up_to_preset()
+    found = search(graph, knob, budget, ref, values=values, seed=seed)
+    recipes: dict[Any, Recipe] = {}
+
+    def recipe(v: Any) -> Recipe:
+        return recipes.setdefault(v, knob.recipe(v))
+
+    method = plan.origin["method"]
+    origin = {
+        "method": method,
+        "budget": budget.as_dict(),
+        "allocation": {n: "kept" if v is KEEP else knob.template.format(v) for n, v in found.values.items()},
+    }
+    plan = plan_of(found, recipe, origin)
+    g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
+    sc = found.scan
+    info.update(
+        searched=True,
+        values=found.values,
+        evaluations=found.evaluations,
+        candidates=found.members,
+        sensitivity_samples=sc.samples,
+        sensitivity_runtime=sc.runtime,
+        note=_note(found, knob, budget, missed),
+    )
+    return plan, info, g2, entries, rows
+
+
+def _note(found: Found, knob: Knob, budget: Budget, missed: str) -> str:
+    def show(v: Any) -> str:
+        return (
+            "kept as is"
+            if v is KEEP
+            else f"{knob.option} {v:g}"
+            if isinstance(v, float)
+            else f"{knob.option} {v}"
+        )
+
+    sc = found.scan
+    how = (
+        f"{found.evaluations} whole-model checks of {found.members} candidate allocations; sensitivity on "
+        f"{sc.samples} samples in the {sc.runtime}"
+    )
+    if missed:
+        changed = found.changed(knob.preset)
+        what = ", ".join(f"{n} {show(found.values[n])}" for n in changed[:4]) + (
+            ", ..." if len(changed) > 4 else ""
+        )
+        return (
+            f"default budget ({budget.describe()}) missed at the preset's settings ({missed}): backed off "
+            f"{len(changed)} of {len(found.values)} tensors ({what}; {how})"
+        )
+    what = ", ".join(f"{n} {show(v)}" for n, v in list(found.values.items())[:4])
+    more = ", ..." if len(found.values) > 4 else ""
+    return (
+        f"budget {budget.describe()} ({budget.source}): {knob.option} chosen per tensor ({what}{more}; {how})"
+    )
