@@ -15,9 +15,9 @@ from nncompress.formats import FORMATS, Format, load_format
 from nncompress.formats.base import segment_sum, uint_for
 from nncompress.ir import CompressedTensor
 
-CODEBOOK_FORMATS = ("im", "cser", "ham", "sham")
+CODEBOOK_FORMATS = ("im", "cser", "ham", "sham", "cabac")
 # The structured approximations (lowrank, sss, dct, psm) are lossy: tests/test_formats_<name>.py cover them.
-LOSSLESS = ["dense", "csr", "csc", "coo", "im", "cser", "ham", "sham"]
+LOSSLESS = ["dense", "csr", "csc", "coo", "im", "cser", "ham", "sham", "cabac"]
 STRUCTURED = ["lowrank", "sss", "dct", "psm"]  # fitted by their passes
 
 
@@ -57,7 +57,8 @@ def check_contract(fmt: Format, w: np.ndarray, seed: int = 0) -> None:
 
 
 def test_registry_names_match_classes() -> None:
-    assert list(FORMATS) == [*LOSSLESS, *STRUCTURED]
+    # cabac came after the structured formats: appended, so the older ones keep their order
+    assert list(FORMATS) == [*LOSSLESS[:-1], *STRUCTURED, "cabac"]
     for name, cls in FORMATS.items():
         assert cls.name == name and issubclass(cls, Format)
 

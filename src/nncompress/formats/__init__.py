@@ -12,6 +12,7 @@ import numpy as np
 
 from nncompress.errors import InputError
 from nncompress.formats.base import Format
+from nncompress.formats.cabac import Cabac
 from nncompress.formats.cser import CSER
 from nncompress.formats.dct import DCT
 from nncompress.formats.dense import Dense
@@ -37,6 +38,8 @@ FORMATS: dict[str, type[Format]] = {
     "sss": SSS,
     "dct": DCT,
     "psm": PSM,
+    # context-adaptive arithmetic coding of integer levels (a storage format, listed after the others)
+    "cabac": Cabac,
 }
 
 
@@ -63,6 +66,7 @@ __all__ = [
     "FORMATS",
     "PSM",
     "SSS",
+    "Cabac",
     "Dense",
     "Format",
     "HuffmanMatrix",

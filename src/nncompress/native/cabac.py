@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nncompress.errors import UsageError
+from nncompress.errors import InputError, UsageError
 from nncompress.formats.dense import Dense
 from nncompress.native._call import Bound, check, ffi, lib, ptr
 from nncompress.native.dense import dense_bind
@@ -49,7 +49,10 @@ def decode(stream: np.ndarray, n: int) -> np.ndarray:
     """The n int32 levels of a uint8 stream; InputError when it does not decode to exactly n."""
     s = np.ascontiguousarray(stream, dtype=np.uint8).reshape(-1)
     out = np.empty(n, dtype=np.int32)
-    check(lib.nnc_cabac_decode(ptr(s, "uint8_t *"), s.size, ptr(out, "int32_t *"), n), "cabac")
+    st = lib.nnc_cabac_decode(ptr(s, "uint8_t *"), s.size, ptr(out, "int32_t *"), n)
+    if st == -3:  # the usual corruption, said without check()'s "cabac tensor:" (from_arrays adds it)
+        raise InputError(f"the stream of {s.size} bytes does not decode to exactly {n} levels")
+    check(st, "cabac")
     return out
 
 
