@@ -47,6 +47,10 @@ def _slim_skeleton(fmt: str, path: Path, out: Path) -> bool:
         from nncompress.io.torch.writer import slim_skeleton
 
         return slim_skeleton(path, out)
+    if fmt.startswith("keras"):
+        from nncompress.io.keras._write import slim_skeleton as slim_keras
+
+        return slim_keras(path, out)
     return False
 
 
