@@ -2,7 +2,8 @@
  * For every format it builds random valid inputs (random complete canonical codes, random
  * matrices, random index widths), then thousands of mutated copies (flipped stream bits, moved or
  * corrupted offsets, truncated arrays, changed code lengths, out-of-range indices; for the structured
- * kernels random dims and factor counts, lengths one off, blocks/state/rank one off). Each array is
+ * kernels random dims and factor counts, lengths one off, blocks/state/rank one off; for the cabac coder
+ * round trips, then flipped, truncated and extended streams and wrong level counts). Each array is
  * copied into a buffer of exactly its length so any overread is reported by ASan. It checks that
  * naive and optimized kernels agree: both fail, or both succeed with close results.
  * Usage: fuzz_main [iterations] [seed] */
@@ -499,6 +500,74 @@ static void fuzz_lowrank(void) {
     }
 }
 
+/* cabac: random levels (mostly small, sometimes near the 2^30 limit) must round-trip exactly through
+ * a buffer of exactly the encoded length (and a too-small cap must say how much it needs); then
+ * flipped, truncated, extended streams and wrong level counts must decode or return a status. */
+static void fuzz_cabac(void) {
+    int64_t n = rint_(4) ? rint_(200) : rint_(3000);
+    int32_t *lv = malloc((size_t)(n ? n : 1) * 4), *got = malloc((size_t)(n + 2) * 4);
+    int shape = (int)rint_(4);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = shape == 0 ? 0 : shape == 1 ? rint_(3) - 1 : shape == 2 ? rint_(41) - 20 : rint_(2147483647);
+        if (shape == 3 && rint_(2)) v = -v;
+        if (v >= (1 << 30) || v <= -(1 << 30)) v = rint_(2) ? (1 << 30) - 1 : -(1 << 30) + 1;
+        if (rint_(3) == 0) v = 0;
+        lv[i] = (int32_t)v;
+    }
+    int64_t len = 0, cap = n * 48 + 16;
+    uint8_t *buf = malloc((size_t)cap);
+    n_runs++;
+    if (nnc_cabac_encode(lv, n, buf, cap, &len) || len < 5 || len > cap) {
+        fprintf(stderr, "cabac: encode of %lld valid levels failed\n", (long long)n);
+        abort();
+    }
+    int64_t small = rint_(len), need = -1;
+    uint8_t *sb = malloc((size_t)(small ? small : 1));
+    if (nnc_cabac_encode(lv, n, small ? sb : NULL, small, &need) != NNC_ESPACE || need != len) {
+        fprintf(stderr, "cabac: a cap of %lld of %lld bytes was not refused with the length\n", (long long)small,
+                (long long)len);
+        abort();
+    }
+    free(sb);
+    for (int m = 0; m < 12; m++) {
+        expect_ok = m == 0;
+        int64_t len2 = len, n2 = n;
+        uint8_t *s = dup_exact(buf, (size_t)len);
+        if (m) switch (rint_(4)) {
+            case 0: s[rint_(len)] ^= (uint8_t)(1u << rint_(8)); break;
+            case 1: len2 = rint_(len); break;
+            case 2: len2 = len + 1 + rint_(3); break; /* read from a longer copy below */
+            default: n2 = n + (rint_(2) ? 1 : n ? -1 : 1);
+            }
+        uint8_t *s2 = malloc((size_t)(len2 ? len2 : 1));
+        memcpy(s2, s, (size_t)(len2 < len ? len2 : len));
+        for (int64_t i = len; i < len2; i++) s2[i] = (uint8_t)rnd();
+        int32_t *out = dup_exact(got, (size_t)n2 * 4);
+        int st = nnc_cabac_decode(len2 ? s2 : NULL, len2, n2 ? out : NULL, n2);
+        n_runs++;
+        if (st) {
+            if (expect_ok) {
+                fprintf(stderr, "cabac: a valid stream was rejected with status %d\n", st);
+                abort();
+            }
+            n_fail++;
+        } else {
+            n_ok++;
+            if (expect_ok && memcmp(out, lv, (size_t)n * 4)) {
+                fprintf(stderr, "cabac: %lld levels did not round-trip\n", (long long)n);
+                abort();
+            }
+            for (int64_t i = 0; i < n2; i++)
+                if (out[i] >= (1 << 30) || out[i] <= -(1 << 30)) {
+                    fprintf(stderr, "cabac: decoded a level out of range\n");
+                    abort();
+                }
+        }
+        free(s), free(s2), free(out);
+    }
+    free(lv), free(got), free(buf);
+}
+
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 2000;
     if (argc > 2) rs ^= (uint64_t)atoll(argv[2]) * 0x9E3779B97F4A7C15ULL;
@@ -511,6 +580,7 @@ int main(int argc, char **argv) {
         fuzz_sss();
         fuzz_dct();
         fuzz_lowrank();
+        fuzz_cabac();
     }
     printf("fuzz: %ld kernel pairs run, %ld decoded, %ld rejected with a status, no crash\n", n_runs, n_ok, n_fail);
     return 0;
