@@ -20,29 +20,24 @@ if TYPE_CHECKING:  # formats.cabac imports this module lazily; the import here w
     from nncompress.formats.cabac import Cabac
 
 _ESPACE = -5
-# Worst case of one level: 35 adaptive bins of at most ~10.01 bits (probabilities clamped at 2**-10)
-# and 29 bypass bins of ~1 bit, under 48 bytes; plus the 5 flush bytes.
-_WORST_BYTES_PER_LEVEL = 48
 
 
 def encode(levels: np.ndarray) -> np.ndarray:
     """The uint8 stream of int32 levels (1-D, each |l| < 2**30): one C call, two for dense streams."""
     lv = np.ascontiguousarray(levels, dtype=np.int32).reshape(-1)
-    n = lv.size
     out_len = ffi.new("int64_t *")
-    cap = n // 2 + 64  # 4 bits a level: most quantized layers code well under that
-    while True:
+
+    def run(cap: int) -> tuple[int, np.ndarray]:
         out = np.empty(cap, dtype=np.uint8)
-        st = lib.nnc_cabac_encode(ptr(lv, "int32_t *"), n, ptr(out, "uint8_t *"), cap, out_len)
-        if st != _ESPACE:
-            break
-        if cap >= _WORST_BYTES_PER_LEVEL * n + 16:  # cannot happen: the bound is a real bound
-            raise RuntimeError(f"cabac encode needs {out_len[0]} bytes, past its worst case")
-        cap = int(out_len[0])  # the encoder counted what it needs: the second call fits
+        return lib.nnc_cabac_encode(ptr(lv, "int32_t *"), lv.size, ptr(out, "uint8_t *"), cap, out_len), out
+
+    st, out = run(lv.size // 2 + 64)  # 4 bits a level: most quantized layers code well under that
+    if st == _ESPACE:  # the encoder counted the bytes it needs: the second call fits
+        st, out = run(int(out_len[0]))
     if st == -2:
         raise UsageError("cabac codes integer levels of magnitude below 2**30")
     check(st, "cabac")
-    return out[: int(out_len[0])].copy() if out_len[0] != cap else out
+    return out[: int(out_len[0])].copy() if out_len[0] != out.size else out
 
 
 def decode(stream: np.ndarray, n: int) -> np.ndarray:
