@@ -25,7 +25,7 @@ def available() -> bool:
 
 
 # Formats with a C kernel (every format of nncompress.formats).
-NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham", "lowrank", "psm", "sss", "dct")
+NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham", "lowrank", "psm", "sss", "dct", "cabac")
 
 
 def supports(name: str) -> bool:
@@ -35,6 +35,7 @@ def supports(name: str) -> bool:
 
 @functools.cache  # built once: re-running the imports cost more than a small product
 def _dispatch() -> dict[str, Callable[..., Bound]]:
+    from nncompress.native.cabac import cabac_bind
     from nncompress.native.cser import cser_bind
     from nncompress.native.dense import dense_bind
     from nncompress.native.huffman import ham_bind, sham_bind
@@ -44,6 +45,7 @@ def _dispatch() -> dict[str, Callable[..., Bound]]:
 
     return {
         "dense": dense_bind,
+        "cabac": cabac_bind,
         "csr": sparse_bind,
         "csc": sparse_bind,
         "coo": sparse_bind,
