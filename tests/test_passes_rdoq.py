@@ -18,7 +18,8 @@ from nncompress.formats import FORMATS
 from nncompress.io import load
 from nncompress.ir import Graph
 from nncompress.ir.interpreter import run
-from nncompress.passes import RDOQ, PassResult, default_select, parse_pipeline
+from nncompress.passes import RDOQ, PassResult, _infra, default_select, parse_pipeline
+from nncompress.passes import rdoq as rdoq_module
 from nncompress.passes._infra import pipeline_blocks, pipeline_per_weight
 from nncompress.passes.rdoq import grid_values, rate_bits
 
@@ -263,7 +264,13 @@ def _run(g: Graph, opts: RDOQ.Options, form: str) -> np.ndarray:
     return blocks(w)(0, w.size).reshape(w.shape)
 
 
-def test_streaming_forms_equal_the_whole_pass(lenet_fc1: np.ndarray) -> None:
+@pytest.mark.parametrize("chunk", [None, 10007])
+def test_streaming_forms_equal_the_whole_pass(
+    lenet_fc1: np.ndarray, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if chunk is not None:  # many pieces per weight, as a layer of over 4M entries is read
+        monkeypatch.setattr(_infra, "CHUNK", chunk)
+        monkeypatch.setattr(rdoq_module, "CHUNK", chunk)
     g = one_weight(lenet_fc1)
     opts = RDOQ.Options(step=0.2, lam=0.7, weighting="magnitude")
     whole = _run(g, opts, "call")

@@ -51,6 +51,7 @@ from nncompress.errors import UnsupportedError, UsageError
 from nncompress.ir import Graph, Weight
 from nncompress.options import option
 from nncompress.passes._infra import (
+    CHUNK,
     Pass,
     PassOptions,
     PassResult,
@@ -222,6 +223,7 @@ class _Fitted:
 
     abs_step: np.float32  # the step levels are chosen on
     rms: float
+    sq: float  # w.w in float64
     model: RateModel | None
     lam: float
     magnitude: bool
@@ -319,11 +321,10 @@ class RDOQ(Pass):
         path = graph.meta.path
         for w in selected(graph, select):
             a = np.ascontiguousarray(w.array)
-            fitted = _fit(w, _array_source(a), options, path)
-            if fitted is None:
+            done = _whole(w, a, options, path)
+            if done is None:
                 continue  # empty or all zero: nothing to quantize
-            levels = fitted.levels(a.reshape(-1))
-            new = grid_values(levels, fitted.grid_step).astype(a.dtype).reshape(a.shape)
+            new, fitted, levels = done
             out.weights[w.name].value = new
             stats.append(
                 weight_stats(
@@ -345,11 +346,8 @@ class RDOQ(Pass):
         path = graph.meta.path if graph is not None else None
 
         def one(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
-            a = np.ascontiguousarray(a)
-            fitted = _fit(w, _array_source(a), options, path)
-            if fitted is None:
-                return a
-            return fitted.values(a.reshape(-1)).astype(a.dtype).reshape(a.shape)
+            done = _whole(w, np.ascontiguousarray(a), options, path)
+            return a if done is None else done[0]
 
         return one
 
@@ -371,14 +369,31 @@ class RDOQ(Pass):
         return fit
 
 
-def _array_source(a: np.ndarray) -> Source:
+def _whole(
+    w: Weight, a: np.ndarray, options: RDOQ.Options, path: str | None
+) -> tuple[np.ndarray, _Fitted, np.ndarray] | None:
+    """(new array, quantizer, levels) of a C-contiguous ``a``; the levels are chosen once and
+    serve both the refit and the output (`_fit`'s streaming refit chooses them twice)."""
     flat = a.reshape(-1)
-    return lambda start, stop: flat[start:stop]
+    fitted = _fit(w, lambda start, stop: flat[start:stop], options, path, refit=False)
+    if fitted is None:
+        return None
+    levels = fitted.levels(flat)
+    if options.refit and fitted.model is not None:
+        # Summed over the pieces `_fit`'s streaming refit reads: the same float sum, the same step.
+        wl = sum(
+            float(flat[i : i + CHUNK].astype(np.float64) @ levels[i : i + CHUNK].astype(np.float64))
+            for i in range(0, flat.size, CHUNK)
+        )
+        fitted = _refitted(fitted, wl)
+    return grid_values(levels, fitted.grid_step).astype(a.dtype).reshape(a.shape), fitted, levels
 
 
-def _fit(w: Weight, source: Source, options: RDOQ.Options, path: str | None) -> _Fitted | None:
+def _fit(
+    w: Weight, source: Source, options: RDOQ.Options, path: str | None, *, refit: bool = True
+) -> _Fitted | None:
     """The step and rate model of one weight, read from ``source`` a piece at a time; None when the
-    weight is empty or all zero (left as it is)."""
+    weight is empty or all zero (left as it is). ``refit=False`` leaves `options.refit` to the caller."""
 
     def pieces() -> Iterator[np.ndarray]:
         return source_chunks(source, w.size)
@@ -411,26 +426,31 @@ def _fit(w: Weight, source: Source, options: RDOQ.Options, path: str | None) -> 
         )
     magnitude = options.weighting == "magnitude"
     lam = options.lam if w.size >= options.min_size else 0.0
-    fitted = _Fitted(abs_step, rms, None, lam, magnitude, abs_step)
+    fitted = _Fitted(abs_step, rms, sq, None, lam, magnitude, abs_step)
     if lam == 0.0:
         return fitted
     for _ in range(options.iters):
         counts = _counts(fitted, pieces)
         model = RateModel(counts)
         model.extend_table(top)
-        fitted = _Fitted(abs_step, rms, model, lam, magnitude, abs_step)
-    if not options.refit:
+        fitted = _Fitted(abs_step, rms, sq, model, lam, magnitude, abs_step)
+    if not (refit and options.refit):
         return fitted
+    wl = 0.0
+    for c in pieces():
+        wl += float(c.reshape(-1).astype(np.float64) @ fitted.levels(c.reshape(-1)).astype(np.float64))
+    return _refitted(fitted, wl)
+
+
+def _refitted(fitted: _Fitted, wl: float) -> _Fitted:
+    """``fitted`` with the grid step w.w / w.l, ``wl`` the dot product of the weight and its levels."""
     # Levels pulled toward zero shrink the tensor along itself, so every output shrinks alike: a
     # coherent error where rounding errors average out. The scale s at which the regression of
     # s * l on w has slope 1 removes it; the least-squares scale w.l / l.l would not (at coarse
     # steps it is below abs_step and shrinks further: measured on vggmini and lenet300).
-    wl = 0.0
-    for c in pieces():
-        wl += float(c.reshape(-1).astype(np.float64) @ fitted.levels(c.reshape(-1)).astype(np.float64))
-    grid = np.float32(sq / wl) if wl > 0 else abs_step
+    grid = np.float32(fitted.sq / wl) if wl > 0 else fitted.abs_step
     if not (np.isfinite(grid) and grid > 0):  # levels all 0, or an absurd fit: keep the step
-        grid = abs_step
+        grid = fitted.abs_step
     return replace(fitted, grid_step=grid)
 
 
