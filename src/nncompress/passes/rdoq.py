@@ -34,9 +34,16 @@ times, each round on the levels the previous round chose, starting from plain ro
 the tensor, so ``lam`` keeps its meaning; at least 1/2): an error on a large weight costs more, a
 data-free stand-in for a diagonal Fisher / squared-gradient sensitivity. Known gap: the data-driven
 Fisher weighting (squared gradients over a few batches) is not here; the numpy executor has no
-autodiff.
+autodiff. On lenet300 and vggmini (MNIST) magnitude weighting helped at some settings and hurt
+at others, so the default is none.
 
-Example: ``nncompress compress model.onnx --pipeline "rdoq:step=0.05:lam=0.1,ham"``.
+``lam`` is in squared steps per bit; the slope of a uniform quantizer's high-rate curve is about
+2 ln 2 / 12 = 0.12 of that, and the default 0.15 measured best in weight-space error per bit.
+Gains are at coarse steps (step >= ~0.7: a few bits per weight or less); large ``lam`` at a coarse
+step feeds on itself (more zeros make zero cheaper) and wipes out layers (lam=0.5 at step=1.4
+left lenet300 at 76 % accuracy).
+
+Example: ``nncompress compress model.onnx --pipeline "rdoq:step=1:lam=0.15,cabac"``.
 """
 
 from __future__ import annotations
