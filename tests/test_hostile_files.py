@@ -177,7 +177,9 @@ def _manifest_nan(tmp: Path) -> Path:
     def edit(name: str, data: bytes) -> bytes:
         if name != "manifest.json":
             return data
-        return data.replace(b'"seed": 0', b'"seed": NaN')
+        out = data.replace(b'"seed":0', b'"seed":NaN')  # the manifest's compact JSON
+        assert out != data
+        return out
 
     return _nnc_edit(tmp, edit, "nan.nnc")
 

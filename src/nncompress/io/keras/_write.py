@@ -135,12 +135,12 @@ def _copy_slim(fin: Any, fout: Any) -> None:
         fout.attrs[k] = v
     for name, obj in fin.items():
         if isinstance(obj, h5py.Group):
-            _copy_slim(obj, fout.create_group(name))
+            _copy_slim(obj, h5py.Group(h5py.h5g.create(fout.id, name.encode(), gcpl=_untimed())))
             continue
         if obj.dtype.kind in "biuf" and obj.dtype.fields is None and _all_zero(obj):
-            d = fout.create_dataset(name, shape=obj.shape, dtype=obj.dtype)
+            d = fout.create_dataset(name, shape=obj.shape, dtype=obj.dtype, track_times=False)
         else:
-            d = fout.create_dataset(name, data=obj[()])
+            d = fout.create_dataset(name, data=obj[()], track_times=False)
         for k, v in obj.attrs.items():
             d.attrs[k] = v
 
@@ -154,12 +154,31 @@ def _all_zero(ds: Any) -> bool:
     return not any(np.any(ds[i : i + step]) for i in range(0, ds.shape[0], step))
 
 
+def _untimed() -> Any:
+    """A creation property list without timestamps: HDF5 1.8 object headers record creation and
+    modification times unless told not to, and the skeleton must be the same bytes on every run."""
+    import h5py
+
+    plist = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    plist.set_obj_track_times(False)
+    return plist
+
+
 def _slim_h5(src: Any, dst: Any) -> None:
     import h5py
 
     # HDF5 1.8's object headers and compact groups: about half the bytes of the earliest layout
     # Keras writes, and readable by every h5py (HDF5 >= 1.8) that Keras and tf_keras use
-    with h5py.File(src, "r") as fin, h5py.File(dst, "w", libver=("v108", "v108")) as fout:
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)  # the root group's times
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_V18)
+    if isinstance(dst, io.BytesIO):
+        fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, dst)
+        fid = h5py.h5f.create(b"in-memory", h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+    else:
+        fid = h5py.h5f.create(str(dst).encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+    with h5py.File(src, "r") as fin, h5py.File(fid) as fout:
         _copy_slim(fin, fout)
 
 
