@@ -437,6 +437,7 @@ def realworld(only: list[str], presets: list[str], timeout: float, out: Path) ->
                 top1_agreement=f.get("top1_agreement"),
                 rel_error_mean=f.get("rel_error_mean"),
                 failed_gates=report.get("gates") or [],
+                fidelity_not_measured=report.get("fidelity_not_measured"),  # why, for weights-only files
             )
             records.append(rec)
             art.unlink(missing_ok=True)
@@ -460,7 +461,9 @@ def realworld_table(records: list[dict[str, Any]]) -> str:
             "agree": cell(r.get("top1_agreement"), ".3f"),
             "rel": cell(r.get("rel_error_mean"), ".4f"),
             "s": cell(r.get("seconds"), ".1f"),
-            "note": "" if r["ok"] else r["error"].replace("|", "/")[:120],
+            "note": (r["error"] if not r["ok"] else r.get("fidelity_not_measured") or "").replace("|", "/")[
+                :120
+            ],
         }
         for r in records
     ]
@@ -471,7 +474,7 @@ def realworld_table(records: list[dict[str, Any]]) -> str:
         ("top-1 agreement", "{agree}"),
         ("rel. error (mean)", "{rel}"),
         ("seconds", "{s}"),
-        ("failure", "{note}"),
+        ("failure, or why no fidelity", "{note}"),
     ]
     return markdown_table(cols, rows)
 
