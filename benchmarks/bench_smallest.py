@@ -281,6 +281,17 @@ def best_under(points: list[dict[str, Any]], target: float) -> dict[str, Any] | 
     return min(ok, key=lambda p: p["payload_bytes"]) if ok else None
 
 
+def robust_under(points: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """nncodec's coarsest qp such that it and every finer qp (more bytes) keep ``target``: what one
+    gets without the luck of an isolated good point in a sweep whose accuracy is not monotonic."""
+    best = None
+    for p in sorted(points, key=lambda p: -p["payload_bytes"]):
+        if p["drop_points"] > target + EPS:
+            break
+        best = p
+    return best
+
+
 def summary_rows(points: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
     rows = []
     for m in models:
@@ -291,6 +302,8 @@ def summary_rows(points: list[dict[str, Any]], models: list[str]) -> list[dict[s
             row["nncodec"] = (
                 f"{a['setting']}: {a['payload_bytes']} ({a['coded_bytes']} coded)" if a else "none"
             )
+            r = robust_under([p for p in points if p["model"] == m and p["tool"] == "nncodec"], target)
+            row["robust"] = f"{r['setting']}: {r['payload_bytes']}" if r else "none"
             row["nncodec_enc_dec"] = f"{a['encode_s']:.2f} / {a['decode_s']:.2f}" if a else ""
             row["nncompress"] = (
                 f"{b['setting']}: {b['payload_bytes']} ({b['file_bytes']} file)" if b else "none"
@@ -330,6 +343,7 @@ def tables(points: list[dict[str, Any]], models: list[str]) -> str:
         ("model", "{model}"),
         ("drop <=", "{target}"),
         ("nncodec: setting, payload B", "{nncodec}"),
+        ("nncodec, every finer qp within too", "{robust}"),
         ("nncodec enc / dec s", "{nncodec_enc_dec}"),
         ("nncompress: setting, payload B", "{nncompress}"),
         ("nncompress enc / dec s", "{nncompress_enc_dec}"),
@@ -493,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nncodec-python", type=Path, default=NNCODEC_PYTHON, help="python with nncodec")
     ap.add_argument("--skip", choices=["nncodec", "nncompress"], action="append", default=[])
     ap.add_argument("--out", type=Path, default=OUT_DIR)
+    ap.add_argument(
+        "--replot", action="store_true", help="rewrite table.md and plot.png from --out's points.json"
+    )
     ap.add_argument("--realworld", action="store_true", help="the presets on the real-world corpus instead")
     ap.add_argument("--only", action="append", default=[], help="--realworld: corpus entry (repeatable)")
     ap.add_argument("--presets", default="", help="--realworld: comma-separated (default: every preset)")
@@ -513,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"realworld{suffix}.json").write_text(json.dumps(payload, indent=1))
         return 0
 
+    if args.replot:
+        saved = json.loads((args.out / "points.json").read_text())
+        models = list(dict.fromkeys(p["model"] for p in saved["points"]))
+        write_results(saved["points"], models, saved["command"], saved["date"], saved["tensors"], args.out)
+        return 0
     models = [m for m in args.models.split(",") if m]
     missing = [m for m in models if not (MODELS_DIR / m).exists()]
     if missing:
@@ -539,19 +561,25 @@ def main(argv: list[str] | None = None) -> int:
                 points += nncodec_points(s, args.nncodec_python, args.qps, Path(tmp) / m)
             if "nncompress" not in args.skip:
                 points += [nncompress_point(s, step, label, t, Path(tmp)) for step, label, t in steps]
-    md = tables(points, models)
-    print(md)
-    note = f"nncodec codes the {args.tensors} tensors (passes.default_select: the ones nncompress compresses)"
-    if args.tensors == "all":
-        note = "nncodec codes every float tensor"
-    (args.out / "table.md").write_text(
-        f"{stamp}\n\n`{command}`\n\n{note}; its payload adds the rest raw.\n\n{md}\n"
-    )
     payload = {"date": stamp, "command": command, "tensors": args.tensors, "points": points}
     (args.out / "points.json").write_text(json.dumps(payload, indent=1))
-    plot(points, models, command, args.out / "plot.png")
-    print(f"wrote {args.out}/points.json, table.md, plot.png", file=sys.stderr)
+    write_results(points, models, command, stamp, args.tensors, args.out)
     return 0
+
+
+def write_results(
+    points: list[dict[str, Any]], models: list[str], command: str, stamp: str, tensors: str, out: Path
+) -> None:
+    md = tables(points, models)
+    print(md)
+    note = "nncodec codes the tensors nncompress compresses (passes.default_select)"
+    if tensors == "all":
+        note = "nncodec codes every float tensor"
+    (out / "table.md").write_text(
+        f"{stamp}\n\n`{command}`\n\n{note}; its payload adds the rest raw.\n\n{md}\n"
+    )
+    plot(points, models, command, out / "plot.png")
+    print(f"wrote {out}/points.json, table.md, plot.png", file=sys.stderr)
 
 
 if __name__ == "__main__":
