@@ -16,16 +16,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nncompress.pipeline.recipe import PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
 RECORD = ROOT / "tests" / "data" / "artifact_digests.json"
-# Every preset, and pipelines reaching the storage formats no preset uses (csc, coo, dense) and
-# the quantizers the presets leave out.
+# Every preset's fixed pipeline (the engine's bytes), two presets under their fidelity budget (the
+# search's bytes: `--samples 1` makes it decide on one seeded input), and pipelines reaching the
+# storage formats no preset uses (csc, coo, dense) and the quantizers the presets leave out.
 RECIPES: dict[str, list[str]] = {
     **{
-        m: ["--method", m]
-        for m in ("prune", "quantize", "ham", "sham", "cser", "lowrank", "sss", "dct", "psm")
+        m: ["--pipeline", PRESETS[m]]
+        for m in ("prune", "quantize", "ham", "sham", "cser", "lowrank", "sss", "dct", "psm", "smallest")
     },
+    "sham-budget": ["--method", "sham"],
+    "smallest-budget": ["--method", "smallest", "--max-error", "0.05"],
     "csc": ["--pipeline", "prune:sparsity=0.6,csc"],
     "coo": ["--pipeline", "prune:sparsity=0.6:scope=layer,coo"],
     "dense": ["--pipeline", "quantize:method=uniform:k=16,dense"],

@@ -12,10 +12,13 @@ import pytest
 from nncompress.errors import EXIT_GATE, EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE
 from nncompress.ir.interpreter import run
 from nncompress.pipeline import graph_from_artifact
+from nncompress.pipeline.recipe import PRESETS
 
 from .conftest import DATA, MODELS, run_cli
 
 DIGITS = str(DATA / "mnist_test.npz")
+# The sham preset's own settings, with no fidelity budget: what tests of the format and the engine use
+SHAM = PRESETS["sham"]
 
 
 def compress(model: str, out: Path, *extra: str) -> dict:  # type: ignore[type-arg]
@@ -26,7 +29,7 @@ def compress(model: str, out: Path, *extra: str) -> dict:  # type: ignore[type-a
 
 def test_sham_is_smaller_on_disk_by_the_reported_ratio(tmp_path: Path) -> None:
     out = tmp_path / "l.nnc"
-    r = compress("lenet300.onnx", out, "--method", "sham")
+    r = compress("lenet300.onnx", out, "--pipeline", SHAM)
     assert r["totals"]["output_bytes"] == out.stat().st_size
     assert r["totals"]["input_bytes"] == (MODELS / "lenet300.onnx").stat().st_size
     assert r["totals"]["ratio"] == pytest.approx(r["totals"]["input_bytes"] / out.stat().st_size)
@@ -52,7 +55,7 @@ def test_same_input_recipe_and_seed_give_identical_bytes(tmp_path: Path) -> None
 @pytest.mark.parametrize("name", ["lenet300.onnx", "vggmini.onnx", "vggmini.h5", "lenet300.keras"])
 def test_decompress_runs_in_its_framework(name: str, tmp_path: Path) -> None:
     art = tmp_path / "m.nnc"
-    compress(name, art, "--method", "sham")
+    compress(name, art, "--pipeline", SHAM)
     out = tmp_path / name
     res = run_cli("decompress", str(art), "-o", str(out))
     assert res.returncode == 0, res.stderr
@@ -93,10 +96,18 @@ PRESET_FLOORS = {  # method: (ratio measured, accuracy drop measured)
 
 @pytest.mark.parametrize("method", list(PRESET_FLOORS))
 def test_every_preset(method: str, tmp_path: Path) -> None:
+    """The preset's own settings reach the benchmark's figures; under its default fidelity budget
+    the preset keeps the budget, backing off (never further than its settings) where they break it."""
     ratio, drop = PRESET_FLOORS[method]
-    r = compress("lenet300.onnx", tmp_path / "m.nnc", "--method", method)
+    r = compress("lenet300.onnx", tmp_path / "m.nnc", "--pipeline", PRESETS[method])
     assert r["totals"]["ratio"] > 0.9 * ratio
     assert r["fidelity"]["accuracy_drop"] <= drop + 0.01
+    b = compress("lenet300.onnx", tmp_path / "b.nnc", "--method", method)
+    assert b["budget"]["held"] is True
+    assert b["fidelity"]["top1_agreement_ci95"][1] >= 0.99
+    assert 1.5 < b["totals"]["ratio"] <= r["totals"]["ratio"] * 1.001
+    if b["budget"]["searched"] is False:  # the preset kept it: its own settings, byte for byte
+        assert b["totals"]["payload_bytes"] == r["totals"]["payload_bytes"]
 
 
 def test_size_gate_fails_with_exit_4_and_writes_nothing(tmp_path: Path) -> None:
@@ -209,7 +220,7 @@ def test_weights_only_input_reports_weight_error_only(tmp_path: Path) -> None:
 
 def test_inspect_artifact_accounts_for_every_byte(tmp_path: Path) -> None:
     art = tmp_path / "m.nnc"
-    compress("vggmini.h5", art, "--method", "sham")
+    compress("vggmini.h5", art, "--pipeline", SHAM)
     res = run_cli("inspect", str(art), "--json")
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)

@@ -6,8 +6,9 @@ the runtime the user deploys with, on the fidelity inputs (``--data`` or seeded 
 - ``--max-drop P``: with labels, the accuracy drop is at most P points; without, top-1
   disagreement with the original is at most P % (as the gate of the same name).
 - ``--max-error E``: the mean relative output error ||a - b|| / ||a|| is at most E.
-- Neither given, a preset keeps the DEFAULT budget: top-1 agreement >= 99 % where the compared
-  output has several values a sample (class scores: the top-1 class is what a user reads), mean
+- Neither given, a preset keeps the DEFAULT budget: top-1 agreement not shown below 99 % (the
+  upper end of its 95 % Wilson interval is at least 99 %: on 1,000 samples about 98.3 % measured,
+  on 64 random inputs two changed answers) where the compared output has several values a sample (class scores: the top-1 class is what a user reads), mean
   relative output error <= 5 % where it has one (a regression: top-1 is meaningless there). Logits
   of a classifier move by 20-50 % under compression that keeps 99 % of its decisions; holding them
   to 5 % would forbid most of the compression that does not change a single answer.
@@ -78,7 +79,14 @@ class Budget:
         if self.max_drop is not None:
             out.append((drop_points(fid), self.max_drop))
         if self.min_agreement is not None and agreement:
-            out.append((1.0 - fid["top1_agreement"], 1.0 - self.min_agreement))
+            # the default budget asks that the samples do not show agreement below the limit (the
+            # upper end of its 95 % interval): 64 random inputs cannot tell 98 % from 100 %, and
+            # one changed answer of 64 near-tie random inputs is not a broken model
+            seen = fid["top1_agreement"]
+            ci = fid.get("top1_agreement_ci95")
+            if self.source == "default" and ci is not None:
+                seen = float(ci[1])
+            out.append((1.0 - seen, 1.0 - self.min_agreement))
         if self.max_error is not None and error:
             err = fid.get("rel_error_mean")
             out.append((float("inf") if err is None else float(err), self.max_error))

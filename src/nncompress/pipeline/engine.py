@@ -244,15 +244,17 @@ def approximate(graph: Graph, name: str, recipe: Recipe, *, seed: int = 0) -> tu
     def only(w: Weight) -> bool:
         return w.name == name
 
-    one: Callable[[Weight], np.ndarray] | None = None
     slot = Weight(name, src.value, src.layer, src.role, src.op)
     if recipe.passes:
         one = pipeline_per_weight(graph, recipe.passes, seed=seed, select=only)
-        if one is None:  # a step needs its whole group at once: here the group is this one weight
+        if one is not None:
+            slot.value = one(src)
+        else:  # a step needs its whole group at once: here the group is this one weight
             g2, _ = run_pipeline(graph.copy(), recipe.passes, seed=seed, select=only, detailed=False)
             slot.value = g2.weights[name].value
     entries: list[TensorEntry] = []
-    _encode_one(src, slot, recipe, one, None, entries)
+    # the passes' output is the slot's value: the encoder keeps it as the dense copy (no decode)
+    _encode_one(src, slot, recipe, None, None, entries)
     v = slot.value
     dense = v if isinstance(v, np.ndarray) else v.to_dense()
     return np.asarray(dense, dtype=src.dtype).reshape(src.shape), entries[0].payload_bytes

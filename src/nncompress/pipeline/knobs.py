@@ -16,8 +16,10 @@ from nncompress.pipeline.recipe import Recipe, recipe_from
 _SPARSITY = (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 _K = (256, 128, 64, 32, 16, 8, 4)
 _BUDGET = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)
-# rdoq's step, relative to the tensor's RMS: 2**(-q/2) for q = 14 .. 0 (about 10 bits a weight to 1).
-_STEP = tuple(round(2.0 ** (-q / 2), 6) for q in range(14, -1, -1))
+# rdoq's step, relative to the tensor's RMS, in quarter octaves: 2**(-q/4) for q = 16 .. -6 (about
+# 8 bits a weight down to a fraction of one, where most weights round to zero). Quarter octaves,
+# because one half-octave step on a large layer moves the file by a fifth.
+_STEP = tuple(round(2.0 ** (-q / 4), 6) for q in range(16, -7, -1))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ PRESETS: dict[str, str] = {
     "psm": "psm",
     # uniform quantization with rate-distortion-optimized levels, arithmetic-coded; the step of
     # each tensor is searched under the fidelity budget (pipeline.knobs, pipeline.search)
-    "smallest": "rdoq,cabac",
+    # (step 0.25 of the RMS, about 4 bits a weight, where no fidelity can be measured to search)
+    "smallest": "rdoq:step=0.25,cabac",
 }
 # Integer weights (an already-quantized graph's int8 kernels) are stored losslessly whatever the
 # recipe, in `engine.LOSSLESS_INT`: pruning and k-means are for floats.
