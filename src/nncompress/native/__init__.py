@@ -25,7 +25,10 @@ def available() -> bool:
 
 
 # Formats with a C kernel (every format of nncompress.formats).
-NATIVE_FORMATS = ("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham", "lowrank", "psm", "sss", "dct", "cabac")
+NATIVE_FORMATS = (
+    *("dense", "csr", "csc", "coo", "im", "cser", "ham", "sham"),
+    *("lowrank", "psm", "sss", "dct", "cabac"),
+)
 
 
 def supports(name: str) -> bool:
