@@ -198,3 +198,26 @@ def test_sensitivity_plot(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot(rep, tmp_path / "t.png").read_bytes() == out.read_bytes()
     assert np.isfinite([s["error"] for t in rep["tensors"] for s in t["settings"]]).all()
+
+
+def test_a_budget_nothing_keeps_says_so(tmp_path: Path) -> None:
+    """Random weights answer random inputs near ties: no tensor can change without changing answers."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((64, 128)).astype(np.float32)
+    w2 = rng.standard_normal((128, 10)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    res = compress(src, method="prune", max_drop=0.0)
+    assert res.report["budget"]["values"] == {"w1": None, "w2": None}
+    assert any("nothing is compressed" in n for n in res.report["notes"])
+    assert res.fidelity is not None and res.fidelity["top1_agreement"] == 1.0

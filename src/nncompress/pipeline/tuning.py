@@ -107,6 +107,14 @@ def _note(found: Found, knob: Knob, budget: Budget, missed: str) -> str:
         )
 
     sc = found.scan
+    kept = all(v is KEEP for v in found.values.values())
+    if kept:  # nothing could change without breaking the budget: say it plainly first
+        head = (
+            f"the budget ({budget.describe()}) holds only with every selected tensor kept as it is: "
+            "nothing is compressed (pass --data for real samples, or a looser --max-drop/--max-error); "
+        )
+    else:
+        head = ""
     how = (
         f"{found.evaluations} whole-model checks of {found.members} candidate allocations; sensitivity on "
         f"{sc.samples} samples in the {sc.runtime}"
@@ -116,12 +124,12 @@ def _note(found: Found, knob: Knob, budget: Budget, missed: str) -> str:
         what = ", ".join(f"{n} {show(found.values[n])}" for n in changed[:4]) + (
             ", ..." if len(changed) > 4 else ""
         )
-        return (
+        return head + (
             f"default budget ({budget.describe()}) missed at the preset's settings ({missed}): backed off "
             f"{len(changed)} of {len(found.values)} tensors ({what}; {how})"
         )
     what = ", ".join(f"{n} {show(v)}" for n, v in list(found.values.items())[:4])
     more = ", ..." if len(found.values) > 4 else ""
-    return (
+    return head + (
         f"budget {budget.describe()} ({budget.source}): {knob.option} chosen per tensor ({what}{more}; {how})"
     )
