@@ -95,7 +95,7 @@ class Budget:
     def describe(self) -> str:
         if self.source == "default":
             return (
-                f"top-1 agreement >= {100 * DEFAULT_AGREEMENT:g} % on class scores, relative output error "
+                f"top-1 agreement not shown below {100 * DEFAULT_AGREEMENT:g} % on class scores, relative output error "
                 f"<= {DEFAULT_ERROR:g} on single values"
             )
         parts = []
