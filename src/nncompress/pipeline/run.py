@@ -133,12 +133,14 @@ def compress(
             specs, ref.notes = signatures(graph, shapes) if graph.has_graph else ([], [])
             ref.inputs = [s.as_dict() for s in specs]
     knob = tuned_knob(plan)
-    keep = Budget.of(max_drop, max_error) if knob is not None else None
-    keep = keep or (Budget.default() if knob is not None else None)
+    keep = (Budget.of(max_drop, max_error) or Budget.default()) if knob is not None else None
     tuning: dict[str, Any] | None = None
+    measured = None  # the compressed graph's fidelity, where the budget already measured it
     try:
         if knob is not None and keep is not None and not dry_run:
-            plan, tuning, g2, entries, rows = _budgeted(graph, plan, knob, keep, ref, seed, on_weight)
+            plan, tuning, g2, entries, rows, measured = _budgeted(
+                graph, plan, knob, keep, ref, seed, on_weight
+            )
         else:
             g2, entries, rows = compress_graph(
                 graph, plan, seed=seed, on_weight=on_weight, release=not dry_run
@@ -168,28 +170,28 @@ def compress(
     from nncompress.artifact import write_artifact
 
     art = build_artifact(graph, entries, plan, seed)
-    fid, unmeasured = compressed(ref, g2)
+    fid, unmeasured = measured if measured is not None else compressed(ref, g2)
     if unmeasured:
         notes.append(f"fidelity not measured: {unmeasured}")
     if tuning is not None:
         assert keep is not None
         tuning["held"] = keep.holds(fid)
-        report["recipe"] = plan.origin
         report["budget"] = tuning
         notes.append(tuning.pop("note"))
         if fid is not None and not tuning["held"]:
             notes.append(f"budget not kept: {keep.measured(fid)} ({keep.describe()})")
     path = temp_dir("out") / "artifact.nnc"
     out_bytes = write_artifact(art, path)
+    payload = sum(e.payload_bytes for e in entries)
     report["totals"] = {
         "input_bytes": in_bytes,
         "output_bytes": out_bytes,
         "ratio": in_bytes / out_bytes,
         "gzip9_input_bytes": gz_size.result() if gz_size else 0,
-        "payload_bytes": sum(e.payload_bytes for e in entries),
+        "payload_bytes": payload,
         "skeleton_member_bytes": art.skeleton_size,
         "skeleton_bytes": art.stored.get(f"skeleton/{art.skeleton_name}", 0),
-        "container_bytes": out_bytes - sum(e.payload_bytes for e in entries),
+        "container_bytes": out_bytes - payload,
     }
     report["fidelity"] = fid
     report["fidelity_not_measured"] = unmeasured

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from nncompress.fidelity import Reference, figures, same_runtime
+from nncompress.fidelity import Reference, compressed, figures, same_runtime
 from nncompress.inputs import EvalData
 from nncompress.ir import Graph
 from nncompress.pipeline.budget import Budget
@@ -270,6 +270,7 @@ class Found:
     evaluations: int
     members: int
     scan: Scan
+    recipe: Callable[[Any], Recipe]  # one Recipe per value, the search's own (tied tensors stay tied)
 
     def changed(self, preset: Any) -> list[str]:
         """Tensors whose value is not the preset's own (backed off, or pushed further)."""
@@ -279,8 +280,6 @@ class Found:
 def evaluate(graph: Graph, ref: Reference, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
     """Fidelity of the model with ``arrays`` in place of its weights, in the reference's runtime on
     all the fidelity inputs (None when it does not run)."""
-    from nncompress.fidelity import compressed
-
     g2 = graph.copy()
     for n, a in arrays.items():
         g2.weights[n].value = a
@@ -330,7 +329,7 @@ def search(
     params = sum(graph.weights[t.name].size for t in sc.table)
     limit = REFINE_PER_TENSOR * len(sc.table) if params <= LARGE else 0
     alloc, fid, more = _refine(sc.table, members[lo], lo_fid, budget, fid_of, limit)
-    return Found(values_of(alloc), fid, evals + more, len(members), sc)
+    return Found(values_of(alloc), fid, evals + more, len(members), sc, approx.recipe)
 
 
 def _refine(
@@ -377,10 +376,10 @@ def _refine(
     return alloc, fid, evals
 
 
-def plan_of(found: Found, approx_recipe: Callable[[Any], Recipe], origin: dict[str, Any]) -> Plan:
+def plan_of(found: Found, origin: dict[str, Any]) -> Plan:
     """The per-tensor plan of a search's answer. A first catch-all rule keeps integer weights coded
     losslessly as under the preset; a kept tensor is excluded."""
-    rules = [Rule(approx_recipe(next(iter(found.scan.knob.values))))]
+    rules = [Rule(found.recipe(found.scan.knob.values[0]))]
     for n, v in found.values.items():
-        rules.append(Rule(None, exclude=True, name=n) if v is KEEP else Rule(approx_recipe(v), name=n))
+        rules.append(Rule(None, exclude=True, name=n) if v is KEEP else Rule(found.recipe(v), name=n))
     return Plan(rules, origin)

@@ -21,10 +21,13 @@ from nncompress.ir import Graph
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
-from nncompress.pipeline.recipe import Plan, Recipe
+from nncompress.pipeline.recipe import Plan
 from nncompress.pipeline.search import KEEP, Found, plan_of, search
 
-Outcome = tuple[Plan, dict[str, Any], Graph, list[TensorEntry], list[dict[str, Any]]]
+Measured = tuple[dict[str, Any] | None, str | None]  # `fidelity.compressed`'s answer
+# The plan used, the report's "budget" record, `compress_graph`'s results, and the fidelity of that
+# graph where it was measured here already (None: the caller measures it)
+Outcome = tuple[Plan, dict[str, Any], Graph, list[TensorEntry], list[dict[str, Any]], Measured | None]
 
 
 def tuned_knob(plan: Plan) -> Knob | None:
@@ -44,38 +47,34 @@ def budgeted(
     seed: int,
     on_weight: Callable[[str], None] | None,
 ) -> Outcome:
-    """Compress ``graph`` by the preset of ``plan`` under ``budget``: the plan used, the report's
-    "budget" record (with a "note" for the notes), and `compress_graph`'s results."""
+    """Compress ``graph`` by the preset of ``plan`` under ``budget`` (see `Outcome`; the "budget"
+    record carries a "note" for the notes)."""
     info: dict[str, Any] = {"budget": budget.as_dict(), "option": knob.option, "preset_value": knob.preset}
     if not ref.measured:
         g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
         info.update(searched=False, note=f"budget ({budget.describe()}) not applied: {ref.reason}")
-        return plan, info, g2, entries, rows
+        return plan, info, g2, entries, rows, None
     values = knob.values
     missed = ""
     if budget.source == "default" and knob.preset is not None:
         g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=False)
-        fid, _ = compressed(ref, g2)
+        measured = compressed(ref, g2)
+        fid = measured[0]
         if budget.holds(fid):
             info.update(
                 searched=False, note=f"default budget ({budget.describe()}) kept at the preset's settings"
             )
-            return plan, info, g2, entries, rows
+            return plan, info, g2, entries, rows, measured
         missed = budget.measured(fid) if fid is not None else "not measured"
         values = knob.up_to_preset()
     found = search(graph, knob, budget, ref, values=values, seed=seed)
-    recipes: dict[Any, Recipe] = {}
-
-    def recipe(v: Any) -> Recipe:
-        return recipes.setdefault(v, knob.recipe(v))
-
     method = plan.origin["method"]
     origin = {
         "method": method,
         "budget": budget.as_dict(),
         "allocation": {n: "kept" if v is KEEP else knob.template.format(v) for n, v in found.values.items()},
     }
-    plan = plan_of(found, recipe, origin)
+    plan = plan_of(found, origin)
     g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
     sc = found.scan
     info.update(
@@ -88,7 +87,7 @@ def budgeted(
         note=_note(found, knob, budget, missed)
         + ("" if ref.data is None or ref.data.y is not None or "random" not in ref.data.origin else _RANDOM),
     )
-    return plan, info, g2, entries, rows
+    return plan, info, g2, entries, rows, None
 
 
 # Random inputs sit far from any real sample: a classifier's answers on them are near ties, so they
