@@ -265,3 +265,32 @@ def test_nan_weight_is_one_line_naming_the_file(tmp_path: Path) -> None:
     res = run_cli("compress", str(bad), "--method", "sham", "-o", str(tmp_path / "o.nnc"), "--samples", "4")
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 5 and len(lines) == 1 and str(bad) in lines[0] and "NaN" in lines[0], res.stderr
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        (b"input", b"\xffnput"),  # a graph input and the node input reading it
+        (b"0.weight", b"\xff.weight"),  # an initializer
+        (b"/0/Gemm", b"/0/G\xffmm"),  # a node name and its output names
+        (b"pytorch", b"pyt\xe9rch"),  # producer_name, latin-1 rather than UTF-8
+    ],
+)
+def test_non_utf8_onnx_text_is_one_line(old: bytes, new: bytes, tmp_path: Path) -> None:
+    from nncompress.errors import InputError
+    from nncompress.io import load
+
+    bad = tmp_path / "text.onnx"
+    bad.write_bytes((MODELS / "lenet300.onnx").read_bytes().replace(old, new))
+    with pytest.raises(InputError) as e:
+        load(bad)
+    assert "not valid UTF-8" in e.value.one_line() and str(bad) in e.value.one_line()
+
+
+def test_non_utf8_onnx_compress_exits_cleanly(tmp_path: Path) -> None:
+    bad = tmp_path / "text.onnx"
+    bad.write_bytes((MODELS / "lenet300.onnx").read_bytes().replace(b"input", b"\xffnput"))
+    res = run_cli("compress", str(bad), "-o", str(tmp_path / "o.nnc"), "--samples", "4")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == EXIT_INPUT and len(lines) == 1 and "UTF-8" in lines[0], res.stderr
+    assert not (tmp_path / "o.nnc").exists()

@@ -64,8 +64,40 @@ def read_model(p: Path, *, whole: bool = False) -> tuple[Any, dict[int, RawTenso
         )
     if not model.HasField("graph"):
         raise InputError("ONNX model has no graph", path=str(p), hint="Re-export the model with its graph")
+    _check_utf8(model, p)
     _load_external(model, p)
     return model, {r.index: r for r in raws}
+
+
+def _check_utf8(msg: Any, p: Path, where: str = "model") -> None:
+    """Refuse a name or other text field that is not UTF-8.
+
+    ONNX text fields are proto2 ``string``s, which protobuf does not validate: an invalid one comes
+    back as ``bytes`` and would break every later step (names are dict keys, written back, printed).
+    The file is refused with the field named, rather than renamed behind the user's back.
+    """
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in msg.ListFields():
+        # protobuf 6 has is_repeated; older releases only the label
+        repeated = getattr(field, "is_repeated", None)
+        if repeated is None:
+            repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        if field.type == FieldDescriptor.TYPE_STRING:
+            items = value if repeated else [value]
+            for i, v in enumerate(items):
+                if isinstance(v, bytes):
+                    label = f"{field.name}[{i}]" if repeated else field.name
+                    raise InputError(
+                        f"{where}.{label} {v[:40]!r} is not valid UTF-8, which ONNX requires of text",
+                        path=str(p),
+                        hint="Rename it with the onnx package and save the model again",
+                    )
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = value if repeated else [value]
+            for i, v in enumerate(items):
+                label = f"{field.name}[{i}]" if repeated else field.name
+                _check_utf8(v, p, f"{where}.{label}")
 
 
 def _load_external(model: Any, p: Path) -> None:
