@@ -8,14 +8,17 @@ Errors a user can cause end as one line on stderr and the exit code of their typ
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 
 import typer
 
 try:  # recent typer vendors click as typer._click; older releases depend on click itself
+    import click
     from click import exceptions as click_exc
 except ImportError:  # pragma: no cover - depends on the installed typer
+    from typer import _click as click  # type: ignore[no-redef]
     from typer._click import exceptions as click_exc  # type: ignore[no-redef]
 
 from nncompress import __version__
@@ -27,7 +30,7 @@ app = typer.Typer(
     name="nncompress",
     help="Compress trained neural-network files into truly smaller ones, with honest size, fidelity and speed figures.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -54,6 +57,47 @@ def _root(
     """Compress trained neural-network files into truly smaller ones."""
 
 
+@functools.cache
+def command() -> click.Command:
+    """The click command tree of `app`, with its help made for people (built once per process)."""
+    cmd = typer.main.get_command(app)
+    _for_people(cmd, click.Context(cmd, info_name="nncompress", **cmd.context_settings))
+    return cmd
+
+
+def _for_people(cmd: click.Command, ctx: click.Context) -> None:
+    """Fix what typer's rich help gets wrong, for every command and option (built-ins included).
+
+    - A boolean flag takes no value, yet typer prints ``<bool>`` as if it did, and gives each
+      ``bool = False`` option a ``--no-X`` twin that only restates the default: flags show as
+      ``--json``, ``--force``. A flag that defaults to True keeps its ``--no-X`` (it is the way out).
+    - An argument shows as the docstrings name it (MODEL, not {model}'s lowercase).
+    - Help is read as rich markup: ``[[rule]]`` in a sentence became "[]" and ``[i]`` vanished.
+      Help texts here are plain text, so every one is escaped.
+    """
+    from rich.markup import escape
+
+    rich = getattr(cmd, "rich_markup_mode", None) == "rich"
+    if rich:
+        for attr in ("help", "short_help", "epilog"):
+            text = getattr(cmd, attr, None)
+            if text:
+                setattr(cmd, attr, escape(text))
+    # get_params(ctx) also makes (and caches on cmd) the help option this command shows
+    for param in cmd.get_params(ctx):
+        if param.param_type_name == "argument" and param.metavar is None and param.name:
+            param.metavar = param.name.upper()  # as the docstrings name it: "Compress MODEL into..."
+        if getattr(param, "is_bool_flag", False):
+            param.metavar = ""
+            if not param.default:
+                param.secondary_opts = []
+        text = getattr(param, "help", None)
+        if rich and text:
+            param.help = escape(text)  # type: ignore[attr-defined]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        _for_people(sub, click.Context(sub, info_name=name, parent=ctx))
+
+
 def _fail(msg: str, code: int) -> int:
     sys.stderr.write(f"nncompress: error: {msg}\n")
     return code
@@ -78,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
         warnings.simplefilter("ignore")
     sweep()  # what runs killed with SIGKILL left in the temp directory
-    cmd = typer.main.get_command(app)
+    cmd = command()
     try:
         rv = cmd.main(args=argv, prog_name="nncompress", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
