@@ -609,7 +609,12 @@ def mut_onnx(blob: bytes, rng: random.Random, ctx: Context) -> tuple[bytes, str]
 
     model = onnx.load_from_string(blob)
     inits = list(model.graph.initializer)
-    op = rng.choice(["dims", "raw-short", "dtype", "op", "dims-negative"])
+    op = rng.choice(["dims", "raw-short", "dtype", "op", "dims-negative", "text"])
+    if op == "text":  # protobuf keeps a proto2 string that is not UTF-8 as bytes
+        names = sorted({v for n in model.graph.node for v in [*n.input, *n.output, n.name] if len(v) > 1})
+        old_name = rng.choice(names).encode()
+        bad = bytes([rng.choice([0xFF, 0xC3, 0x80, 0xE9])]) + old_name[1:]
+        return blob.replace(old_name, bad), f"onnx: name {old_name!r} -> {bad!r} everywhere"
     if op == "op":
         node = rng.choice(list(model.graph.node))
         old = node.op_type
