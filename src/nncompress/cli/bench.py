@@ -51,7 +51,12 @@ def bench_cmd(
     min_size: Annotated[int, typer.Option(help="Skip layers with fewer weights than this.")] = 4096,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
-    """Per layer: bytes, psi, and the median time of the compressed product vs numpy dense and scipy CSR."""
+    """Per layer: bytes, psi, and the median time of the compressed product vs numpy dense and scipy CSR.
+
+    Examples (the second after the compress example):
+    nncompress bench examples/models/lenet300.onnx --formats ham,sham,csr
+    nncompress bench lenet300.nnc --batch 1,64
+    """
     from nncompress.bench import bench
 
     report = bench(

@@ -101,7 +101,15 @@ def compress_cmd(
     ] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
-    """Compress MODEL into a .nnc artifact and report sizes and fidelity."""
+    r"""Compress MODEL into a .nnc artifact and report sizes and fidelity.
+
+    Examples (from the repository root, where git ignores what they write):
+    nncompress compress examples/models/lenet300.onnx -o lenet300.nnc \
+      --method sham --data examples/data/mnist_test.npz
+    nncompress compress examples/models/lenet300.h5 -o lenet300_h5.nnc \
+      --pipeline "prune:sparsity=0.7:scope=global,quantize:k=32,sham" \
+      --data examples/data/mnist_test.npz
+    """
     set_max_memory(max_memory)
     from nncompress.errors import GateError, UsageError
     from nncompress.inputs import parse_input_shapes

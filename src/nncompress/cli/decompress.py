@@ -23,7 +23,11 @@ def decompress_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
-    """Rebuild a runnable model with the artifact's reconstructed weights."""
+    """Rebuild a runnable model with the artifact's reconstructed weights.
+
+    Example (lenet300.nnc as the compress example writes it):
+    nncompress decompress lenet300.nnc -o lenet300_small.onnx
+    """
     set_max_memory(max_memory)
     from nncompress.pipeline.artifacts import write_model
 

@@ -30,7 +30,14 @@ def eval_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
 ) -> None:
-    """Accuracy of MODEL on --data, and its fidelity to --reference when given."""
+    r"""Accuracy of MODEL on --data, and its fidelity to --reference when given.
+
+    Examples (the second after the compress and decompress examples):
+    nncompress eval examples/models/lenet300.onnx \
+      --data examples/data/mnist_test.npz
+    nncompress eval lenet300_small.onnx --data examples/data/mnist_test.npz \
+      --reference examples/models/lenet300.onnx
+    """
     from nncompress.evaluate import evaluate
 
     res = evaluate(model, data, reference=reference, samples=samples, trust_pickle=trust_pickle)

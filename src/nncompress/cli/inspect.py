@@ -38,7 +38,12 @@ def inspect_cmd(
     ] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
-    """Show format, producer, inputs/outputs and per-layer weight statistics of a model file."""
+    """Show format, producer, inputs/outputs and per-layer weight statistics of a model file.
+
+    Examples (the second after the compress example):
+    nncompress inspect examples/models/vggmini.onnx
+    nncompress inspect lenet300.nnc --json
+    """
     set_max_memory(max_memory)
     from nncompress.api import inspect
     from nncompress.io import detect_format

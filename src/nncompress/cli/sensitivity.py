@@ -43,9 +43,11 @@ def sensitivity_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
 ) -> None:
-    """Scan each tensor alone over METHOD's settings: payload bytes, weight error, output error, top-1 changes.
+    r"""Scan each tensor alone over METHOD's settings: payload bytes, weight error, output error, top-1 changes.
 
-    Example: nncompress sensitivity examples/models/vggmini.onnx --method sham --data examples/data/mnist_test.npz
+    Example:
+    nncompress sensitivity examples/models/lenet300.onnx --method sham \
+      --data examples/data/mnist_test.npz
     """
     from nncompress.inputs import parse_input_shapes
     from nncompress.sensitivity import plot as draw
