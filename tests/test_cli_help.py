@@ -76,6 +76,12 @@ def test_flags_show_as_flags(path: tuple[str, ...], monkeypatch: pytest.MonkeyPa
     assert "--help" in text
 
 
+@pytest.mark.parametrize("path", [(), *[(c,) for c in EXAMPLE_ORDER]], ids=lambda p: p[0] if p else "root")
+def test_help_cuts_nothing_at_80_columns(path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    # rich ends a word longer than its column with "…": a pipeline written without spaces was cut
+    assert "…" not in help_of(*path, width=80, monkeypatch=monkeypatch)
+
+
 def test_a_flag_still_parses_as_a_flag() -> None:
     ctx = commands()["compress"].make_context("compress", ["m.onnx", "--json", "--force", "-q"])
     assert ctx.params["json_out"] is True and ctx.params["force"] is True and ctx.params["quiet"] is True

@@ -46,7 +46,14 @@ def bench_cmd(
         typer.Option(help="Encode each layer in each of these formats and compare (e.g. ham,sham,csr)."),
     ] = None,
     prepare: Annotated[
-        str, typer.Option(help="Passes run on a plain model before --formats encode it (one matrix for all).")
+        str,
+        typer.Option(
+            # the default written with spaces after its commas (a pipeline allows them), so that help
+            # wraps it instead of cutting it at 80 columns
+            help="Passes run on a plain model before --formats encode it (one matrix for all). Default: "
+            + ", ".join(DEFAULT_PREPARE.split(",")),
+            show_default=False,
+        ),
     ] = DEFAULT_PREPARE,
     min_size: Annotated[int, typer.Option(help="Skip layers with fewer weights than this.")] = 4096,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,

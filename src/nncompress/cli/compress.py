@@ -36,14 +36,18 @@ def compress_cmd(
         typer.Option(
             "--method",
             "-m",
-            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest. "
+            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest "
+            "('nncompress methods' lists their pipelines). "
             "A preset keeps a fidelity budget (--max-drop, --max-error; default: top-1 agreement >= 99 % "
             "and relative output error <= 5 %), backing off tensors that break it.",
         ),
     ] = None,
     pipeline: Annotated[
         str | None,
-        typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
+        typer.Option(
+            help='Explicit steps, e.g. "prune:sparsity=0.9, quantize:method=kmeans:k=32, sham" (every pass, '
+            "format and option: 'nncompress methods')."
+        ),
     ] = None,
     budget: Annotated[
         float | None,

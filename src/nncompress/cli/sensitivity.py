@@ -21,7 +21,10 @@ def sensitivity_cmd(
     method: Annotated[
         str,
         typer.Option(
-            "--method", "-m", help="Preset whose setting is scanned (its knob: sparsity, k, budget, step)."
+            "--method",
+            "-m",
+            help="Preset whose setting is scanned (its knob: sparsity, k, budget, step; 'nncompress methods' "
+            "lists them).",
         ),
     ] = "smallest",
     data: Annotated[
