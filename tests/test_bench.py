@@ -21,7 +21,7 @@ from nncompress.bench import DEFAULT_PREPARE, load_layers
 
 from .conftest import MODELS, run_cli
 
-REPORT_KEYS = {"schema", "model", "threads", "repeat", "native", "notes", "rows"}
+REPORT_KEYS = {"schema", "model", "threads", "repeat", "native", "notes", "rows", "skipped"}
 ROW_KEYS = {"layer", "shape", "format", "kernel", "batch", "bytes", "psi", "time_s", "iqr_s", "dense_s"}
 ROW_KEYS |= {"csr_s", "vs_dense", "vs_csr", "max_abs_err"}
 KERNEL = "native" if native.available() else "numpy-ref"
