@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
+from rich.table import Table
 
 from nncompress._text import human_bytes as human_bytes  # the library writes sizes too
 
@@ -49,6 +54,104 @@ def shape_str(shape: list[Any] | tuple[Any, ...] | None) -> str:
     if shape is None:
         return "?"
     return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of a human table (`print_table`)."""
+
+    header: str  # a "\n" puts a header on two short lines, so a column is as wide as its numbers
+    right: bool = False  # numbers: right-aligned, never wrapped, never cut
+    name: bool = False  # a name: folded onto more lines when the width is short
+    key: bool = False  # says which row it is: repeated in every table a split makes
+
+
+# A row that is SECTION draws a rule across the table (before totals, between groups).
+SECTION = None
+# A name column folds to no fewer characters than this (or its header's width) before a table splits.
+NAME_MIN = 12
+
+
+def print_table(
+    cols: Sequence[Col], rows: Sequence[Sequence[str] | None], out: Console | None = None
+) -> None:
+    """Print ``rows`` under ``cols`` within ``out``'s width, without cutting a number.
+
+    Numbers and shapes are never wrapped (no_wrap, min_width of their widest cell); names take the
+    room left and wrap after a ".", "/", "_", ":" or "-" (overflow="fold" within a part). When the
+    columns do not fit even with names wrapped, the non-key columns are spread over as many tables
+    as needed, in order, each repeating the key columns.
+    """
+    out = out or console
+    widths = [_natural_width(i, c, rows) for i, c in enumerate(cols)]
+    least = [
+        min(w, max(_cell_width(c.header), NAME_MIN)) if c.name else w
+        for c, w in zip(cols, widths, strict=True)
+    ]
+    keys = [i for i, c in enumerate(cols) if c.key]
+    parts: list[list[int]] = []
+    part = list(keys)
+    for i in (i for i, c in enumerate(cols) if not c.key):
+        if len(part) > len(keys) and _table_width([least[j] for j in [*part, i]]) > out.width:
+            parts.append(part)
+            part = list(keys)
+        part.append(i)
+    parts.append(part)
+    for part in parts:
+        part.sort()  # the columns in their given order, keys included
+        fit = dict(zip(part, (least[i] for i in part), strict=True))
+        spare = out.width - _table_width(list(fit.values()))
+        for i in (i for i in part if cols[i].name):  # names take the room the numbers leave
+            fit[i] += max(0, min(spare, widths[i] - fit[i]))
+            spare -= fit[i] - least[i]
+        t = Table(header_style="bold")
+        for i in part:
+            c = cols[i]
+            t.add_column(
+                c.header,
+                justify="right" if c.right else "left",
+                no_wrap=not c.name,
+                overflow="fold" if c.name else "ellipsis",
+                width=fit[i] if c.name else None,
+                min_width=None if c.name else widths[i],
+            )
+        rule = False
+        for row in rows:
+            if row is SECTION:
+                rule = bool(t.rows)  # drawn only between rows this table shows
+                continue
+            shown = [row[i] for i in part if not cols[i].key]
+            if shown and not any(shown):
+                continue  # nothing of this row in this part (a total of other columns)
+            if rule:
+                t.add_section()
+                rule = False
+            t.add_row(*(_wrap_name(row[i], fit[i]) if cols[i].name else row[i] for i in part))
+        out.print(t)
+
+
+def _wrap_name(name: str, width: int) -> str:
+    """``name`` on lines of at most ``width`` broken after its separators ("features.3." then
+    "conv.weight"), where it has them; rich folds what is still too long."""
+    lines = [""]
+    for piece in re.split(r"(?<=[./_:\-])", name):
+        if lines[-1] and cell_len(lines[-1] + piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
+
+
+def _cell_width(text: str) -> int:
+    return max(cell_len(line) for line in text.split("\n"))
+
+
+def _natural_width(i: int, col: Col, rows: Sequence[Sequence[str] | None]) -> int:
+    return max([_cell_width(col.header)] + [_cell_width(r[i]) for r in rows if r is not None])
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    # rich's default box: one space of padding on each side of a cell and a rule between and around cells
+    return sum(w + 3 for w in widths) + 1
 
 
 def fidelity_line(fid: dict[str, Any]) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import Console
 
 from nncompress.bench import DEFAULT_PREPARE
-from nncompress.cli._common import console, emit_json, human_bytes, shape_str
+from nncompress.cli._common import Col, console, emit_json, human_bytes, print_table, shape_str
 from nncompress.timing import WARMUP
 
 app = typer.Typer()
@@ -46,14 +46,7 @@ def bench_cmd(
         typer.Option(help="Encode each layer in each of these formats and compare (e.g. ham,sham,csr)."),
     ] = None,
     prepare: Annotated[
-        str,
-        typer.Option(
-            # the default written with spaces after its commas (a pipeline allows them), so that help
-            # wraps it instead of cutting it at 80 columns
-            help="Passes run on a plain model before --formats encode it (one matrix for all). Default: "
-            + ", ".join(DEFAULT_PREPARE.split(",")),
-            show_default=False,
-        ),
+        str, typer.Option(help="Passes run on a plain model before --formats encode it (one matrix for all).")
     ] = DEFAULT_PREPARE,
     min_size: Annotated[int, typer.Option(help="Skip layers with fewer weights than this.")] = 4096,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -82,31 +75,59 @@ def bench_cmd(
         _render(report)
 
 
-def _render(r: dict[str, Any]) -> None:
-    t = Table(header_style="bold")
-    cols = ["layer", "shape", "format", "kernel", "batch", "bytes", "psi", "time", "±iqr", "dense", "csr"]
-    cols += ["vs dense", "vs csr", "max err"]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("layer", "shape", "format", "kernel") else "right")
-    for row in r["rows"]:
-        t.add_row(
-            row["layer"],
-            shape_str(row["shape"]),
-            row["format"],
-            row["kernel"],
-            str(row["batch"]),
-            human_bytes(row["bytes"]),
-            f"{row['psi']:.3f}",
-            f"{row['time_s'] * 1e3:.3f} ms",
-            f"{row['iqr_s'] * 1e3:.3f}",
-            f"{row['dense_s'] * 1e3:.3f} ms",
-            f"{row['csr_s'] * 1e3:.3f} ms",
-            f"{row['vs_dense']:.2f}x",
-            f"{row['vs_csr']:.2f}x",
-            f"{row['max_abs_err']:.1e}",
-        )
-    console.print(t)
-    console.print(
-        f"{r['model']}: median of {r['repeat']} runs after {WARMUP} warm-ups, {r['threads']} thread(s); "
-        "'vs' columns are time ratios (below 1 is faster than the baseline)"
+# Layer, format and batch say which row it is; times are in ms, said once in the header.
+_KEYS = (Col("layer", name=True, key=True), Col("format", key=True), Col("batch", right=True, key=True))
+_SHAPE, _KERNEL = Col("shape"), Col("kernel")
+_FIGURES = tuple(
+    Col(h, right=True)
+    for h in (
+        "bytes",
+        "psi",
+        "time\nms",
+        "±iqr\nms",
+        "dense\nms",
+        "csr\nms",
+        "vs\ndense",
+        "vs\ncsr",
+        "max\nerr",
     )
+)
+# The skipped tensors a note names for each reason before it says how many more (--json lists all).
+NAMES_SHOWN = 8
+
+
+def _render(r: dict[str, Any], out: Console | None = None) -> None:
+    """The report for a person: one row per layer, format and batch; the run; what was left out."""
+    out = out or console
+    kernels = sorted({row["kernel"] for row in r["rows"]})
+    one_kernel = len(kernels) == 1  # then said once below the table, not on every row
+    cols = [*_KEYS, _SHAPE, *([] if one_kernel else [_KERNEL]), *_FIGURES]
+    rows = []
+    for row in r["rows"]:
+        cells = [row["layer"], row["format"], str(row["batch"]), shape_str(row["shape"])]
+        cells += [] if one_kernel else [row["kernel"]]
+        cells += [human_bytes(row["bytes"]), f"{row['psi']:.3f}"]
+        cells += [f"{row[k] * 1e3:.3f}" for k in ("time_s", "iqr_s", "dense_s", "csr_s")]
+        cells += [f"{row['vs_dense']:.2f}x", f"{row['vs_csr']:.2f}x", f"{row['max_abs_err']:.1e}"]
+        rows.append(cells)
+    print_table(cols, rows, out)
+    kernel = f", {kernels[0]} kernels" if one_kernel else ""
+    out.print(
+        f"{r['model']}: median of {r['repeat']} runs after {WARMUP} warm-ups, {r['threads']} thread(s)"
+        f"{kernel}; 'vs' columns are time ratios (below 1 is faster than the baseline)"
+    )
+    if r["skipped"]:
+        out.print(f"note: left out {_skipped(r['skipped'])}")
+
+
+def _skipped(skipped: list[dict[str, Any]]) -> str:
+    """The tensors bench did not time, grouped by reason: "a, b: reason; c: other reason"."""
+    by_reason: dict[str, list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault(s["reason"], []).append(s["layer"])
+    parts = []
+    for reason, names in by_reason.items():
+        more = len(names) - NAMES_SHOWN
+        shown = ", ".join(names[:NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        parts.append(f"{shown}: {reason}")
+    return "; ".join(parts)

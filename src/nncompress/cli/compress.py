@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import Console
 
 from nncompress.cli._common import (
     MAX_MEMORY_HELP,
+    Col,
     console,
     emit_json,
     fidelity_line,
     human_bytes,
+    print_table,
     set_max_memory,
     shape_str,
 )
@@ -36,18 +38,14 @@ def compress_cmd(
         typer.Option(
             "--method",
             "-m",
-            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest "
-            "('nncompress methods' lists their pipelines). "
+            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest. "
             "A preset keeps a fidelity budget (--max-drop, --max-error; default: top-1 agreement >= 99 % "
             "and relative output error <= 5 %), backing off tensors that break it.",
         ),
     ] = None,
     pipeline: Annotated[
         str | None,
-        typer.Option(
-            help='Explicit steps, e.g. "prune:sparsity=0.9, quantize:method=kmeans:k=32, sham" (every pass, '
-            "format and option: 'nncompress methods')."
-        ),
+        typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
     ] = None,
     budget: Annotated[
         float | None,
@@ -186,22 +184,29 @@ def _finish(report: dict[str, Any], json_out: bool, quiet: bool) -> None:
         emit_json(report)
     if quiet or json_out:
         return
-    t = Table(header_style="bold")
-    for col in (
-        "layer",
-        "op",
-        "shape",
-        "format",
-        "before",
-        "after",
-        "ratio",
-        "bits/w",
-        "sparsity",
-        "rel err",
-    ):
-        t.add_column(col, justify="left" if col in ("layer", "op", "shape", "format") else "right")
-    for r in report["layers"]:
-        t.add_row(
+    render(report)
+
+
+# The per-layer table: the layer says which row it is; sparsity is the share of exact zeros.
+LAYER_COLUMNS = (
+    Col("layer", name=True, key=True),
+    Col("op"),
+    Col("shape"),
+    Col("format"),
+    Col("before", right=True),
+    Col("after", right=True),
+    Col("ratio", right=True),
+    Col("bits/w", right=True),
+    Col("sparsity", right=True),
+    Col("rel\nerr", right=True),
+)
+
+
+def render(report: dict[str, Any], out: Console | None = None) -> None:
+    """The report for a person: the per-layer table, sizes, fidelity, notes (on stderr by default)."""
+    out = out or console
+    rows = [
+        [
             r["layer"],
             r["op"],
             shape_str(r["shape"]),
@@ -212,23 +217,25 @@ def _finish(report: dict[str, Any], json_out: bool, quiet: bool) -> None:
             f"{r['bits_per_weight']:.2f}",
             f"{r['sparsity']:.1%}",
             f"{r['rel_error']:.3f}",
-        )
-    console.print(t)
+        ]
+        for r in report["layers"]
+    ]
+    print_table(LAYER_COLUMNS, rows, out)
     tot = report["totals"]
     if report.get("dry_run"):
-        console.print(
+        out.print(
             f"dry run: {human_bytes(tot['input_bytes'])} in, about {human_bytes(tot['estimated_payload_bytes'])} "
             "of tensor payload out (plus the container and skeleton); nothing written"
         )
     else:
-        console.print(
+        out.print(
             f"file: {human_bytes(tot['input_bytes'])} -> {human_bytes(tot['output_bytes'])} on disk, "
             f"[bold]{tot['ratio']:.2f}x[/] smaller (gzip -9 of the input: {human_bytes(tot['gzip9_input_bytes'])})"
         )
     fid = report.get("fidelity")
     if fid:
-        console.print(fidelity_line(fid))
+        out.print(fidelity_line(fid))
     for n in report["notes"]:
-        console.print(f"note: {n}")
+        out.print(f"note: {n}")
     if report.get("output"):
-        console.print(f"wrote {report['output']}")
+        out.print(f"wrote {report['output']}")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import Console
 
 from nncompress.cli._common import (
     MAX_MEMORY_HELP,
+    SECTION,
+    Col,
     console,
     emit_json,
     human_bytes,
     human_count,
+    print_table,
     set_max_memory,
     shape_str,
 )
@@ -57,37 +60,48 @@ def inspect_cmd(
         render(report)
 
 
-def render(r: dict) -> None:  # type: ignore[type-arg]
+# The layer table of a model file; sparsity is the share of exact zeros, entropy in bits per weight.
+LAYER_COLUMNS = (
+    Col("layer", name=True, key=True),
+    Col("op"),
+    Col("shape"),
+    Col("params", right=True),
+    Col("dtype"),
+    Col("bytes", right=True),
+    Col("sparsity", right=True),
+    Col("distinct", right=True),
+    Col("entropy\nbits/w", right=True),
+)
+# The tensor table of an artifact.
+TENSOR_COLUMNS = (
+    Col("tensor", name=True, key=True),
+    Col("format"),
+    Col("shape"),
+    Col("bytes", right=True),
+    Col("bits/w", right=True),
+)
+
+
+def render(r: dict[str, Any], out: Console | None = None) -> None:
+    """A model file's report for a person: what it is, its inputs and outputs, its layers."""
+    out = out or console
     kind = "graph" if r["has_graph"] else "weights only (no graph)"
     ver = f" {r['producer_version']}" if r["producer_version"] else ""
-    console.print(
+    out.print(
         f"[bold]{r['file']}[/]  {human_bytes(r['file_bytes'])}  format {r['format']}  "
         f"producer {r['producer'] or '?'}{ver}  {kind}"
     )
     for note in r["notes"]:
-        console.print(f"  note: {note}")
+        out.print(f"  note: {note}")
     for which in ("inputs", "outputs"):
         if r[which]:
             items = ", ".join(f"{v['name']} {shape_str(v['shape'])} {v['dtype']}" for v in r[which])
-            console.print(f"  {which}: {items}")
+            out.print(f"  {which}: {items}")
     if r["has_graph"]:
         ops = ", ".join(f"{k}x{v}" for k, v in r["ops"].items())
-        console.print(f"  {r['nodes']} nodes: {ops}")
-    t = Table(title=None, show_lines=False, header_style="bold")
-    for col, just in [
-        ("layer", "left"),
-        ("op", "left"),
-        ("shape", "left"),
-        ("params", "right"),
-        ("dtype", "left"),
-        ("bytes", "right"),
-        ("sparsity", "right"),
-        ("distinct", "right"),
-        ("entropy b/w", "right"),
-    ]:
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for row in r["layers"]:
-        t.add_row(
+        out.print(f"  {r['nodes']} nodes: {ops}")
+    rows: list[list[str] | None] = [
+        [
             row["name"],
             row["op"],
             shape_str(row["shape"]),
@@ -97,38 +111,42 @@ def render(r: dict) -> None:  # type: ignore[type-arg]
             f"{row['sparsity']:.1%}",
             human_count(row["distinct"]),
             f"{row['entropy_bits']:.2f}",
-        )
+        ]
+        for row in r["layers"]
+    ]
     tot = r["totals"]
-    t.add_section()
-    t.add_row("total", "", "", human_count(tot["params"]), "", human_bytes(tot["bytes"]), "", "", "")
-    console.print(t)
-    console.print(
+    rows += [
+        SECTION,
+        ["total", "", "", human_count(tot["params"]), "", human_bytes(tot["bytes"]), "", "", ""],
+    ]
+    print_table(LAYER_COLUMNS, rows, out)
+    out.print(
         f"  parameters: {tot['dense_share']:.1%} in Dense layers, {tot['conv_share']:.1%} in Conv layers"
     )
 
 
-def render_artifact(r: dict) -> None:  # type: ignore[type-arg]
-    console.print(
+def render_artifact(r: dict[str, Any], out: Console | None = None) -> None:
+    """An artifact's report for a person: where it comes from, its tensors, where its bytes go."""
+    out = out or console
+    out.print(
         f"[bold]{r['file']}[/]  {human_bytes(r['file_bytes'])}  nncompress artifact (schema {r['schema_version']})  "
         f"from {r['source']['name']} ({r['source']['format']})"
     )
-    console.print(f"  recipe: {r['recipe']}  seed {r['seed']}")
-    t = Table(header_style="bold")
-    for col in ("tensor", "format", "shape", "bytes", "bits/w"):
-        t.add_column(col, justify="right" if col in ("bytes", "bits/w") else "left")
-    for row in r["tensors"]:
-        t.add_row(
+    out.print(f"  recipe: {r['recipe']}  seed {r['seed']}")
+    rows: list[list[str] | None] = [
+        [
             row["name"],
             row["format"],
             shape_str(row["shape"]),
             human_bytes(row["bytes"]),
             f"{row['bits_per_weight']:.2f}",
-        )
+        ]
+        for row in r["tensors"]
+    ]
     tot = r["totals"]
-    t.add_section()
-    t.add_row("total", "", "", human_bytes(tot["payload_bytes"]), "")
-    console.print(t)
-    console.print(
+    rows += [SECTION, ["total", "", "", human_bytes(tot["payload_bytes"]), ""]]
+    print_table(TENSOR_COLUMNS, rows, out)
+    out.print(
         f"  payload {human_bytes(tot['payload_bytes'])}, skeleton {human_bytes(tot['skeleton_bytes_stored'])} stored, "
         f"container {human_bytes(tot['container_bytes'])}: {human_bytes(r['file_bytes'])} on disk"
     )

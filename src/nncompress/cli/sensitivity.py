@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import Console
 
-from nncompress.cli._common import console, emit_json, human_bytes, shape_str
+from nncompress.cli._common import SECTION, Col, console, emit_json, human_bytes, print_table, shape_str
 
 app = typer.Typer()
 
@@ -21,10 +21,7 @@ def sensitivity_cmd(
     method: Annotated[
         str,
         typer.Option(
-            "--method",
-            "-m",
-            help="Preset whose setting is scanned (its knob: sparsity, k, budget, step; 'nncompress methods' "
-            "lists them).",
+            "--method", "-m", help="Preset whose setting is scanned (its knob: sparsity, k, budget, step)."
         ),
     ] = "smallest",
     data: Annotated[
@@ -73,32 +70,40 @@ def sensitivity_cmd(
     _print(rep)
 
 
-def _print(rep: dict[str, Any]) -> None:
+def _print(rep: dict[str, Any], out: Console | None = None) -> None:
+    """The scan for a person: per tensor, one row per setting (the tensor and its shape on the first)."""
+    out = out or console
     for n in rep["notes"]:
-        console.print(f"note: {n}")
-    t = Table(header_style="bold")
-    for col in ("tensor", "shape", rep["option"], "bytes", "w err", "out err", "top-1 chg"):
-        t.add_column(col, justify="left" if col in ("tensor", "shape") else "right")
+        out.print(f"note: {n}")
+    # The tensor and the setting say which row it is when the table is split to fit.
+    cols = (
+        Col("tensor", name=True, key=True),
+        Col("shape"),
+        Col(rep["option"], right=True, key=True),
+        Col("bytes", right=True),
+        Col("w err", right=True),
+        Col("out\nerr", right=True),
+        Col("top-1\nchg", right=True),
+    )
+    rows: list[list[str] | None] = []
     for ten in rep["tensors"]:
-        first = True
-        for s in ten["settings"]:
-            value = "as is" if s["value"] is None else f"{s['value']:g}"
-            chg = "" if s["disagreement"] is None else f"{s['disagreement']:.1%}"
-            t.add_row(
-                ten["name"] if first else "",
-                shape_str(ten["shape"]) if first else "",
-                value,
-                human_bytes(s["bytes"]),
-                f"{s['weight_error']:.3f}",
-                f"{s['error']:.3f}" + ("" if s["measured"] else "~"),
-                chg,
+        for i, s in enumerate(ten["settings"]):
+            rows.append(
+                [
+                    "" if i else ten["name"],
+                    "" if i else shape_str(ten["shape"]),
+                    "as is" if s["value"] is None else f"{s['value']:g}",
+                    human_bytes(s["bytes"]),
+                    f"{s['weight_error']:.3f}",
+                    f"{s['error']:.3f}" + ("" if s["measured"] else "~"),
+                    "" if s["disagreement"] is None else f"{s['disagreement']:.1%}",
+                ]
             )
-            first = False
-        t.add_section()
-    console.print(t)
-    console.print(
+        rows.append(SECTION)
+    print_table(cols, rows, out)
+    out.print(
         f"{rep['method']}: model run with one tensor changed on {rep['samples']} samples in the {rep['runtime']}; "
         "~ = interpolated by weight error"
     )
     if "plot" in rep:
-        console.print(f"plot: {rep['plot']}")
+        out.print(f"plot: {rep['plot']}")
