@@ -182,6 +182,18 @@ def test_bench_table(bench_report: dict[str, Any], width: int) -> None:
     assert f"{r['rows'][0]['kernel']} kernels" in " ".join(text.split())
 
 
+def test_bench_kernels_of_two_kinds_get_a_column(bench_report: dict[str, Any]) -> None:
+    """Without a native kernel for one format, each row says which kernel it timed."""
+    r = dict(bench_report)
+    r["rows"] = [dict(row, kernel="numpy-ref") if row["format"] == "csr" else row for row in r["rows"]]
+    for width in WIDTHS:
+        text = _render(bench_cli._render, r, width)
+        _check(text, width, [f"{row['vs_dense']:.2f}x" for row in r["rows"]], [x["layer"] for x in r["rows"]])
+        kernels = [row[4] for row in _tables(text)[0]]
+        assert kernels == [row["kernel"] for row in r["rows"]]
+        assert " kernels;" not in " ".join(text.split())
+
+
 def test_bench_says_what_it_left_out(bench_report: dict[str, Any]) -> None:
     r = bench_report
     timed = {row["layer"] for row in r["rows"]}
