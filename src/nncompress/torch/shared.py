@@ -59,6 +59,9 @@ class SharedWeight(CompressedWeight):
 
     keep: Tensor
     member: Tensor
+    # The share of listed cells above which the product decodes the matrix (None: always sparse,
+    # for the formats whose point is sparsity); set by the formats that code every cell.
+    dense_above: float | None = None
 
     def values(self) -> Tensor:
         """The table as used: exact zeros held at 0."""
@@ -76,6 +79,11 @@ class SharedWeight(CompressedWeight):
         return base.index_put((self.pattern.rows, self.pattern.cols), self._member_values(t))
 
     def _matmul2d(self, x: Tensor) -> Tensor:
+        out, n_in = self.pattern.shape
+        if self.dense_above is not None and self.pattern.nnz > self.dense_above * out * n_in:
+            # A format that stores every cell, most of them nonzero: decoding the matrix and one
+            # GEMM beats a CSR product at that density (im's and ham's own dots decode rows too).
+            return x @ self._matrix().to(x.dtype).T
         t = self.values().to(x.dtype)
         if self.fill is None:
             return self.pattern.matmul(x, self._member_values(t))
@@ -117,6 +125,7 @@ class IndexMapWeight(SharedWeight):
     """``im``: a codebook and an index per cell."""
 
     name = "im"
+    dense_above = 0.5
 
     @classmethod
     def _from_format(cls, fmt: Format, shape: tuple[int, ...]) -> IndexMapWeight:
@@ -132,6 +141,7 @@ class HuffmanWeight(SharedWeight):
     """``ham``: a codebook, every cell Huffman-coded."""
 
     name = "ham"
+    dense_above = 0.5
 
     @classmethod
     def _from_format(cls, fmt: Format, shape: tuple[int, ...]) -> HuffmanWeight:
@@ -196,6 +206,7 @@ class CabacWeight(SharedWeight):
     """
 
     name = "cabac"
+    dense_above = 0.5
 
     def __init__(self, f: Cabac, shape: tuple[int, ...]) -> None:
         levels = f._levels().astype(np.int64).reshape(f.shape)
