@@ -35,8 +35,7 @@ Pair = int | tuple[int, int]
 def fit_format(w: np.ndarray, method: str, **options: Any) -> Format:
     """The format of a weight's matrix by ``method``: a structured pass's fit (lowrank, sss, dct, psm;
     ``budget=`` and the pass's other options) or a storage format's exact encoding (its options)."""
-    from nncompress.passes import PASSES
-    from nncompress.passes._structured import Structured
+    from nncompress.passes import PASSES, Structured
 
     m = np.ascontiguousarray(as_matrix2d(w), dtype=np.float32)
     p = PASSES.get(method)

@@ -120,7 +120,9 @@ class SparseLinear(nn.Module):
         with torch.no_grad():
             if self.nnz:
                 mags = self.values.abs()
-                self.values[mags < torch.quantile(mags.float(), k).to(mags.dtype)] = 0
+                # numpy's quantile: torch.quantile refuses tensors of more than 2**24 entries
+                cut = float(np.quantile(mags.cpu().double().numpy(), k))
+                self.values[mags.double() < cut] = 0
         if remove_zeros:
             self.remove_zeros()
 
