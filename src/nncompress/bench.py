@@ -21,6 +21,7 @@ import numpy as np
 from nncompress.errors import UsageError
 from nncompress.formats.base import Format
 from nncompress.pipeline.steps import encode_as
+from nncompress.progress import SILENT, Progress
 from nncompress.timing import timeit
 
 SCHEMA = "nncompress.bench/1"
@@ -52,6 +53,7 @@ def bench(
     prepare: str = DEFAULT_PREPARE,
     min_size: int = 4096,
     on_note: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Per layer of ``model`` (of at least ``min_size`` weights) and batch size: bytes, psi, and the
     median time of each format's product against numpy dense and scipy CSR of the same matrix.
@@ -73,7 +75,11 @@ def bench(
     for f in formats:
         if f not in FORMATS:
             raise UsageError(f"unknown format {f!r} in --formats", hint=f"Formats: {', '.join(FORMATS)}")
+    # loading, the --prepare passes and encoding in --formats: one stage, its length unknown
+    progress.stage(f"loading and encoding {Path(model).name}")
     layers, skipped = select_layers(model, formats, prepare, min_size)
+    # one step per timed product: dense, CSR and each format, per layer and batch size
+    progress.stage("timing", sum(len(batches) * (2 + len(layer.encoded)) for layer in layers))
     has_native = native.available()
     notes = []
     if not has_native:
@@ -89,12 +95,14 @@ def bench(
             x = rng.standard_normal((b, dense.shape[1])).astype(np.float32)
             t_dense = timeit(partial(np.matmul, x, dense.T), repeat).median
             t_csr = timeit(partial(_csr_product, csr, x), repeat).median
+            progress.advance(2)
             for fmt in layer.encoded:
                 ref = fmt.dot(x)
                 runner = _runner(fmt, x, threads, has_native)
                 kind = "native" if has_native and native.supports(fmt.name) else "numpy-ref"
                 t = timeit(runner, repeat)
                 err = float(np.abs(runner() - ref).max()) if ref.size else 0.0
+                progress.advance()
                 rows.append(
                     {
                         "layer": layer.name,

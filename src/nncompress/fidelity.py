@@ -35,6 +35,7 @@ from nncompress.inputs import (
     with_guess,
 )
 from nncompress.ir import Graph
+from nncompress.progress import SILENT, Progress
 from nncompress.runtime import (
     EXECUTOR,
     Runtime,
@@ -101,10 +102,11 @@ def reference(
     samples: int | None = None,
     seed: int = 0,
     shapes: dict[str | None, tuple[int | None, ...]] | None = None,
+    progress: Progress = SILENT,
 ) -> Reference:
     """Run the original ``graph`` on ``--data`` (or seeded random inputs) in the first runtime that
     can. Errors in the user's data or options raise; a model nothing can run gives a Reference with
-    a reason instead."""
+    a reason instead. ``progress`` hears a stage per runtime tried, counting samples."""
     if not graph.has_graph:
         return Reference(
             reason="weights-only input: there is no graph to run (fidelity is weight error only)"
@@ -120,7 +122,9 @@ def reference(
     else:
         data = random_data(specs, samples or RANDOM_SAMPLES, seed)
     reasons = []
-    for _, make in _runtimes(graph):
+    for kind, make in _runtimes(graph):
+        # the stage starts before the runtime does: an onnxruntime session of a large model takes seconds
+        progress.stage(f"original's outputs ({kind})", data.n)
         try:
             rt = make()
         except RuntimeFailure as e:
@@ -132,7 +136,7 @@ def reference(
                 if guess_note:
                     notes = [n for n in notes if "guessed" not in n] + [guess_note]
             batch = batch_size(data)
-            out = outputs(rt, data, batch)
+            out = outputs(_counted(rt, data, progress), data, batch)
         except RuntimeFailure as e:
             reasons.append(str(e))
             continue
@@ -176,15 +180,21 @@ def _settle_guesses(rt: Runtime, specs: list[InputSpec], n: int, seed: int) -> t
     raise first
 
 
-def compressed(ref: Reference, g2: Graph) -> tuple[dict[str, Any] | None, str | None]:
+def compressed(
+    ref: Reference, g2: Graph, *, progress: Progress = SILENT, label: str = "fidelity check"
+) -> tuple[dict[str, Any] | None, str | None]:
     """Fidelity figures of the compressed graph ``g2`` against ``ref``, computed in the same runtime;
-    (None, reason) when they cannot be."""
+    (None, reason) when they cannot be. ``progress`` hears the stage ``label``, counting samples."""
     if ref.out is None or ref.data is None:
         return None, ref.reason
     try:
+        # making the runtime decodes every weight (and for onnxruntime writes the model): seconds
+        # on a large model, so it is a stage of its own
+        progress.stage(f"{label}: building the model")
         rt = same_runtime(ref.runtime, g2)
+        progress.stage(label, ref.data.n)
         try:
-            b = outputs(rt, ref.data, ref.batch)
+            b = outputs(_counted(rt, ref.data, progress), ref.data, ref.batch)
         finally:
             rt.close()
     except RuntimeFailure as e:
@@ -218,6 +228,23 @@ def paired_drop_interval(before: np.ndarray, after: np.ndarray, z: float = Z95) 
 
 def _finite(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
+
+
+def _counted(rt: Runtime, data: EvalData, progress: Progress) -> Runtime:
+    """``rt``, telling ``progress`` how many samples each of its runs computed."""
+    if progress is SILENT:
+        return rt
+    run = rt.fn
+    axes = [(s.name, s.batch_axis) for s in data.specs if s.batch_axis is not None]
+
+    def counted(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out = run(feeds)
+        # a run on unbatched inputs computes every sample at once
+        progress.advance(feeds[axes[0][0]].shape[axes[0][1]] if axes else data.n)
+        return out
+
+    rt.fn = counted
+    return rt
 
 
 FIGURE_ROWS = 256  # rows compared at a time: the outputs may be a memory-mapped file
@@ -264,10 +291,13 @@ def figures(
     return res
 
 
-def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str, str]:
+def run_model(
+    graph: Graph, data: EvalData, *, progress: Progress = SILENT, label: str = "running the model"
+) -> tuple[np.ndarray, str, str]:
     """The compared output of ``graph`` on ``data`` (rows: samples), the runtime's name and the
     output's name: onnxruntime for an ONNX source (on the file the ONNX writer makes of it), else
-    the reference executor. RuntimeFailure when neither can run it."""
+    the reference executor. RuntimeFailure when neither can run it. ``progress`` hears the stage
+    ``label`` per runtime tried, counting samples."""
     reasons = []
     makers: list[Callable[[], Runtime]] = []
     if onnx_applies(graph):
@@ -277,9 +307,10 @@ def run_model(graph: Graph, data: EvalData) -> tuple[np.ndarray, str, str]:
     makers.append(lambda: executor(graph))
     for make in makers:
         try:
+            progress.stage(label, data.n)  # before make(): preparing a runtime takes seconds
             rt = make()
             try:
-                return outputs(rt, data, batch_size(data)), rt.name, rt.output
+                return outputs(_counted(rt, data, progress), data, batch_size(data)), rt.name, rt.output
             finally:
                 rt.close()
         except RuntimeFailure as e:

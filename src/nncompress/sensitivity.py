@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nncompress.errors import UsageError
+from nncompress.progress import SILENT, Progress
 
 SCHEMA = "nncompress.sensitivity/1"
 
@@ -26,8 +27,10 @@ def sensitivity(
     input_shapes: dict[str | None, tuple[int | None, ...]] | None = None,
     seed: int = 0,
     trust_pickle: bool = False,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
-    """The sensitivity report of ``model`` under the preset ``method`` (schema ``nncompress.sensitivity/1``)."""
+    """The sensitivity report of ``model`` under the preset ``method`` (schema ``nncompress.sensitivity/1``);
+    ``progress`` hears loading, the original's run and the scan."""
     from nncompress.errors import UnsupportedError
     from nncompress.fidelity import reference
     from nncompress.io import load
@@ -39,11 +42,14 @@ def sensitivity(
     if samples is not None and samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     knob = KNOBS[method]
+    progress.stage(f"loading {Path(model).name}")
     graph = load(Path(model), trust_pickle=trust_pickle)
-    ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=input_shapes or {})
+    ref = reference(
+        graph, data_path=data, samples=samples, seed=seed, shapes=input_shapes or {}, progress=progress
+    )
     if not ref.measured:
         raise UnsupportedError(f"cannot run the model, so nothing to measure ({ref.reason})", path=str(model))
-    sc = scan(graph, knob, ref, seed=seed)
+    sc = scan(graph, knob, ref, seed=seed, progress=progress)
     return {
         "schema": SCHEMA,
         "input": str(model),

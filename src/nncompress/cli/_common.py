@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
 from nncompress._text import human_bytes as human_bytes  # the library writes sizes too
+from nncompress.progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    import rich.progress
 
 # Human output goes to stderr so that stdout carries only --json, for pipelines.
 console = Console(stderr=True, highlight=False)
@@ -173,3 +178,56 @@ def fidelity_line(fid: dict[str, Any]) -> str:
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
+
+
+QUIET_HELP = "No progress, table or notes on stderr (errors still print)."
+
+
+class _Bar:
+    """`nncompress.progress.Progress` drawn by rich: one line for the current stage."""
+
+    def __init__(self, prog: rich.progress.Progress) -> None:
+        self._prog = prog
+        self._task: rich.progress.TaskID | None = None
+
+    def stage(self, name: str, total: float | None = None) -> None:
+        if self._task is not None:
+            self._prog.remove_task(self._task)  # a new task: its elapsed time is the stage's
+        self._task = self._prog.add_task(name, total=total)
+        self._prog.refresh()  # drawn now, not at the next tick: a short stage is still seen
+
+    def advance(self, amount: float = 1) -> None:
+        if self._task is not None:
+            self._prog.advance(self._task, amount)
+
+
+@contextlib.contextmanager
+def progress(*, quiet: bool) -> Iterator[Progress]:
+    """A progress display on stderr for the library to report to: only on a terminal and without
+    ``quiet`` (which commands set for --quiet and --json), else silent. It disappears when done.
+
+    Stages with a total show a bar and a percentage, the others a pulsing bar; each shows its
+    elapsed time, and a spinner moves as long as the process does.
+    """
+    if quiet or not console.is_terminal:
+        yield SILENT
+        return
+    from rich.progress import (
+        BarColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    cols = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    # stdout is left alone (it carries --json); what libraries write to stderr is printed above
+    with RichProgress(*cols, console=console, transient=True, redirect_stdout=False) as prog:
+        yield _Bar(prog)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +16,7 @@ from nncompress.cli._common import (
     fidelity_line,
     human_bytes,
     print_table,
+    progress,
     set_max_memory,
     shape_str,
 )
@@ -38,14 +37,18 @@ def compress_cmd(
         typer.Option(
             "--method",
             "-m",
-            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest. "
+            help="Preset: prune, csr, quantize, im, ham, sham, cser, lowrank, sss, dct, psm, smallest "
+            "('nncompress methods' lists their pipelines). "
             "A preset keeps a fidelity budget (--max-drop, --max-error; default: top-1 agreement >= 99 % "
             "and relative output error <= 5 %), backing off tensors that break it.",
         ),
     ] = None,
     pipeline: Annotated[
         str | None,
-        typer.Option(help='Explicit steps, e.g. "prune:sparsity=0.9,quantize:method=kmeans:k=32,sham".'),
+        typer.Option(
+            help='Explicit steps, e.g. "prune:sparsity=0.9, quantize:method=kmeans:k=32, sham" (every pass, '
+            "format and option: 'nncompress methods')."
+        ),
     ] = None,
     budget: Annotated[
         float | None,
@@ -115,7 +118,6 @@ def compress_cmd(
     set_max_memory(max_memory)
     from nncompress.errors import GateError, UsageError
     from nncompress.inputs import parse_input_shapes
-    from nncompress.io import load
     from nncompress.io._atomic import check_output
     from nncompress.pipeline import compress, plan_from, save
 
@@ -131,10 +133,9 @@ def compress_cmd(
     if not dry_run:
         check_output(target, force=force, inputs=(model,))
     shapes = parse_input_shapes(input_shape)
-    graph = load(model, trust_pickle=trust_pickle)
-    with _progress(len(graph.weights), enabled=not quiet and not json_out) as step:
+    with progress(quiet=quiet or json_out) as prog:
         result = compress(
-            graph,
+            model,
             plan=plan,
             data=data,
             samples=samples,
@@ -144,39 +145,23 @@ def compress_cmd(
             keep_training_state=keep_training_state,
             max_drop=max_drop,
             max_error=max_error,
-            on_weight=step,
+            trust_pickle=trust_pickle,
+            progress=prog,
         )
-    report = result.report
+        report = result.report
+        failed = [] if dry_run else result.gates(max_drop=max_drop, min_ratio=min_ratio, max_error=max_error)
+        if not dry_run and (keep_failed or not failed):
+            save(result, target, force=force, progress=prog)
     if dry_run:
         _finish(report, json_out, quiet)
         return
-    failed = result.gates(max_drop=max_drop, min_ratio=min_ratio, max_error=max_error)
     if failed and not keep_failed:
         report["notes"].append("gate failed: nothing written (pass --keep-failed to keep the artifact)")
         _finish(report, json_out, quiet)
         raise GateError("; ".join(failed), path=str(model), hint="Relax the recipe or the gate")
-    save(result, target, force=force)
     _finish(report, json_out, quiet)
     if failed:
         raise GateError("; ".join(failed) + " (artifact kept: --keep-failed)", path=str(model))
-
-
-@contextlib.contextmanager
-def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """A per-weight progress bar on stderr, only on a terminal and without --quiet/--json."""
-    if not enabled or not console.is_terminal:
-        yield lambda name: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*cols, console=console, transient=True) as prog:
-        task = prog.add_task("compressing", total=total)
-
-        def step(name: str) -> None:
-            prog.update(task, advance=1, description=f"encoding {name}")
-
-        yield step
 
 
 def _finish(report: dict[str, Any], json_out: bool, quiet: bool) -> None:

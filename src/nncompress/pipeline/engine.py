@@ -22,6 +22,7 @@ from nncompress.passes import run_pipeline
 from nncompress.passes._infra import Source, pipeline_blocks, pipeline_per_weight
 from nncompress.pipeline.recipe import Plan, Recipe
 from nncompress.pipeline.report import layer_row
+from nncompress.progress import SILENT, Progress
 
 RAW = "array"  # storage of a tensor kept as it is (biases, BatchNorm statistics, int buffers)
 ALIAS = "alias"  # a tensor identical to an earlier one (tied weights), stored once: meta {"of": name}
@@ -84,7 +85,7 @@ def compress_graph(
     plan: Plan,
     *,
     seed: int = 0,
-    on_weight: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
     release: bool = False,
 ) -> tuple[Graph, list[TensorEntry], list[dict[str, Any]]]:
     """Run the plan; return the graph with encoded slots, the tensors to store, per-weight rows.
@@ -92,7 +93,12 @@ def compress_graph(
     ``release`` drops each original array from ``graph`` once its weight is done (see `_release`).
     A caller that needs the originals afterwards (fidelity) runs them first; the model is then
     never held twice, which is what keeps the peak memory of a VGG16 under twice its size.
+    ``progress`` hears one "encoding" stage counting weights (numbers, not tensors: a VGG16's first
+    dense layer is three quarters of the work).
     """
+    # the stage covers the passes run whole and the search for tied tensors (hashing every
+    # weight) too: both take seconds on a large model
+    progress.stage("encoding", sum(w.size for w in graph.weights.values()))
     assigned = {n: r for n, w in graph.weights.items() if (r := plan.recipe_for(w)) is not None}
     lossless = {n for n, w in graph.weights.items() if n not in assigned and plan.lossless_for(w)}
     g2, streamed, pieced = _pipelines(graph, assigned, seed)
@@ -106,8 +112,6 @@ def compress_graph(
         graph.meta.notes.append(f"{len(twins)} tensors identical to an earlier one are stored once ({shown})")
     for name, w in g2.weights.items():  # graph order: what the per-weight steps expect
         src = graph.weights[name]
-        if on_weight is not None:
-            on_weight(name)
         if name in twins:  # the same values as an earlier tensor: stored once, the same model value
             w.value = g2.weights[twins[name]].value
             entries.append(TensorEntry(name, ALIAS, src.shape, str(src.dtype), {"of": twins[name]}, {}))
@@ -119,6 +123,7 @@ def compress_graph(
                 rows.append(row)
         if release:
             _release(src)
+        progress.advance(src.size)
     return g2, entries, rows
 
 

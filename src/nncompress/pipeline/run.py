@@ -11,7 +11,6 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from nncompress.pipeline.recipe import Plan, plan_from
 from nncompress.pipeline.report import SCHEMA, gzip_baseline
 from nncompress.pipeline.tuning import budgeted as _budgeted
 from nncompress.pipeline.tuning import tuned_knob
+from nncompress.progress import SILENT, Progress
 
 
 @dataclass
@@ -89,7 +89,7 @@ def compress(
     keep_training_state: bool = False,
     max_drop: float | None = None,
     max_error: float | None = None,
-    on_weight: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> Result:
     """Compress ``model`` (a path, or a graph from `nncompress.io.load`) by one recipe.
 
@@ -103,6 +103,9 @@ def compress(
     default one, the preset's settings are kept where they hold and backed off tensor by tensor
     where they do not. ``pipeline`` and ``recipe`` settings are used as written (``max_drop`` is
     then only a gate).
+
+    ``progress`` (`nncompress.progress`) hears each stage: loading, the reference run, encoding
+    (counting weights), the budget's checks and search, the artifact, the fidelity check.
     """
     from nncompress.errors import UsageError
     from nncompress.fidelity import Reference, compressed, reference
@@ -116,6 +119,7 @@ def compress(
         graph, src = model, Path(model.meta.path)
     else:
         src = Path(model)
+        progress.stage(f"loading {src.name}")
         graph = load(src, trust_pickle=trust_pickle)
     if keep_training_state:
         graph.meta.extra["keep_training_state"] = True
@@ -126,7 +130,7 @@ def compress(
     # The original's outputs come first, so that compress can drop each original weight once it
     # is encoded: the model is never held twice. A model nothing here can run still compresses.
     if not dry_run:
-        ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes)
+        ref = reference(graph, data_path=data, samples=samples, seed=seed, shapes=shapes, progress=progress)
     else:  # nothing runs, but the input shapes are checked and shown
         ref = Reference(reason="dry run")
         with contextlib.suppress(UnsupportedError):
@@ -139,12 +143,10 @@ def compress(
     try:
         if knob is not None and keep is not None and not dry_run:
             plan, tuning, g2, entries, rows, measured = _budgeted(
-                graph, plan, knob, keep, ref, seed, on_weight
+                graph, plan, knob, keep, ref, seed, progress
             )
         else:
-            g2, entries, rows = compress_graph(
-                graph, plan, seed=seed, on_weight=on_weight, release=not dry_run
-            )
+            g2, entries, rows = compress_graph(graph, plan, seed=seed, progress=progress, release=not dry_run)
     except NNCError as e:
         if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
             e.path = str(src)
@@ -169,8 +171,9 @@ def compress(
         return Result(report, g2, None, notes)
     from nncompress.artifact import write_artifact
 
+    progress.stage("building the artifact")  # the skeleton: the model file without its weights
     art = build_artifact(graph, entries, plan, seed)
-    fid, unmeasured = measured if measured is not None else compressed(ref, g2)
+    fid, unmeasured = measured if measured is not None else compressed(ref, g2, progress=progress)
     if unmeasured:
         notes.append(f"fidelity not measured: {unmeasured}")
     if tuning is not None:
@@ -181,7 +184,10 @@ def compress(
         if fid is not None and not tuning["held"]:
             notes.append(f"budget not kept: {keep.measured(fid)} ({keep.describe()})")
     path = temp_dir("out") / "artifact.nnc"
+    progress.stage("writing the artifact")
     out_bytes = write_artifact(art, path)
+    if gz_size is not None and not gz_size.done():  # the baseline runs beside: say what is waited for
+        progress.stage("gzip -9 of the input (baseline)")
     payload = sum(e.payload_bytes for e in entries)
     report["totals"] = {
         "input_bytes": in_bytes,
@@ -202,7 +208,9 @@ def compress(
     return Result(report, g2, path, notes)
 
 
-def save(result: Result, out: str | os.PathLike[str], *, force: bool = False) -> Path:
+def save(
+    result: Result, out: str | os.PathLike[str], *, force: bool = False, progress: Progress = SILENT
+) -> Path:
     """Move the result's artifact to ``out`` (a ``.nnc``): atomically, never over the input, and
     over an existing file only with ``force``. Records the path in the report."""
     from nncompress.errors import UsageError
@@ -214,6 +222,7 @@ def save(result: Result, out: str | os.PathLike[str], *, force: bool = False) ->
     if target.suffix != ".nnc":
         raise UsageError(f"the output must end in .nnc, got {target}", hint="Use decompress to write a model")
     check_output(target, force=force, inputs=(Path(result.report["input"]),))
+    progress.stage(f"saving {target.name}")
     with atomic_path(target) as tmp:
         shutil.copyfile(result.path, tmp)
     result.report["output"] = str(target)

@@ -33,6 +33,7 @@ from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import approximate
 from nncompress.pipeline.knobs import Knob
 from nncompress.pipeline.recipe import Plan, Recipe, Rule
+from nncompress.progress import SILENT, Progress
 from nncompress.runtime import EXECUTOR, RuntimeFailure, outputs
 
 SENS_SAMPLES = 64  # model runs of the sensitivity scan use the first this many fidelity inputs
@@ -148,9 +149,11 @@ def scan(
     values: tuple[Any, ...] | None = None,
     seed: int = 0,
     approx: Approximations | None = None,
-    on_tensor: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> Scan:
-    """The sensitivity table of every tensor the knob applies to (``ref`` must be measured)."""
+    """The sensitivity table of every tensor the knob applies to (``ref`` must be measured).
+    ``progress`` hears the original's run, then the scan counting weights times values (each
+    value of a tensor is one encoding of it, and a model run at the measured ones)."""
     assert ref.data is not None
     values = knob.values if values is None else values
     approx = approx or Approximations(graph, knob, seed)
@@ -174,6 +177,7 @@ def scan(
     # for every run costs more than it saves)
     order = [ref.runtime, EXECUTOR] if ref.runtime.startswith("onnxruntime") else [EXECUTOR, ref.runtime]
     failed: RuntimeFailure | None = None
+    progress.stage("sensitivity: original's outputs")
     for runtime in dict.fromkeys(order):
         run = runner(runtime)
         try:
@@ -186,9 +190,8 @@ def scan(
         raise failed
     at = _measure_at(values, max(2, min(MEASURED, SCAN_RUNS // max(len(names), 1))))
     table = []
+    progress.stage("sensitivity scan", sum(graph.weights[n].size for n in names) * len(values))
     for name in names:
-        if on_tensor is not None:
-            on_tensor(name)
         w = graph.weights[name]
         orig = w.array
         norm = float(np.linalg.norm(orig.astype(np.float64)))
@@ -205,6 +208,7 @@ def scan(
                 s.disagreement = 1.0 - float(fid["top1_agreement"])
                 s.measured = True
             settings.append(s)
+            progress.advance(w.size)
         _interpolate(settings)
         table.append(Sensitivity(name, w.layer, w.shape, settings))
     return Scan(knob, table, data.n, runtime, notes)
@@ -277,13 +281,20 @@ class Found:
         return [n for n, v in self.values.items() if v != preset]
 
 
-def evaluate(graph: Graph, ref: Reference, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+def evaluate(
+    graph: Graph,
+    ref: Reference,
+    arrays: dict[str, np.ndarray],
+    *,
+    progress: Progress = SILENT,
+    label: str = "fidelity check",
+) -> dict[str, Any] | None:
     """Fidelity of the model with ``arrays`` in place of its weights, in the reference's runtime on
-    all the fidelity inputs (None when it does not run)."""
+    all the fidelity inputs (None when it does not run); ``progress`` hears the stage ``label``."""
     g2 = graph.copy()
     for n, a in arrays.items():
         g2.weights[n].value = a
-    fid, _ = compressed(ref, g2)
+    fid, _ = compressed(ref, g2, progress=progress, label=label)
     return fid
 
 
@@ -295,32 +306,41 @@ def search(
     *,
     values: tuple[Any, ...] | None = None,
     seed: int = 0,
-    on_tensor: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> Found:
-    """The smallest allocation of ``values`` (default: all the knob's) that keeps ``budget``."""
+    """The smallest allocation of ``values`` (default: all the knob's) that keeps ``budget``.
+    ``progress`` hears the scan's stages, then one per whole-model check, numbered."""
     approx = Approximations(graph, knob, seed)
-    sc = scan(graph, knob, ref, values=values, seed=seed, approx=approx, on_tensor=on_tensor)
+    sc = scan(graph, knob, ref, values=values, seed=seed, approx=approx, progress=progress)
     members = family(sc.table)
     by_name = {t.name: t for t in sc.table}
 
     def values_of(alloc: Allocation) -> dict[str, Any]:
         return {n: by_name[n].settings[i].value for n, i in alloc.items()}
 
-    def fid_of(alloc: Allocation) -> dict[str, Any] | None:
+    def fid_of(alloc: Allocation, label: str) -> dict[str, Any] | None:
+        # approximations beyond the cache are encoded again here: part of the check's time
+        progress.stage(f"{label}: encoding")
         arrays = {n: approx.get(n, v)[0] for n, v in values_of(alloc).items() if v is not KEEP}
-        return evaluate(graph, ref, arrays)
+        return evaluate(graph, ref, arrays, progress=progress, label=label)
+
+    # the bisection's checks: the smallest member, then halving the interval to the mildest
+    checks = 1 + math.ceil(math.log2(max(1, len(members) - 1)))
+
+    def bisecting(i: int) -> str:
+        return f"search check {i}/{checks}"
 
     evals = 0
     lo, lo_fid = 0, None  # the mildest member: every tensor as it is, the original model
     hi = len(members) - 1
-    fid = fid_of(members[hi])
+    fid = fid_of(members[hi], bisecting(1))
     evals += 1
     if budget.holds(fid):
         lo, lo_fid = hi, fid
     else:
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            fid = fid_of(members[mid])
+            fid = fid_of(members[mid], bisecting(evals + 1))
             evals += 1
             if budget.holds(fid):
                 lo, lo_fid = mid, fid
@@ -337,7 +357,7 @@ def _refine(
     alloc: Allocation,
     fid: dict[str, Any] | None,
     budget: Budget,
-    fid_of: Callable[[Allocation], dict[str, Any] | None],
+    fid_of: Callable[[Allocation, str], dict[str, Any] | None],
     limit: int,
 ) -> tuple[Allocation, dict[str, Any] | None, int]:
     """Push single tensors one setting further while the whole model keeps the budget.
@@ -367,7 +387,7 @@ def _refine(
             break
         _, name, i = min(moves)
         trial = {**alloc, name: i}
-        f = fid_of(trial)
+        f = fid_of(trial, f"refine check {evals + 1}/{limit}")  # at most limit
         evals += 1
         if budget.holds(f):
             alloc, fid = trial, f

@@ -12,7 +12,6 @@ whose settings are used as written):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from nncompress.artifact import TensorEntry
@@ -23,6 +22,7 @@ from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
 from nncompress.pipeline.recipe import Plan
 from nncompress.pipeline.search import KEEP, Found, plan_of, search
+from nncompress.progress import SILENT, Progress
 
 Measured = tuple[dict[str, Any] | None, str | None]  # `fidelity.compressed`'s answer
 # The plan used, the report's "budget" record, `compress_graph`'s results, and the fidelity of that
@@ -45,20 +45,21 @@ def budgeted(
     budget: Budget,
     ref: Reference,
     seed: int,
-    on_weight: Callable[[str], None] | None,
+    progress: Progress = SILENT,
 ) -> Outcome:
     """Compress ``graph`` by the preset of ``plan`` under ``budget`` (see `Outcome`; the "budget"
-    record carries a "note" for the notes)."""
+    record carries a "note" for the notes). ``progress`` hears each phase: encoding, the check of
+    the preset's settings, the search's, the final encoding."""
     info: dict[str, Any] = {"budget": budget.as_dict(), "option": knob.option, "preset_value": knob.preset}
     if not ref.measured:
-        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, progress=progress, release=True)
         info.update(searched=False, note=f"budget ({budget.describe()}) not applied: {ref.reason}")
         return plan, info, g2, entries, rows, None
     values = knob.values
     missed = ""
     if budget.source == "default" and knob.preset is not None:
-        g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=False)
-        measured = compressed(ref, g2)
+        g2, entries, rows = compress_graph(graph, plan, seed=seed, progress=progress, release=False)
+        measured = compressed(ref, g2, progress=progress, label="preset check")
         fid = measured[0]
         if budget.holds(fid):
             info.update(
@@ -67,7 +68,7 @@ def budgeted(
             return plan, info, g2, entries, rows, measured
         missed = budget.measured(fid) if fid is not None else "not measured"
         values = knob.up_to_preset()
-    found = search(graph, knob, budget, ref, values=values, seed=seed)
+    found = search(graph, knob, budget, ref, values=values, seed=seed, progress=progress)
     method = plan.origin["method"]
     origin = {
         "method": method,
@@ -75,7 +76,7 @@ def budgeted(
         "allocation": {n: "kept" if v is KEEP else knob.template.format(v) for n, v in found.values.items()},
     }
     plan = plan_of(found, origin)
-    g2, entries, rows = compress_graph(graph, plan, seed=seed, on_weight=on_weight, release=True)
+    g2, entries, rows = compress_graph(graph, plan, seed=seed, progress=progress, release=True)
     sc = found.scan
     info.update(
         searched=True,
