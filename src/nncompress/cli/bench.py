@@ -15,7 +15,16 @@ import typer
 from rich.console import Console
 
 from nncompress.bench import DEFAULT_PREPARE
-from nncompress.cli._common import Col, console, emit_json, human_bytes, print_table, shape_str
+from nncompress.cli._common import (
+    QUIET_HELP,
+    Col,
+    console,
+    emit_json,
+    human_bytes,
+    print_table,
+    progress,
+    shape_str,
+)
 from nncompress.timing import WARMUP
 
 app = typer.Typer()
@@ -46,10 +55,18 @@ def bench_cmd(
         typer.Option(help="Encode each layer in each of these formats and compare (e.g. ham,sham,csr)."),
     ] = None,
     prepare: Annotated[
-        str, typer.Option(help="Passes run on a plain model before --formats encode it (one matrix for all).")
+        str,
+        typer.Option(
+            # the default written with spaces after its commas (a pipeline allows them), so that help
+            # wraps it instead of cutting it at 80 columns
+            help="Passes run on a plain model before --formats encode it (one matrix for all). Default: "
+            + ", ".join(DEFAULT_PREPARE.split(",")),
+            show_default=False,
+        ),
     ] = DEFAULT_PREPARE,
     min_size: Annotated[int, typer.Option(help="Skip layers with fewer weights than this.")] = 4096,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
 ) -> None:
     """Per layer: bytes, psi, and the median time of the compressed product vs numpy dense and scipy CSR.
 
@@ -59,19 +76,21 @@ def bench_cmd(
     """
     from nncompress.bench import bench
 
-    report = bench(
-        model,
-        _ints(batch, "--batch"),
-        threads=threads,
-        repeat=repeat,
-        formats=[f.strip() for f in formats.split(",")] if formats else [],
-        prepare=prepare,
-        min_size=min_size,
-        on_note=lambda note: console.print(f"note: {note}"),
-    )
+    with progress(quiet=quiet or json_out) as prog:
+        report = bench(
+            model,
+            _ints(batch, "--batch"),
+            threads=threads,
+            repeat=repeat,
+            formats=[f.strip() for f in formats.split(",")] if formats else [],
+            prepare=prepare,
+            min_size=min_size,
+            on_note=None if quiet else lambda note: console.print(f"note: {note}"),
+            progress=prog,
+        )
     if json_out:
         emit_json(report)
-    else:
+    elif not quiet:
         _render(report)
 
 

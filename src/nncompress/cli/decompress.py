@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from nncompress.cli._common import MAX_MEMORY_HELP, console, emit_json, human_bytes, set_max_memory
+from nncompress.cli._common import (
+    MAX_MEMORY_HELP,
+    QUIET_HELP,
+    console,
+    emit_json,
+    human_bytes,
+    progress,
+    set_max_memory,
+)
 
 app = typer.Typer()
 
@@ -21,6 +29,7 @@ def decompress_cmd(
     ],
     force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Rebuild a runnable model with the artifact's reconstructed weights.
@@ -29,9 +38,10 @@ def decompress_cmd(
     nncompress decompress lenet300.nnc -o lenet300_small.onnx
     """
     set_max_memory(max_memory)
-    from nncompress.pipeline.artifacts import write_model
+    from nncompress.api import rebuild
 
-    written, source_format = write_model(artifact, out, force=force)
+    with progress(quiet=quiet or json_out) as prog:
+        written, source_format = rebuild(artifact, out, force=force, progress=prog)
     size = written.stat().st_size
     if json_out:
         emit_json(
@@ -43,5 +53,5 @@ def decompress_cmd(
                 "source_format": source_format,
             }
         )
-    else:
+    elif not quiet:
         console.print(f"wrote {written} ({human_bytes(size)}, from a {source_format} source)")

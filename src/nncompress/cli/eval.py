@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nncompress.cli._common import console, emit_json, fidelity_line
+from nncompress.cli._common import QUIET_HELP, console, emit_json, fidelity_line, progress
 
 app = typer.Typer()
 
@@ -28,6 +28,7 @@ def eval_cmd(
         int | None, typer.Option(help="Use the first N samples (default: the first 1000).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
 ) -> None:
     r"""Accuracy of MODEL on --data, and its fidelity to --reference when given.
@@ -40,12 +41,18 @@ def eval_cmd(
     """
     from nncompress.evaluate import evaluate
 
-    res = evaluate(model, data, reference=reference, samples=samples, trust_pickle=trust_pickle)
+    with progress(quiet=quiet or json_out) as prog:
+        res = evaluate(
+            model, data, reference=reference, samples=samples, trust_pickle=trust_pickle, progress=prog
+        )
     runtime = res["runtime"]
-    for n in res.pop("notes"):
+    notes = res.pop("notes")
+    for n in notes if not quiet else []:
         console.print(f"note: {n}")
     if json_out:
         emit_json(res)
+        return
+    if quiet:
         return
     if "accuracy" in res:
         console.print(

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from nncompress.cli._common import (
     MAX_MEMORY_HELP,
+    QUIET_HELP,
     SECTION,
     Col,
     console,
@@ -17,6 +18,7 @@ from nncompress.cli._common import (
     human_bytes,
     human_count,
     print_table,
+    progress,
     set_max_memory,
     shape_str,
 )
@@ -39,6 +41,7 @@ def inspect_cmd(
             help="Allow unpickling a .pt that holds Python objects. Only for files you trust.",
         ),
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Show format, producer, inputs/outputs and per-layer weight statistics of a model file.
@@ -51,9 +54,12 @@ def inspect_cmd(
     from nncompress.api import inspect
     from nncompress.io import detect_format
 
-    report = inspect(file, trust_pickle=trust_pickle)
+    with progress(quiet=quiet or json_out) as prog:
+        report = inspect(file, trust_pickle=trust_pickle, progress=prog)
     if json_out:
         emit_json(report)
+    elif quiet:
+        return
     elif detect_format(file) == "nnc":
         render_artifact(report)
     else:

@@ -8,7 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from nncompress.cli._common import SECTION, Col, console, emit_json, human_bytes, print_table, shape_str
+from nncompress.cli._common import (
+    QUIET_HELP,
+    SECTION,
+    Col,
+    console,
+    emit_json,
+    human_bytes,
+    print_table,
+    progress,
+    shape_str,
+)
 
 app = typer.Typer()
 
@@ -21,7 +31,10 @@ def sensitivity_cmd(
     method: Annotated[
         str,
         typer.Option(
-            "--method", "-m", help="Preset whose setting is scanned (its knob: sparsity, k, budget, step)."
+            "--method",
+            "-m",
+            help="Preset whose setting is scanned (its knob: sparsity, k, budget, step; 'nncompress methods' "
+            "lists them).",
         ),
     ] = "smallest",
     data: Annotated[
@@ -41,6 +54,7 @@ def sensitivity_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a .pt you trust.")] = False,
 ) -> None:
     r"""Scan each tensor alone over METHOD's settings: payload bytes, weight error, output error, top-1 changes.
@@ -53,21 +67,23 @@ def sensitivity_cmd(
     from nncompress.sensitivity import plot as draw
     from nncompress.sensitivity import sensitivity
 
-    rep = sensitivity(
-        model,
-        method=method,
-        data=data,
-        samples=samples,
-        input_shapes=parse_input_shapes(input_shape),
-        seed=seed,
-        trust_pickle=trust_pickle,
-    )
+    with progress(quiet=quiet or json_out) as prog:
+        rep = sensitivity(
+            model,
+            method=method,
+            data=data,
+            samples=samples,
+            input_shapes=parse_input_shapes(input_shape),
+            seed=seed,
+            trust_pickle=trust_pickle,
+            progress=prog,
+        )
     if plot is not None:
         rep["plot"] = str(draw(rep, plot))
     if json_out:
         emit_json(rep)
-        return
-    _print(rep)
+    elif not quiet:
+        _print(rep)
 
 
 def _print(rep: dict[str, Any], out: Console | None = None) -> None:
