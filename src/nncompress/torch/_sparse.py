@@ -9,12 +9,17 @@ is ever formed, in either direction.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import torch  # noqa: TID253 (this package is the torch one; nothing outside it imports it eagerly)
 from torch import Tensor, nn  # noqa: TID253
 from torch.autograd.function import once_differentiable  # noqa: TID253
+
+# torch warns once per process that CSR support is "beta"; these products are tested against numpy
+# references (tests/test_torch_layers.py), and the note would reach every user of a layer.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 class Pattern(nn.Module):
