@@ -17,7 +17,6 @@ report does not depend on how many ran at once.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -456,17 +455,30 @@ def _run(todo: list[_Job], jobs: int) -> Iterable[dict[str, Any]]:
         return
     import multiprocessing
 
+    from nncompress._tempfiles import sweep as remove_stale
+
     # spawn, not fork: a forked child would inherit onnxruntime's and BLAS's threads mid-state
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx) as pool:
-        futures = [pool.submit(_make, j) for j in todo]
-        try:
-            for f in concurrent.futures.as_completed(futures):
-                yield f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)), initializer=_worker_init)
+    try:
+        yield from pool.imap_unordered(_make, todo)
+        pool.close()
+    except BaseException:
+        # Ctrl-C or an error: stop the points in progress now (what they had finished is saved)
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        # Worker processes end without running atexit, so the temp folders they made (skeletons)
+        # would wait for the next run: remove those of processes now gone.
+        remove_stale()
+
+
+def _worker_init() -> None:
+    """Ctrl-C reaches the whole process group: the parent alone answers it, by ending the workers
+    (each would otherwise print its own KeyboardInterrupt traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _report(
