@@ -207,6 +207,14 @@ def test_show_completion_prints_a_script() -> None:
     assert "_NNCOMPRESS_COMPLETE" in res.stdout
 
 
+def test_the_completion_script_completes() -> None:
+    # what the script's shell function asks: the words so far and the one being completed
+    res = run_nnc(_NNCOMPRESS_COMPLETE="complete_bash", COMP_WORDS="nncompress met", COMP_CWORD="1")
+    assert res.returncode == 0 and res.stdout.split() == ["methods"], (res.stdout, res.stderr)
+    res = run_nnc(_NNCOMPRESS_COMPLETE="complete_bash", COMP_WORDS="nncompress compress --js", COMP_CWORD="2")
+    assert res.stdout.split() == ["--json"], (res.stdout, res.stderr)
+
+
 def test_root_help_lists_methods_and_completion(monkeypatch: pytest.MonkeyPatch) -> None:
     text = help_of(width=200, monkeypatch=monkeypatch)
     assert re.search(r"\bmethods +List presets", text)
