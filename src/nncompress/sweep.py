@@ -439,6 +439,9 @@ def sweep(
         report["plots"], note = draw(report, dest)
         if note:
             report["notes"].append(note)
+    for name in ("sweep.png", "sweep.svg"):
+        if name not in report["plots"]:  # an earlier run's plot would no longer match the report
+            (dest / name).unlink(missing_ok=True)
     _write_json(dest / "sweep.json", report)
     from nncompress.io._atomic import atomic_path
 
@@ -497,7 +500,8 @@ def _report(
     if measure is None:
         notes.append(f"fidelity not measured: {orig.get('fidelity_not_measured')}; no front, no plot")
     elif measure == "top1_agreement":
-        notes.append("no labels in the data: points are compared by top-1 agreement with the original")
+        why = "the data has none" if data is not None else "seeded random inputs"
+        notes.append(f"no labels ({why}): points are compared by top-1 agreement with the original")
     failed = [p["id"] for p in points if "error" in p]
     if failed:
         notes.append(f"{len(failed)} point(s) failed: {', '.join(failed)} (see each point's error)")
