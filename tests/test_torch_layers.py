@@ -32,6 +32,9 @@ from nncompress.torch import (  # noqa: E402
     from_format,
 )
 
+# torch's one-time note that CSR tensors are "beta" (the package filters it; pytest resets filters)
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+
 OUT, IN = 6, 10
 
 
@@ -42,15 +45,19 @@ def _quantized(rng: np.random.Generator, shape: tuple[int, int], levels: int, de
 
 
 def _stored_cases() -> dict[str, Callable[[], Format]]:
-    """Every registered format at a small size, built the way compress builds it (encode or its fit's form)."""
+    """Every registered format at a small size: storage formats encoded, structured ones with random
+    factors of the shapes their passes fit. Each case is the same on every call (its own seed)."""
     rng = np.random.default_rng(7)
     dense = rng.normal(size=(OUT, IN)).astype(np.float32)
     pruned = dense * (rng.random((OUT, IN)) < 0.4)
     q = _quantized(rng, (OUT, IN), 3, 0.6)
     implicit = np.where(rng.random((OUT, IN)) < 0.6, np.float32(0.5), q)  # cser with omega[0] = 0.5
     centroids = np.array([-0.71, -0.2, 0.0, 0.33, 1.4], np.float32)  # off any grid: cabac's codebook mode
+    on_centroids = centroids[rng.integers(0, 5, size=(OUT, IN))]
+    factors = [rng.normal(size=s).astype(np.float32) for s in ((OUT, 2), (2, IN))]
 
     def dct(kernel: str, n_in: int = IN) -> Format:
+        rng = np.random.default_rng(n_in + len(kernel) + ord(kernel[1]))
         grid = coefficient_grid((OUT, n_in), kernel)
         mask = rng.random(grid) < 0.4
         _, _, col_idx, row_ptr = pack_csr(mask)
@@ -59,6 +66,7 @@ def _stored_cases() -> dict[str, Callable[[], Format]]:
         return DCT((OUT, n_in), kernel, vals, col_idx, row_ptr)
 
     def psm(q_factors: int) -> Format:
+        rng = np.random.default_rng(100 + q_factors)
         factors = []
         for sh in factor_shapes((OUT, IN), q_factors):
             mask = rng.random(sh) < 0.5
@@ -67,6 +75,7 @@ def _stored_cases() -> dict[str, Callable[[], Format]]:
         return PSM((OUT, IN), min(OUT, IN), factors)
 
     def sss(blocks: int, state: int) -> Format:
+        rng = np.random.default_rng(200 + blocks)
         rs, cs = block_sizes(OUT, blocks), block_sizes(IN, blocks)
         shapes = {
             "al": (max(blocks - 2, 0), state, state),
@@ -94,10 +103,8 @@ def _stored_cases() -> dict[str, Callable[[], Format]]:
         "sham-huffman": lambda: FORMATS["sham"].encode(q, gap_coder="huffman"),
         "sham-expgolomb": lambda: FORMATS["sham"].encode(q, gap_coder="expgolomb"),
         "cabac-grid": lambda: FORMATS["cabac"].encode(q),
-        "cabac-codebook": lambda: FORMATS["cabac"].encode(centroids[rng.integers(0, 5, size=(OUT, IN))]),
-        "lowrank": lambda: LowRank(
-            (OUT, IN), *(rng.normal(size=s).astype(np.float32) for s in ((OUT, 2), (2, IN)))
-        ),
+        "cabac-codebook": lambda: FORMATS["cabac"].encode(on_centroids),
+        "lowrank": lambda: LowRank((OUT, IN), *factors),
         "sss-1": lambda: sss(1, 0),
         "sss-2": lambda: sss(2, 2),
         "sss-3": lambda: sss(3, 2),
@@ -346,6 +353,13 @@ def test_compressed_linear_bias_and_state_dict() -> None:
     with torch.no_grad():
         y = layer(torch.zeros(1, IN))
     assert np.array_equal(y.numpy()[0], np.arange(OUT, dtype=np.float32))
+    # a trained state_dict loads into a fresh layer of the same stored format
+    _train_step(layer, 1e-2, CASES["sham-huffman"]())
+    fresh = CompressedLinear.from_format(CASES["sham-huffman"](), np.zeros(OUT, dtype=np.float32))
+    fresh.load_state_dict(layer.state_dict())
+    x = torch.randn(3, IN)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), layer(x))
 
 
 # ---- SparseLinear (ActuallySparse's API) ---------------------------------------------------------
