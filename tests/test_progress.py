@@ -96,7 +96,7 @@ def test_budget_search_reports_each_phase() -> None:
     assert r.report["budget"]["searched"]
     names = rec.names()
     checks = [n for n in names if n.startswith("search check ") and ":" not in n]
-    assert checks and checks[0].startswith("search check 1/")
+    assert checks and checks[0].startswith("search check 1 (at most ")
     _in_order(
         names,
         ["sensitivity: original's outputs", "sensitivity scan", checks[0], "encoding", "fidelity check"],

@@ -328,7 +328,7 @@ def search(
     checks = 1 + math.ceil(math.log2(max(1, len(members) - 1)))
 
     def bisecting(i: int) -> str:
-        return f"search check {i}/{checks}"
+        return f"search check {i} (at most {checks})"
 
     evals = 0
     lo, lo_fid = 0, None  # the mildest member: every tensor as it is, the original model
@@ -387,7 +387,7 @@ def _refine(
             break
         _, name, i = min(moves)
         trial = {**alloc, name: i}
-        f = fid_of(trial, f"refine check {evals + 1}/{limit}")  # at most limit
+        f = fid_of(trial, f"refine check {evals + 1} (at most {limit})")
         evals += 1
         if budget.holds(f):
             alloc, fid = trial, f
