@@ -21,6 +21,7 @@ import nncompress
 from nncompress.bench import bench
 from nncompress.cli.app import app
 from nncompress.evaluate import evaluate
+from nncompress.formats import sham
 from nncompress.io import load
 
 from .conftest import DATA, MODELS
@@ -34,15 +35,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.stages: list[tuple[str, float | None]] = []
-        self.done: list[float] = []
+        self.steps: list[list[float]] = []  # each stage's advances
 
     def stage(self, name: str, total: float | None = None) -> None:
         self.stages.append((name, total))
-        self.done.append(0.0)
+        self.steps.append([])
 
     def advance(self, amount: float = 1) -> None:
         assert self.stages, "advance before any stage"
-        self.done[-1] += amount
+        assert amount >= 0
+        self.steps[-1].append(amount)
 
     def names(self) -> list[str]:
         return [n for n, _ in self.stages]
@@ -53,7 +55,7 @@ class Recorder:
     def counted(self, name: str) -> tuple[float | None, float]:
         """The total and the amount advanced of the one stage ``name``."""
         (i,) = self.find(name)
-        return self.stages[i][1], self.done[i]
+        return self.stages[i][1], sum(self.steps[i])
 
 
 def _in_order(names: list[str], expected: list[str]) -> None:
@@ -88,6 +90,20 @@ def test_compress_reports_every_stage_and_counts_weights(tmp_path: Path) -> None
     assert total == done == _weights(LENET)  # numbers of weights, not tensors
     assert rec.counted("original's outputs (onnxruntime)") == (40, 40)  # samples
     assert rec.counted("fidelity check") == (40, 40)
+
+
+def test_a_large_weight_moves_the_bar_as_its_rows_are_coded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sham codes row blocks of _BLOCK entries (4 M); smaller here, so that lenet's layers have many
+    monkeypatch.setattr(sham, "_BLOCK", 4096)
+    rec = Recorder()
+    pipeline = "prune:sparsity=0.5,quantize:method=kmeans:k=16,sham"
+    nncompress.compress(LENET, pipeline=pipeline, samples=8, progress=rec)
+    (i,) = rec.find("encoding")
+    steps = rec.steps[i]
+    tensors = load(LENET).weights
+    assert sum(steps) == rec.stages[i][1] == sum(w.size for w in tensors.values())
+    assert len(steps) > 2 * len(tensors)  # not one jump per tensor
+    assert max(steps) < max(w.size for w in tensors.values()) / 2
 
 
 def test_budget_search_reports_each_phase() -> None:

@@ -112,18 +112,28 @@ def compress_graph(
         graph.meta.notes.append(f"{len(twins)} tensors identical to an earlier one are stored once ({shown})")
     for name, w in g2.weights.items():  # graph order: what the per-weight steps expect
         src = graph.weights[name]
+        told = 0  # what this weight has reported already (a pieced one, row block by row block)
+
+        def rows_done(n: int, size: int = src.size) -> None:
+            nonlocal told
+            n = min(n, size - told)  # whatever an encoder reads, the bar never runs past the weight
+            told += n
+            progress.advance(n)
+
         if name in twins:  # the same values as an earlier tensor: stored once, the same model value
             w.value = g2.weights[twins[name]].value
             entries.append(TensorEntry(name, ALIAS, src.shape, str(src.dtype), {"of": twins[name]}, {}))
         elif name in lossless:
             rows.append(_lossless(src, w, entries))
         else:
-            row = _encode_one(src, w, assigned.get(name), streamed.get(name), pieced.get(name), entries)
+            row = _encode_one(
+                src, w, assigned.get(name), streamed.get(name), pieced.get(name), entries, rows_done
+            )
             if row is not None:
                 rows.append(row)
         if release:
             _release(src)
-        progress.advance(src.size)
+        progress.advance(src.size - told)
     return g2, entries, rows
 
 
@@ -134,11 +144,13 @@ def _encode_one(
     one: Callable[[Weight], np.ndarray] | None,
     piece: Callable[[Weight], Source] | None,
     entries: list[TensorEntry],
+    rows_done: Callable[[int], None] | None = None,
 ) -> dict[str, Any] | None:
     """Store one weight by its recipe's final step (or raw); ``w`` is its slot in the output graph.
 
     The passes' output comes whole (``base``) or, for a pieced weight, as a source of rows the
-    encoder reads as it goes. Returns the report row of a selected weight.
+    encoder reads as it goes (``rows_done`` hears how many entries each read covered: one layer
+    of a VGG16 takes tens of seconds). Returns the report row of a selected weight.
     """
     final = (
         recipe.final if recipe is not None and src.size > 0 and recipe.final.applies_to(src.shape) else None
@@ -157,9 +169,14 @@ def _encode_one(
         else:
             assert source is not None
             cols = matrix_shape(src.shape)[1]
-            f = final.encode_rows(
-                src.shape, lambda r0, r1: source(r0 * cols, r1 * cols).reshape(r1 - r0, cols)
-            )
+
+            def rows(r0: int, r1: int) -> np.ndarray:
+                out = source(r0 * cols, r1 * cols).reshape(r1 - r0, cols)
+                if rows_done is not None:  # ham and sham read every row twice (statistics, then codes)
+                    rows_done((r1 - r0) * cols // 2)
+                return out
+
+            f = final.encode_rows(src.shape, rows)
         if f.nbytes >= src.array.nbytes:
             f = None  # the format would not save bytes on this tensor: keep it as it is
         elif final.fitted:
