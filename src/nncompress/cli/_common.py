@@ -176,6 +176,22 @@ def fidelity_line(fid: dict[str, Any]) -> str:
     return line
 
 
+def finetune_line(ft: dict[str, Any]) -> str:
+    """One line on a fine-tuning run: what it trained on, how long, what it changed."""
+    line = (
+        f"fine-tuned {ft['epochs']} epoch(s) on {ft['data']} ({ft['samples']} samples, "
+        f"{ft['loss']}) in {ft['seconds']:.1f} s on {ft['device']}"
+    )
+    if ft.get("pruned_first"):
+        line += f" (pruned weights first: {ft['pruned_first']['seconds']:.1f} s)"
+    before = ft.get("before")
+    if before and "accuracy_after" in before:
+        line += f"; accuracy before fine-tuning {before['accuracy_after']:.1%}"
+    elif before:
+        line += f"; top-1 agreement before fine-tuning {before['top1_agreement']:.1%}"
+    return line
+
+
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from typer._click import exceptions as click_exc  # type: ignore[no-redef]
 
 from nncompress import __version__
-from nncompress.cli import bench, compress, decompress, inspect, methods, sensitivity, sweep
+from nncompress.cli import bench, compress, decompress, finetune, inspect, methods, sensitivity, sweep
 from nncompress.cli import eval as eval_cmd
 from nncompress.errors import EXIT_INTERNAL, EXIT_USAGE, NNCError, readable
 
@@ -42,6 +42,7 @@ app.add_typer(bench.app)
 app.add_typer(sensitivity.app)
 app.add_typer(methods.app)
 app.add_typer(sweep.app)
+app.add_typer(finetune.app)
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,7 @@ from nncompress.cli._common import (
     console,
     emit_json,
     fidelity_line,
+    finetune_line,
     human_bytes,
     print_table,
     progress,
@@ -105,6 +106,16 @@ def compress_cmd(
         ),
     ] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
+    finetune: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune the compressed model on this .npz (like --data; y labels optional) by "
+            "distillation from the original, masks, supports and codebook assignments kept."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (with --finetune).")] = 3,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate, Adam (with --finetune).")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Fine-tuning rows per step (with --finetune).")] = 64,
 ) -> None:
     r"""Compress MODEL into a .nnc artifact and report sizes and fidelity.
 
@@ -133,6 +144,12 @@ def compress_cmd(
     if not dry_run:
         check_output(target, force=force, inputs=(model,))
     shapes = parse_input_shapes(input_shape)
+    train = None
+    if finetune is not None:
+        from nncompress.finetune import TrainOptions
+
+        train = TrainOptions(str(finetune), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        train.check()
     with progress(quiet=quiet or json_out) as prog:
         result = compress(
             model,
@@ -146,6 +163,7 @@ def compress_cmd(
             max_drop=max_drop,
             max_error=max_error,
             trust_pickle=trust_pickle,
+            finetune=train,
             progress=prog,
         )
         report = result.report
@@ -218,6 +236,8 @@ def render(report: dict[str, Any], out: Console | None = None) -> None:
             f"[bold]{tot['ratio']:.2f}x[/] smaller (gzip -9 of the input: {human_bytes(tot['gzip9_input_bytes'])})"
         )
     fid = report.get("fidelity")
+    if report.get("finetune"):
+        out.print(finetune_line(report["finetune"]))
     if fid:
         out.print(fidelity_line(fid))
     for n in report["notes"]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nncompress._tempfiles import temp_dir
 from nncompress.errors import NNCError, UnsupportedError
@@ -27,6 +28,9 @@ from nncompress.pipeline.report import SCHEMA, gzip_baseline
 from nncompress.pipeline.tuning import budgeted as _budgeted
 from nncompress.pipeline.tuning import tuned_knob
 from nncompress.progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    from nncompress.finetune import TrainOptions
 
 
 @dataclass
@@ -89,6 +93,7 @@ def compress(
     keep_training_state: bool = False,
     max_drop: float | None = None,
     max_error: float | None = None,
+    finetune: TrainOptions | None = None,
     progress: Progress = SILENT,
 ) -> Result:
     """Compress ``model`` (a path, or a graph from `nncompress.io.load`) by one recipe.
@@ -103,6 +108,10 @@ def compress(
     default one, the preset's settings are kept where they hold and backed off tensor by tensor
     where they do not. ``pipeline`` and ``recipe`` settings are used as written (``max_drop`` is
     then only a gate).
+
+    ``finetune`` (`nncompress.finetune.TrainOptions`) trains the compressed model by distillation
+    from the original on its data: pruned weights before sharing (where the recipe shares), then the
+    compressed representation itself, every mask, support and assignment kept.
 
     ``progress`` (`nncompress.progress`) hears each stage: loading, the reference run, encoding
     (counting weights), the budget's checks and search, the artifact, the fidelity check.
@@ -140,13 +149,41 @@ def compress(
     keep = (Budget.of(max_drop, max_error) or Budget.default()) if knob is not None else None
     tuning: dict[str, Any] | None = None
     measured = None  # the compressed graph's fidelity, where the budget already measured it
+    work, tuned = graph, None  # the graph compressed: the original, or its pruned and retrained copy
     try:
-        if knob is not None and keep is not None and not dry_run:
-            plan, tuning, g2, entries, rows, measured = _budgeted(
-                graph, plan, knob, keep, ref, seed, progress
+        if finetune is not None and not dry_run:
+            from nncompress import finetune as ft
+
+            finetune.check()
+            tdata = ft.load_train(graph, finetune.data, shapes=shapes)
+            train_data = ft.TrainData(
+                tdata,
+                ft.teacher_outputs(graph, tdata, batch=max(finetune.batch_size, 256), progress=progress),
             )
+            originals = ft.snapshot(graph)
+            work, pretrained = ft.pretrain_pruned(
+                graph, plan, train_data, finetune, seed=seed, progress=progress
+            )
+        if knob is not None and keep is not None and not dry_run:
+            plan, tuning, g2, entries, rows, measured = _budgeted(work, plan, knob, keep, ref, seed, progress)
         else:
-            g2, entries, rows = compress_graph(graph, plan, seed=seed, progress=progress, release=not dry_run)
+            g2, entries, rows = compress_graph(work, plan, seed=seed, progress=progress, release=not dry_run)
+        if finetune is not None and not dry_run:
+            before = (
+                measured[0]
+                if measured is not None
+                else compressed(ref, g2, progress=progress, label="fidelity before fine-tuning")[0]
+            )
+            tuned = ft.train(g2, train_data, finetune, keep_zeros=lambda n: True, progress=progress)
+            entries, rows = ft.refresh(entries, rows, g2, originals)
+            measured = None  # the trained model is measured again
+            tuned["pruned_first"] = pretrained
+            tuned["before"] = before
+            # what the artifact records: the options, not the timings (artifacts are byte-identical)
+            kept = {
+                k: v for k, v in tuned.items() if k not in ("seconds", "device", "before", "pruned_first")
+            }
+            plan = dataclasses.replace(plan, origin={**plan.origin, "finetune": kept})
     except NNCError as e:
         if e.path is None:  # a pass's refusal (NaN weights...) names the weight; the line names the file
             e.path = str(src)
@@ -160,6 +197,8 @@ def compress(
         "seed": seed,
         "layers": rows,
     }
+    if tuned is not None:
+        report["finetune"] = tuned
     if ref.inputs:
         report["inputs"] = ref.inputs
     notes: list[str] = list(graph.meta.notes) + ref.notes
