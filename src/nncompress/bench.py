@@ -14,15 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncompress.errors import UsageError
-from nncompress.formats.base import Format
-from nncompress.pipeline.steps import encode_as
 from nncompress.progress import SILENT, Progress
 from nncompress.timing import timeit
+
+if TYPE_CHECKING:  # the formats pull in scipy: `nncompress --help` reads DEFAULT_PREPARE from here
+    from nncompress.formats.base import Format
 
 SCHEMA = "nncompress.bench/1"
 DEFAULT_PREPARE = "prune:sparsity=0.8:scope=global,quantize:method=kmeans:k=32"
@@ -161,6 +162,7 @@ def select_layers(
     from nncompress.io import detect_format, load
     from nncompress.passes import default_select, run_pipeline
     from nncompress.pipeline import graph_from_artifact
+    from nncompress.pipeline.steps import encode_as
 
     out: list[Layer] = []
     skipped: list[dict[str, Any]] = []
