@@ -33,7 +33,17 @@ from .conftest import ROOT
 
 # The commands whose help carries examples, in the order a reader runs them (later examples may
 # read what earlier ones wrote).
-EXAMPLE_ORDER = ["compress", "decompress", "eval", "bench", "inspect", "sensitivity", "methods"]
+EXAMPLE_ORDER = [
+    "compress",
+    "decompress",
+    "eval",
+    "bench",
+    "inspect",
+    "sensitivity",
+    "methods",
+    "sweep",
+    "finetune",
+]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # CI may force colours (FORCE_COLOR, GITHUB_ACTIONS)
 
 
@@ -116,6 +126,10 @@ def test_every_command_shows_an_example_whole_at_80_columns(
         assert any(ln.rstrip() == f" {line}" for ln in shown.splitlines()), line
 
 
+def test_every_command_has_its_example_checked() -> None:
+    assert sorted(EXAMPLE_ORDER) == sorted(commands())
+
+
 def test_examples_are_real_command_lines() -> None:
     """Each example parses, reads files that exist in examples/ or that an earlier example wrote,
     and writes where git ignores it (the repository root's /*.nnc, /*_small.onnx...)."""
@@ -133,7 +147,13 @@ def test_examples_are_real_command_lines() -> None:
                 if isinstance(value, Path):
                     assert (ROOT / value).is_file() or str(value) in written, f"{key}={value} in {line!r}"
             if out is not None:
-                assert "/" not in str(out) and any(fnmatch.fnmatch(str(out), p) for p in ignored), line
+                folders = [
+                    ln[1:] for ln in (ROOT / ".gitignore").read_text().splitlines() if ln.endswith("/")
+                ]
+                ok = ("/" not in str(out) and any(fnmatch.fnmatch(str(out), p) for p in ignored)) or (
+                    f"{out}/" in folders  # a folder of outputs (sweep -o sweep/)
+                )
+                assert ok, line
                 written.add(str(out))
 
 

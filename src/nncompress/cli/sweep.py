@@ -35,14 +35,14 @@ def sweep_cmd(
     methods: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated presets to sweep (default: sham,prune,ham,smallest,lowrank,dct). "
+            help="Comma-separated presets to sweep (default: sham, prune, ham, smallest, lowrank, dct). "
             "Each runs over its knob: sparsity (prune, csr, sham, cser), k (quantize, im, ham), budget "
             "(lowrank, sss, dct, psm), step (smallest).",
         ),
     ] = None,
     budgets: Annotated[
         str | None,
-        typer.Option(help="Comma-separated budgets for the structured methods (default: 0.5,0.3,0.2,0.1)."),
+        typer.Option(help="Comma-separated budgets for the structured methods (default: 0.5, 0.3, 0.2, 0.1)."),
     ] = None,
     values: Annotated[
         list[str] | None,
