@@ -126,6 +126,8 @@ def test_random_inputs_are_seeded() -> None:
     a, b, c = random_data(specs, 8, 3), random_data(specs, 8, 3), random_data(specs, 8, 4)
     np.testing.assert_array_equal(a.arrays["input"], b.arrays["input"])
     assert not np.array_equal(a.arrays["input"], c.arrays["input"])
+    # the budget's note on random inputs reads this flag, not the origin text
+    assert a.random and not load_data(DATA / "mnist_test.npz", specs, samples=4).random
 
 
 def test_data_keyed_by_name_and_x_for_one_input(tmp_path: Path) -> None:

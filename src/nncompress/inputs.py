@@ -280,6 +280,7 @@ class EvalData:
     y: np.ndarray | None
     origin: str
     notes: list[str] = field(default_factory=list)
+    random: bool = False  # seeded random inputs rather than the user's data
 
     @property
     def step(self) -> int | None:
@@ -306,7 +307,7 @@ class EvalData:
 def random_data(specs: list[InputSpec], samples: int, seed: int) -> EvalData:
     """``samples`` seeded random inputs for ``specs`` (a multiple of a fixed batch, if any)."""
     n = samples
-    data = EvalData(specs, {}, n, None, f"seeded random inputs (seed {seed})")
+    data = EvalData(specs, {}, n, None, f"seeded random inputs (seed {seed})", random=True)
     step = data.step
     if step and n % step:
         n = max(step, n - n % step)

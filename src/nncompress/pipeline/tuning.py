@@ -86,7 +86,7 @@ def budgeted(
         sensitivity_samples=sc.samples,
         sensitivity_runtime=sc.runtime,
         note=_note(found, knob, budget, missed)
-        + ("" if ref.data is None or ref.data.y is not None or "random" not in ref.data.origin else _RANDOM),
+        + ("" if ref.data is None or not ref.data.random else _RANDOM),
     )
     return plan, info, g2, entries, rows, None
 
