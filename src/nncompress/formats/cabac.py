@@ -247,7 +247,10 @@ class Cabac(Format):
             cb = float_array(arrays, "codebook", (k,))
             check_sorted_codebook(cb, "codebook")
             fmt = cls(shape, stream, codebook=cb, zero=zero)
-        levels = fmt._levels()  # the stream decodes to exactly out * in levels, or InputError
+        # The stream decodes to exactly out * in levels, or InputError. The levels are not kept for
+        # to_dense: an artifact's formats are all loaded before any is decoded, and holding every
+        # tensor's int32 levels at once would cost 4 bytes a weight (VGG16: 550 MB) to save a decode.
+        levels = fmt._levels()
         if levels.size:
             lo, hi = int(levels.min()), int(levels.max())
             if grid:
