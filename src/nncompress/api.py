@@ -43,10 +43,12 @@ def decompress(
     out: str | os.PathLike[str],
     *,
     force: bool = False,
+    keep_compressed: bool = False,
     progress: Progress = SILENT,
 ) -> Path:
-    """Rebuild a runnable model from ``artifact`` at ``out``: the source's format, or .onnx from any."""
-    return rebuild(artifact, out, force=force, progress=progress)[0]
+    """Rebuild a runnable model from ``artifact`` at ``out``: the source's format, or .onnx from any;
+    with ``keep_compressed`` a TorchScript .pt whose weights stay compressed in memory."""
+    return rebuild(artifact, out, force=force, keep_compressed=keep_compressed, progress=progress)[0]
 
 
 def rebuild(
@@ -54,11 +56,13 @@ def rebuild(
     out: str | os.PathLike[str],
     *,
     force: bool = False,
+    keep_compressed: bool = False,
     progress: Progress = SILENT,
 ) -> tuple[Path, str]:
     """`decompress`, also returning the source's format: `pipeline.artifacts.write_model` with a
     stage per step (reading and rebuilding the graph, then decoding and writing; each takes seconds
-    on a large model)."""
+    on a large model). ``keep_compressed``: `nncompress.torch.export.save_torchscript` instead, a
+    traced TorchScript .pt (any source format) running on the compressed weights."""
     from nncompress.errors import InputError, UsageError
     from nncompress.io import EXTENSIONS, detect_format
     from nncompress.io import save as save_model
@@ -71,6 +75,12 @@ def rebuild(
         raise InputError(
             "is not a .nnc artifact", path=str(src), hint="Give the output of nncompress compress"
         )
+    if keep_compressed and dst.suffix.lower() != ".pt":
+        raise UsageError(
+            f"--keep-compressed writes TorchScript, not {dst.suffix or 'a file without extension'!r}",
+            path=str(dst),
+            hint="Give an output path ending in .pt",
+        )
     if EXTENSIONS.get(dst.suffix.lower()) in (None, "nnc"):
         raise UsageError(
             f"cannot write a model as {dst.suffix or 'a file without extension'!r}",
@@ -80,6 +90,14 @@ def rebuild(
     check_output(dst, force=force, inputs=(src,))
     progress.stage(f"reading {src.name}")
     g = graph_from_artifact(src)
+    if keep_compressed:
+        from nncompress.io import require
+
+        require("torch", "writing TorchScript", dst)
+        from nncompress.torch.export import save_torchscript
+
+        progress.stage(f"tracing and writing {dst.name}")
+        return save_torchscript(g, dst, force=force), g.meta.format
     progress.stage(f"writing {dst.name}")  # the writer decodes each weight as it goes
     return save_model(g, dst, force=force), g.meta.format
 

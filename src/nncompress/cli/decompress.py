@@ -28,6 +28,14 @@ def decompress_cmd(
         typer.Option("-o", "--output", help="Model to write: the source format, or .onnx from any graph."),
     ],
     force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
+    keep_compressed: Annotated[
+        bool,
+        typer.Option(
+            "--keep-compressed",
+            help="Write TorchScript (-o MODEL.pt, any source) whose layers stay compressed in memory; "
+            "it loads with torch.jit.load, without nncompress.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     max_memory: Annotated[str | None, typer.Option(help=MAX_MEMORY_HELP)] = None,
@@ -41,7 +49,9 @@ def decompress_cmd(
     from nncompress.api import rebuild
 
     with progress(quiet=quiet or json_out) as prog:
-        written, source_format = rebuild(artifact, out, force=force, progress=prog)
+        written, source_format = rebuild(
+            artifact, out, force=force, keep_compressed=keep_compressed, progress=prog
+        )
     size = written.stat().st_size
     if json_out:
         emit_json(
