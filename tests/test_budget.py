@@ -221,3 +221,28 @@ def test_a_budget_nothing_keeps_says_so(tmp_path: Path) -> None:
     assert res.report["budget"]["values"] == {"w1": None, "w2": None}
     assert any("nothing is compressed" in n for n in res.report["notes"])
     assert res.fidelity is not None and res.fidelity["top1_agreement"] == 1.0
+
+
+def test_large_tensors_are_estimated_from_rows_and_checked_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large tensor's unmeasured settings come from a sample of its rows (bytes within a few per
+    cent of the whole encoding on lenet300's first layer at a quarter of its rows); what the model
+    gets in a check is the same array with or without the encoder."""
+    import nncompress.pipeline.search as search
+    from nncompress.io import load
+
+    g = load(MODELS / "lenet300.onnx")
+    monkeypatch.setattr(search, "ESTIMATE_ABOVE", 1000)
+    monkeypatch.setattr(search, "ESTIMATE_SAMPLE", 60_000)
+    for method in ("smallest", "sham"):
+        ap = search.Approximations(g, KNOBS[method], 0)
+        for v in KNOBS[method].values[::3]:
+            a, nbytes = ap.get("0.weight", v)
+            est_bytes, est_err = ap.estimate("0.weight", v)
+            assert abs(est_bytes - nbytes) <= 0.03 * nbytes, (method, v, est_bytes, nbytes)
+            err = search._rel(a, g.weights["0.weight"].array)
+            assert abs(est_err - err) <= 0.03 * max(err, 0.1), (method, v, est_err, err)
+            assert np.array_equal(ap.array("0.weight", v), a)
+    # a structured fit is never estimated from rows: it is made whole
+    ap = search.Approximations(g, KNOBS["lowrank"], 0)
+    a, nbytes = ap.get("0.weight", 0.2)
+    assert ap.estimate("0.weight", 0.2)[0] == nbytes

@@ -254,12 +254,15 @@ def _lossless(src: Weight, w: Weight, entries: list[TensorEntry]) -> dict[str, A
     return layer_row(src, a, LOSSLESS_INT, f.nbytes, f.meta()["k"])
 
 
-def approximate(graph: Graph, name: str, recipe: Recipe, *, seed: int = 0) -> tuple[np.ndarray, int]:
+def approximate(
+    graph: Graph, name: str, recipe: Recipe, *, seed: int = 0, encode: bool = True
+) -> tuple[np.ndarray, int]:
     """What the model gets for weight ``name`` under ``recipe`` alone, and the payload bytes it is
     stored in: the sensitivity and budget searches try settings one tensor at a time with this.
 
     The same steps as `compress_graph` (a recipe whose format saves nothing on the tensor keeps it
-    raw, at its own size); ``graph`` is not changed.
+    raw, at its own size); ``graph`` is not changed. Without ``encode``, a recipe ending in an exact
+    storage format stops after its passes (what the model gets is their output) and the bytes are 0.
     """
     src = graph.weights[name]
 
@@ -274,6 +277,8 @@ def approximate(graph: Graph, name: str, recipe: Recipe, *, seed: int = 0) -> tu
         else:  # a step needs its whole group at once: here the group is this one weight
             g2, _ = run_pipeline(graph.copy(), recipe.passes, seed=seed, select=only, detailed=False)
             slot.value = g2.weights[name].value
+    if not encode and not recipe.final.fitted and isinstance(slot.value, np.ndarray):
+        return np.asarray(slot.value, dtype=src.dtype).reshape(src.shape), 0
     entries: list[TensorEntry] = []
     # the passes' output is the slot's value: the encoder keeps it as the dense copy (no decode)
     _encode_one(src, slot, recipe, None, None, entries)
