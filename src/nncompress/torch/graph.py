@@ -7,7 +7,7 @@ so its outputs are the executor's to float rounding, and it is differentiable:
 - a plain float weight is an ``nn.Parameter``; a non-float one, a ``const``/``buffer`` one and the
   batch-norm statistics are buffers (fixed, as torch keeps running statistics);
 - a compressed slot is the `CompressedWeight` of its format (`nncompress.torch.from_format`):
-  Dense, and Gemm/MatMul where the weight is already (out, in), multiply on the compressed data
+  Dense, and Gemm where the weight is already (out, in) (``transB``), multiply on the compressed data
   (``matmul``), every other use decodes it (``dense()``, differentiable in the format's values).
 
 It always computes the executor's inference form: Dropout is the identity and BatchNormalization
@@ -160,7 +160,8 @@ def _safe_keys() -> Callable[[str], str]:
         base = re.sub(r"\W", "_", name) or "w"
         base = f"w_{base}" if base[0].isdigit() else base
         k, i = base, 1
-        while k in seen:
+        # a name nn.Module already has (``training``, ``to``...) cannot be an attribute of the holders
+        while k in seen or hasattr(nn.ParameterDict, k) or hasattr(nn.ModuleDict, k):
             i += 1
             k = f"{base}_{i}"
         seen.add(k)
@@ -200,6 +201,7 @@ class _Body(nn.Module):
         self.path = path
         self.params = nn.ParameterDict()
         self.consts = nn.Module()  # a holder of buffers
+        self.node_consts = nn.Module()  # Constant nodes' values, apart: any weight name may be taken
         self.compressed = nn.ModuleDict()
         self.branches = nn.ModuleDict()
         self._where: dict[str, tuple[str, str]] = {}
@@ -211,7 +213,9 @@ class _Body(nn.Module):
                 self._where[name] = ("compressed", k)
                 continue
             a = np.asarray(w.value)
-            t = torch.from_numpy(np.array(a, copy=True)) if a.dtype != np.float16 else torch.tensor(a)
+            t = torch.from_numpy(
+                np.array(a, dtype=a.dtype.newbyteorder("="), copy=True)
+            )  # torch: native order
             if t.is_floating_point():
                 t = t.to(dtype)
             if t.is_floating_point() and w.role not in _FIXED_ROLES:
@@ -223,7 +227,7 @@ class _Body(nn.Module):
         for i, node in enumerate(self.nodes):
             self._check(node)
             if node.op == "Constant":
-                self.consts.register_buffer(f"_node{i}", _constant(node.attrs, dtype))
+                self.node_consts.register_buffer(f"node{i}", _constant(node.attrs, dtype))
             for branch in ("then_branch", "else_branch"):
                 sub = node.attrs.get(branch) if node.op == "If" else None
                 if isinstance(sub, Graph):
@@ -269,7 +273,7 @@ class _Body(nn.Module):
 
     def _node(self, i: int, node: Node, scope: _Scope) -> Sequence[Tensor]:
         if node.op == "Constant":
-            return (getattr(self.consts, f"_node{i}"),)
+            return (getattr(self.node_consts, f"node{i}"),)
         if node.op == "If":
             cond = scope.get(node.inputs[0], node.name)
             key = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
@@ -286,7 +290,7 @@ class _Body(nn.Module):
                 return (product,)
             ins = [scope.get(n, node.name) if n else None for n in node.inputs]
             y = OPS[node.op](ins, attrs)
-        except (UnsupportedError, InputError) as e:
+        except (UnsupportedError, InputError, UsageError) as e:  # a compressed product's own checks too
             raise type(e)(f"node {node.name}: {e.detail}", path=self.path, hint=e.hint) from e
         except KeyError as e:
             raise InputError(
@@ -545,8 +549,8 @@ def _gelu(ins: Ins, a: dict[str, Any]) -> Tensor:
 
 
 def _elu(ins: Ins, a: dict[str, Any]) -> Tensor:
-    x, alpha = ins[0], float(a.get("alpha", 1.0))
-    return torch.where(x > 0, x, alpha * torch.expm1(x))
+    # F.elu, not a where over exp(x): exp overflows for large x and its NaN gradient would leak
+    return F.elu(ins[0], float(a.get("alpha", 1.0)))
 
 
 def _selu(ins: Ins, a: dict[str, Any]) -> Tensor:
@@ -664,11 +668,7 @@ def _slice(ins: Ins, a: dict[str, Any]) -> Tensor:
         # Python's slice clamping matches ONNX's; torch has no negative step, so index those
         idx = range(*slice(st, en, sp).indices(x.shape[ax]))
         if sp > 0:
-            x = (
-                x.narrow(ax, idx.start, len(idx))
-                if idx.step == 1
-                else x[(slice(None),) * ax + (slice(st, en, sp),)]
-            )
+            x = x[(slice(None),) * ax + (slice(idx.start, idx.stop, idx.step),)]
         else:
             x = x.index_select(ax, torch.tensor(list(idx), dtype=torch.int64, device=x.device))
     return x
@@ -739,10 +739,6 @@ def _reduce(fn: Callable[..., Tensor]) -> TorchOp:
     return op
 
 
-def _relu(x: Tensor) -> Tensor:
-    return torch.clamp_min(x, 0)
-
-
 OPS: dict[str, TorchOp] = {
     # linear
     "Dense": _dense,
@@ -755,7 +751,7 @@ OPS: dict[str, TorchOp] = {
     "Softmax": _softmax,
     "LogSoftmax": functools.partial(_softmax, log=True),
     # element-wise
-    "Relu": _unary(_relu),
+    "Relu": _unary(torch.relu),
     "Sigmoid": _unary(torch.sigmoid),
     "Tanh": _unary(torch.tanh),
     "Exp": _unary(torch.exp),
@@ -771,7 +767,7 @@ OPS: dict[str, TorchOp] = {
     "Softplus": _unary(lambda x: torch.logaddexp(x, torch.zeros_like(x))),
     "Softsign": _unary(lambda x: x / (1 + torch.abs(x))),
     "Identity": _unary(lambda x: x),
-    "Dropout": lambda ins, a: (ins[0], torch.ones(ins[0].shape, dtype=torch.bool)),
+    "Dropout": lambda ins, a: (ins[0], torch.ones(ins[0].shape, dtype=torch.bool, device=ins[0].device)),
     "LeakyRelu": lambda ins, a: torch.where(ins[0] >= 0, ins[0], float(a.get("alpha", 0.01)) * ins[0]),
     "PRelu": lambda ins, a: torch.where(ins[0] >= 0, ins[0], _as(ins[1], ins[0]) * ins[0]),
     "Elu": _elu,
