@@ -162,6 +162,8 @@ def strip(path: str | os.PathLike[str]) -> tuple[bytes, list[RawTensor]]:
 
     Raises WireError when the file is not a well-formed protobuf message.
     """
+    if os.path.getsize(path) == 0:  # an empty message (mmap refuses a zero-length map: ValueError)
+        return b"", []
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         out = bytearray()
         raws: list[RawTensor] = []
