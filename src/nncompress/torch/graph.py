@@ -31,6 +31,7 @@ from torch import Tensor, nn  # noqa: TID253
 
 from nncompress.errors import InputError, UnsupportedError, UsageError
 from nncompress.ir.graph import Graph, Node, ValueInfo
+from nncompress.ir.interpreter import _dead_after  # the executor's value lifetimes, shared
 from nncompress.ir.ops._window import ints, out_sizes, pads
 from nncompress.ir.ops.linear import _transpose_pads
 from nncompress.ir.ops.shape import _ONNX_DTYPES
@@ -168,27 +169,6 @@ def _safe_keys() -> Callable[[str], str]:
         return k
 
     return key
-
-
-def _dead_after(g: Graph) -> list[list[str]]:
-    """Per node, the values no later node, subgraph or output reads: dropped once it has run."""
-    keep = {v.name for v in g.outputs}
-    last: dict[str, int] = {}
-    for i, n in enumerate(g.nodes):
-        reads = [*n.inputs]
-        for sg in n.subgraphs():
-            reads += [v.name for v in sg.outputs] + [x for m in sg.all_nodes() for x in m.inputs]
-        for name in reads:
-            if name:
-                last[name] = i
-        for name in n.outputs:
-            if name:
-                last.setdefault(name, i)
-    dead: list[list[str]] = [[] for _ in g.nodes]
-    for name, i in last.items():
-        if name not in keep:
-            dead[i].append(name)
-    return dead
 
 
 class _Body(nn.Module):
