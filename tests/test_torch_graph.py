@@ -410,7 +410,7 @@ def _torch_onnx_file(tmp: Path) -> tuple[Path, np.ndarray]:
     return path, x.numpy()
 
 
-FILES = ["script-cnn", "trace-cnn", "export-cnn", "script-emb", "export-emb", "onnx-cnn", "torch-onnx-cnn"]
+FILES = ["script-cnn", "trace-cnn", "export-cnn", "script-emb", "onnx-cnn", "torch-onnx-cnn"]
 
 
 @pytest.fixture(scope="module")
