@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,8 +37,13 @@ from nncompress.progress import SILENT, Progress
 # quick, large enough for the Adam moments to be meaningful.
 DEFAULT_BATCH = 64
 TEMPERATURE = 2.0
-# A plain weight the recipe selected keeps its zeros (pruning) while the rest of it trains.
 _SOFTMAX_TOL = 1e-3
+# Gradual pruning in the first stage (Zhu & Gupta 2017, "To prune, or not to prune"): the sparsity
+# rises as 1 - (1 - t)^3 over the first PRUNE_SHARE of the steps, in PRUNE_POINTS steps, so that
+# the weights left adapt while the cut deepens; the rest of the steps train at the final mask. At
+# 97 % one cut at the start loses what the rest of the training cannot win back.
+PRUNE_SHARE = 0.5
+PRUNE_POINTS = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class TrainOptions:
     batch_size: int = DEFAULT_BATCH
     seed: int = 0
     temperature: float = TEMPERATURE
+    # cosine: the rate decays from lr to 0 over each stage's steps (Loshchilov & Hutter's SGDR
+    # without restarts); the last steps then settle the values instead of jumping around a minimum
+    schedule: Literal["cosine", "constant"] = "cosine"
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -116,11 +124,15 @@ def train(
     opts: TrainOptions,
     *,
     keep_zeros: Callable[[str], bool] = lambda name: False,
+    prune: Callable[[float, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Fine-tune ``g2`` in place (its slots get the trained formats and arrays); the figures.
 
     ``keep_zeros(name)``: a plain weight whose zeros must stay zeros (pruned and stored as is).
+    ``prune(t, weights)``: gradual pruning; called at a few points of training with ``t`` the share
+    of the steps done and the current values of the plain weights ``keep_zeros`` names, it returns
+    the masks (True: pruned) those weights get from then on (`pretrain_pruned`).
     """
     import torch
 
@@ -141,6 +153,9 @@ def train(
     k = _compared(g2)
     slots: dict[str, Any] = {}
     params = []
+    # plain weights whose zeros stay zeros: the kept entries (1) per weight, re-applied after every
+    # step, since Adam's momentum would move a zero whose gradient is masked
+    masks: dict[str, Any] = {}
     for name, w in g2.weights.items():
         try:
             slot = module.weight(name)
@@ -151,12 +166,14 @@ def train(
             params.append(slot)
             if keep_zeros(name) and not w.is_compressed:
                 mask = (slot.detach() != 0).to(slot.dtype)
-                if not bool(mask.all()):
-                    slot.register_hook(lambda g, m=mask: g * m)  # Adam moves nothing with no gradient
+                if prune is not None or not bool(mask.all()):
+                    masks[name] = mask
         elif isinstance(slot, CompressedWeight):
             params.extend(p for p in slot.parameters() if p.requires_grad)
     if not params:
         raise UnsupportedError("nothing in this model can be fine-tuned (no float weights)")
+    for name in masks:
+        slots[name].register_hook(lambda g, n=name: g * masks[n])
     opt = torch.optim.Adam(params, lr=opts.lr)
     y = None if data.y is None else torch.as_tensor(np.asarray(data.y).astype(np.int64))
     t_all = None if targets is None else torch.as_tensor(targets)
@@ -166,13 +183,23 @@ def train(
     step = data.step or 0
     if step and opts.batch_size % step:
         raise UsageError(f"--batch-size must be a multiple of the model's fixed batch of {step}")
+    n_batches = math.ceil(data.n / opts.batch_size)
+    steps = opts.epochs * n_batches
+    # gradual pruning: the masks change at PRUNE_POINTS evenly spaced points of the first half
+    prune_at = {round(steps * PRUNE_SHARE * i / PRUNE_POINTS): i for i in range(PRUNE_POINTS + 1)}
     t0 = time.perf_counter()
+    done = 0
     for epoch in range(opts.epochs):
         order = rng.permutation(data.n)
-        n_batches = math.ceil(data.n / opts.batch_size)
         progress.stage(f"fine-tuning: epoch {epoch + 1}/{opts.epochs}", n_batches)
         total, seen = 0.0, 0
         for b in range(n_batches):
+            if prune is not None and done in prune_at:
+                _reprune(prune, prune_at[done] / PRUNE_POINTS, slots, masks)
+            if opts.schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = opts.lr * 0.5 * (1.0 + math.cos(math.pi * done / steps))
+            done += 1
             idx = np.sort(order[b * opts.batch_size : (b + 1) * opts.batch_size])
             if step and len(idx) % step:
                 progress.advance(1)
@@ -189,6 +216,10 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if masks:
+                with torch.no_grad():
+                    for n, m in masks.items():
+                        slots[n].mul_(m)
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
             progress.advance(1)
@@ -201,6 +232,7 @@ def train(
         "epochs": opts.epochs,
         "lr": opts.lr,
         "batch_size": opts.batch_size,
+        "schedule": opts.schedule,
         "seed": opts.seed,
         "loss": "distillation" if kind != "labels" else "cross-entropy on labels",
         "temperature": opts.temperature if kind == "scores" else None,
@@ -209,6 +241,23 @@ def train(
         "loss_per_epoch": [round(v, 6) for v in losses],
         "seconds": round(seconds, 3),
     }
+
+
+def _reprune(
+    prune: Callable[[float, dict[str, np.ndarray]], dict[str, np.ndarray]],
+    t: float,
+    slots: dict[str, Any],
+    masks: dict[str, Any],
+) -> None:
+    """Zero the weights ``prune`` says at ``t`` and keep them zero from now on."""
+    import torch
+
+    current = {n: slots[n].detach().to("cpu").numpy() for n in masks}
+    with torch.no_grad():
+        for n, pruned in prune(t, current).items():
+            keep = torch.as_tensor(~pruned.reshape(current[n].shape)).to(masks[n])
+            masks[n].copy_(keep)
+            slots[n].mul_(keep)
 
 
 def _write_back(g2: Graph, slots: dict[str, Any]) -> None:
@@ -470,6 +519,51 @@ def _leading_prune(passes: str) -> tuple[str, bool]:
     return ",".join(steps[:k]), k < len(steps)
 
 
+def _cuts(spec: str) -> list[tuple[float, str]]:
+    """The (sparsity, scope) of each prune step of ``spec``, parsed as the pipeline parses them."""
+    from nncompress.options import parse_step
+    from nncompress.passes import PASSES
+    from nncompress.passes.prune import Prune
+
+    out = []
+    for step in (t for t in spec.split(",") if t.strip()):
+        _, o = parse_step(step, PASSES)
+        assert isinstance(o, Prune.Options)  # _leading_prune took only prune steps
+        out.append((float(o.sparsity), str(o.scope)))
+    return out
+
+
+def _gradual(groups: dict[str, list[str]]) -> Callable[[float, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The masks of each group's prune steps at ``t`` of the ramp: sparsity s * (1 - (1 - t)^3),
+    by magnitude like the prune pass (one threshold over the group for scope=global)."""
+    from nncompress.passes.prune import smallest
+
+    cuts = {spec: _cuts(spec) for spec in groups}
+
+    def at(t: float, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ramp = 1.0 - (1.0 - min(max(t, 0.0), 1.0)) ** 3
+        out: dict[str, np.ndarray] = {}
+        for spec, names in groups.items():
+            mags = {n: np.abs(weights[n]).reshape(-1) for n in names}
+            done = {n: np.zeros(m.size, dtype=bool) for n, m in mags.items()}
+            for sparsity, scope in cuts[spec]:
+                if scope == "global":
+                    flat = np.concatenate([np.where(done[n], 0.0, mags[n]) for n in names])
+                    mask, _ = smallest(flat, round(sparsity * ramp * flat.size))
+                    for n, part in zip(
+                        names, np.split(mask, np.cumsum([mags[n].size for n in names])[:-1]), strict=True
+                    ):
+                        done[n] |= part
+                else:
+                    for n in names:
+                        m = np.where(done[n], 0.0, mags[n])
+                        done[n] |= smallest(m, round(sparsity * ramp * m.size))[0]
+            out.update(done)
+        return out
+
+    return at
+
+
 def pretrain_pruned(
     graph: Graph,
     plan: Any,
@@ -480,31 +574,25 @@ def pretrain_pruned(
     progress: Progress = SILENT,
 ) -> tuple[Graph, dict[str, Any] | None]:
     """Deep Compression's first retraining: where a recipe prunes and then shares or quantizes, the
-    pruned weights are trained (zeros kept) before the sharing sees them, so that the codebook is
-    fitted to weights that already work without the pruned ones. Returns a new graph (``graph`` is
-    left as it is: it is the teacher) and the figures, or ``graph`` and None where no recipe does that.
+    weights it prunes are trained while the cut deepens gradually to the recipe's sparsity (then
+    with those zeros kept) before the sharing sees them, so that the codebook is fitted to weights
+    that already work without the pruned ones. The recipe's own prune step then finds exactly these
+    zeros. Returns a new graph (``graph`` is left as it is: it is the teacher) and the figures, or
+    ``graph`` and None where no recipe does that.
     """
-    from nncompress.passes import run_pipeline
-
     groups: dict[str, list[str]] = {}
     for n, w in graph.weights.items():
         r = plan.recipe_for(w)
         if r is None:
             continue
         prune, more = _leading_prune(r.passes)
-        if prune and more:
+        if prune and more and not w.is_compressed and w.dtype.kind == "f":
             groups.setdefault(prune, []).append(n)
     if not groups:
         return graph, None
     g1 = graph.copy()
-    pruned: set[str] = set()
-    for i, (spec, names) in enumerate(groups.items()):
-        members = frozenset(names)
-
-        def chosen(w: Weight, m: frozenset[str] = members) -> bool:
-            return w.name in m
-
-        g1, _ = run_pipeline(g1, spec, seed=seed + i, select=chosen, detailed=False)
-        pruned |= members
-    info = train(g1, train_data, opts, keep_zeros=lambda n: n in pruned, progress=progress)
+    pruned = {n for names in groups.values() for n in names}
+    info = train(
+        g1, train_data, opts, keep_zeros=lambda n: n in pruned, prune=_gradual(groups), progress=progress
+    )
     return g1, info
