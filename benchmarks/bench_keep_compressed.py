@@ -1,24 +1,25 @@
 """Deployable compressed TorchScript (``nncompress decompress --keep-compressed``) against the dense one.
 
-    python benchmarks/bench_keep_compressed.py [--models lenet300,vggmini] \
-        [--methods sham,csr,lowrank,psm] [--runs 200] [--rss-repeats 3] [--out benchmarks/out/keep_compressed]
+    python benchmarks/bench_keep_compressed.py [--models lenet300,vggmini] [--methods sham,csr,lowrank,psm]
+        [--runs 200] [--rss-repeats 3] [--batches 1,8] [--check 1000] [--out benchmarks/out/keep_compressed]
 
-For each example model (examples/models/MODEL.onnx) and method (its preset's pipeline, no budget
-search; fidelity on 16 digits): the artifact, then three models of it: the dense decompressed ONNX
+For each example model (examples/models/MODEL.onnx; vgg16 is the VGG16-shaped one of
+``python examples/make_vgg16.py --formats onnx``, fed seeded normal inputs instead of digits) and
+method (its preset's pipeline, no budget search; fidelity on 16 inputs): the artifact, then three models of it: the dense decompressed ONNX
 (``nncompress decompress``), the compressed TorchScript (``--keep-compressed``) and the dense
 TorchScript of the same traced graph (`nncompress.torch.export.save_torchscript` with
 ``keep_compressed=False``: every compressed slot decoded to a float32 matrix), so that the two .pt
 files differ only in how the weights are held.
 
 Measured:
-- check: max |compressed .pt - dense ONNX (onnxruntime)| / max |dense ONNX| over the 1,000 digits of
-  examples/data/mnist_test.npz;
+- check: max |compressed .pt - dense ONNX (onnxruntime)| / max |dense ONNX| over the first
+  ``--check`` digits of examples/data/mnist_test.npz;
 - tensors: the bytes of the tensors each .pt stores (its ``data/`` records);
 - RSS: resident memory after ``torch.jit.load`` in a fresh ``python -I`` process that imports only
   torch and numpy, minus the same process's RSS before the load, taken once TorchScript has loaded
   and run a tiny model (its own start-up is not the model's); median of ``--rss-repeats``
   processes; it includes the loaded module's code objects, which both files have;
-- latency: batch 1 and 8, one thread (``torch.set_num_threads(1)``), both models loaded in one
+- latency: ``--batches`` (1 and 8), one thread (``torch.set_num_threads(1)``), both models loaded in one
   torch-only process and timed round-robin (`nncompress.timing.time_rounds`' rule: each timed call
   follows an untimed one of the same model), median of ``--runs`` rounds; the ratio is compressed
   over dense, per round, then its median.
