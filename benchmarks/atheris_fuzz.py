@@ -416,8 +416,14 @@ _MODULES = {
     "onnx_wire": ["nncompress.io.onnx.wire"],
     "json": ["nncompress.io._json"],
     "zip": ["nncompress.io._zip"],
-    "torch_pickle": ["nncompress.io.torch.torchsave", "nncompress.io.torch.checkpoint"],
-    "torch_zip": ["nncompress.io.torch.sniff", "nncompress.io.torch.torchsave", "nncompress.io.torch.pt2"],
+    "torch_pickle": [
+        *("nncompress.io.torch.unpickle", "nncompress.io.torch.torchsave", "nncompress.io.torch.archive"),
+        "nncompress.io.torch.checkpoint",
+    ],
+    "torch_zip": [
+        *("nncompress.io.torch.sniff", "nncompress.io.torch.unpickle", "nncompress.io.torch.archive"),
+        *("nncompress.io.torch.torchsave", "nncompress.io.torch.torchscript", "nncompress.io.torch.pt2"),
+    ],
     "hdf5": ["nncompress.io.keras"],
 }
 
@@ -564,6 +570,13 @@ def _run(target: str, args: list[str]) -> None:
 
         for m in _MODULES[target]:
             importlib.import_module(m)
+    if target.startswith("torch"):
+        # the safe unpickler runs the stdlib's pure-Python one: its opcode handlers are the coverage
+        import pickle
+
+        for f in vars(pickle._Unpickler).values():
+            if callable(f) and hasattr(f, "__code__"):
+                atheris.instrument_func(f)
     fn = TARGETS[target]
     (OUT / target / "findings").mkdir(parents=True, exist_ok=True)
     corpus = str(OUT / target / "corpus")

@@ -21,3 +21,56 @@ def test_wire_strip_of_an_empty_file(tmp_path: Path) -> None:
     assert wire.strip(p) == (b"", [])
     with pytest.raises(InputError, match="file is empty"):
         read_model(p)
+
+
+@pytest.mark.parametrize("opcode", [b"r" + (10_000_000).to_bytes(4, "little"), b"p10000000\n"])
+def test_pickle_memo_index_allocates_nothing(opcode: bytes) -> None:
+    """torch_pickle, a 95-byte data.pkl ending ``LONG_BINPUT 643786851``: the C unpickler's memo is
+    an array as long as the largest index put, so it allocated and zeroed 10 GB (libFuzzer's
+    out-of-memory at 2 GB). The safe unpickler keeps its memo in a dict: a 10-byte pickle naming
+    index 10,000,000 (160 MB in the C memo) allocates next to nothing, through the .pt door too."""
+    import tracemalloc
+
+    from nncompress.io.torch.unpickle import safe_loads
+
+    payload = b"\x80\x02}" + opcode + b"."  # PROTO 2, EMPTY_DICT, (LONG_)PUT index, STOP
+    tracemalloc.start()
+    try:
+        obj, foreign = safe_loads(payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert obj == {} and foreign == {}
+    assert peak < 16 << 20, f"{peak:,} bytes allocated for a {len(payload)}-byte pickle"
+
+
+def test_pickle_memo_index_through_the_pt_door(tmp_path: Path) -> None:
+    """The fuzz input itself (a module named by GLOBAL, a dict, a LONG_BINPUT before STOP; its index
+    lowered to 10,000,000) as a torch.save archive's data.pkl: read without the allocation."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    from nncompress.io.torch.torchsave import open_saved
+
+    pkl = (
+        b"\x80\x02c__torch__.torch.nn.modules.container\n___torch_mangle_21 Sequential\nq\x00)\x81}("
+        + b"X\x08\x00\x00\x00train_tor"
+        + (10_000_000).to_bytes(4, "little")
+        + b"."
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/version", b"3\n")
+    p = tmp_path / "memo.pt"
+    p.write_bytes(buf.getvalue())
+    tracemalloc.start()
+    try:
+        open_saved(p, legacy=False)
+    except InputError as e:  # what STOP leaves on the stack may be refused, in one line
+        assert "MemoryError" not in str(e)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak:,} bytes allocated reading a {len(pkl)}-byte pickle"
