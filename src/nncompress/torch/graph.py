@@ -399,6 +399,7 @@ def _pad_spatial(x: Tensor, pb: Sequence[int], pe: Sequence[int], value: float) 
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
@@ -464,6 +465,12 @@ def _max_pool(ins: Ins, a: dict[str, Any]) -> Tensor:
     kern, pb, pe, s, d, out, extra = _pool_geometry(x, a)
     low = -math.inf if x.is_floating_point() else torch.iinfo(x.dtype).min
     xp = _pad_spatial(x, pb, [e + x_ for e, x_ in zip(pe, extra, strict=True)], low)
+    if x.is_floating_point() and len(kern) in _MAX_POOL:
+        # torch's pooling kernel on the same padded input: a reduction over the strided view of
+        # windows is several times slower, and its backward fills a zero tensor every step
+        y = _MAX_POOL[len(kern)](xp, kern, s, 0, d)
+        key = (slice(None), slice(None), *(slice(0, o) for o in out))
+        return y[key]
     return torch.amax(_windows(xp, kern, s, d, out), dim=tuple(range(-len(kern), 0)))
 
 
