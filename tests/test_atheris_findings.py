@@ -3,6 +3,7 @@ the reproducer built here (issue 12; the runs: benchmarks/fuzz.md, "Coverage-gui
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,75 @@ def test_pickle_memo_index_through_the_pt_door(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak < 16 << 20, f"{peak:,} bytes allocated reading a {len(pkl)}-byte pickle"
+
+
+@pytest.mark.parametrize("arg", [b"\x8e\x01\x02", b"G\x00\x01", b"J\x00", b"\x95\x01"])
+def test_pickle_cut_in_a_fixed_size_argument(arg: bytes, tmp_path: Path) -> None:
+    """torch_pickle, after the pure-Python unpickler came in: a BINBYTES8 length cut short raised
+    struct.error, which no caller maps; BINFLOAT, BININT and FRAME cut short do the same. Now an
+    UnpicklingError, and through the .pt door one InputError line."""
+    import io
+    import pickle
+    import zipfile
+
+    from nncompress.io.torch.torchsave import open_saved
+    from nncompress.io.torch.unpickle import safe_loads
+
+    payload = b"\x80\x04" + arg  # PROTO 4, then an opcode whose fixed-size argument is cut
+    with pytest.raises(pickle.UnpicklingError, match="truncated"):
+        safe_loads(payload)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+    p = tmp_path / "cut.pt"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(InputError, match="pickle is unreadable"):
+        open_saved(p, legacy=False)
+
+
+def _peak_of(fn: Callable[[], object]) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # BYTEARRAY8 declaring 2^26 bytes and holding 3: the stdlib's pure-Python unpickler makes
+        # bytearray(2^26) before it reads (the C one checks the bytes first)
+        b"\x80\x05\x96" + (1 << 26).to_bytes(8, "little") + b"abc.",
+        # builtins.bytearray, an allowed container, REDUCEd with an int: 2^26 zero bytes
+        b"\x80\x03cbuiltins\nbytearray\nJ" + (1 << 26).to_bytes(4, "little") + b"\x85R.",
+    ],
+    ids=["bytearray8", "bytearray-int"],
+)
+def test_pickle_declared_bytearray_allocates_nothing(payload: bytes) -> None:
+    """Found reading the pure-Python unpickler after the memo finding (the fuzzer's next target):
+    a few bytes of pickle asked for a bytearray of any size. Refused before allocating."""
+    import pickle
+
+    from nncompress.io.torch.unpickle import safe_loads
+
+    with pytest.raises(pickle.UnpicklingError):
+        safe_loads(payload)
+    assert _peak_of(lambda: safe_loads(payload)) < 16 << 20
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickled_bytearrays_still_read(protocol: int) -> None:
+    import pickle
+
+    from nncompress.io.torch.unpickle import safe_loads
+
+    obj, _ = safe_loads(pickle.dumps([bytearray(b"xyz"), bytearray()], protocol=protocol))
+    if protocol > 2:  # protocol 2 names __builtin__.bytearray: a placeholder, as before
+        assert obj == [bytearray(b"xyz"), bytearray()]

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "STORAGE_DTYPES",
@@ -248,11 +249,22 @@ _REBUILD: dict[str, Callable[..., Any]] = {
     "_rebuild_mtia_tensor": _other_tensor("device"),
 }
 
+
+def _bytearray(*args: Any) -> bytearray:
+    # bytearray(n) allocates n zero bytes: 30 bytes of pickle could ask for gigabytes. A pickled
+    # bytearray is bytearray(), bytearray(bytes) or, below protocol 3, bytearray(str, "latin-1").
+    if len(args) > 2 or (args and not isinstance(args[0], (bytes, str))):
+        raise pickle.UnpicklingError("bytearray arguments must be bytes or text")
+    if len(args) == 2:
+        return bytearray(_encode(*args))
+    return bytearray(*args)
+
+
 _CONTAINERS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("builtins", "complex"): complex,
     ("__builtin__", "set"): set,
 }
@@ -276,6 +288,23 @@ class SafeUnpickler(pickle._Unpickler):
     benchmarks/atheris_fuzz.py); this one keeps the memo in a dict. It is about 4x slower (a 0.5 MB
     pickle of 5,000 entries: 40 ms -> 170 ms), next to nothing beside the tensors' reads.
     """
+
+    # set by pickle._Unpickler.load: the framed reader and the stack's append
+    read: Callable[[int], bytes]
+    append: Callable[[Any], None]
+
+    def _load_bytearray8(self) -> None:
+        # the stdlib's allocates the declared length first, then reads: read first, then build
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise pickle.UnpicklingError(f"pickle data was truncated (BYTEARRAY8 of {n} bytes)")
+        self.append(bytearray(data))
+
+    dispatch: ClassVar[dict[int, Callable[..., None]]] = {
+        **pickle._Unpickler.dispatch,
+        pickle.BYTEARRAY8[0]: _load_bytearray8,
+    }
 
     def __init__(self, file: Any, *, persistent: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file, encoding="latin1")
@@ -305,6 +334,12 @@ class SafeUnpickler(pickle._Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         return self._persistent(pid)
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        except struct.error as e:  # where the C unpickler says "truncated", the Python one unpacks short
+            raise pickle.UnpicklingError(f"pickle data was truncated ({e})") from None
 
 
 def _text(v: Any) -> str:
