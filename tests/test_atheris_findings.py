@@ -121,10 +121,12 @@ def _peak_of(fn: Callable[[], object]) -> int:
         # BYTEARRAY8 declaring 2^26 bytes and holding 3: the stdlib's pure-Python unpickler makes
         # bytearray(2^26) before it reads (the C one checks the bytes first)
         b"\x80\x05\x96" + (1 << 26).to_bytes(8, "little") + b"abc.",
+        # ...and one above sys.maxsize: read(n) raised OverflowError (the fuzzer, on that handler)
+        b"\x80\x05\x96" + (0x9696969696969696).to_bytes(8, "little") + b"abc.",
         # builtins.bytearray, an allowed container, REDUCEd with an int: 2^26 zero bytes
         b"\x80\x03cbuiltins\nbytearray\nJ" + (1 << 26).to_bytes(4, "little") + b"\x85R.",
     ],
-    ids=["bytearray8", "bytearray-int"],
+    ids=["bytearray8", "bytearray8-above-maxsize", "bytearray-int"],
 )
 def test_pickle_declared_bytearray_allocates_nothing(payload: bytes) -> None:
     """Found reading the pure-Python unpickler after the memo finding (the fuzzer's next target):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -296,7 +297,7 @@ class SafeUnpickler(pickle._Unpickler):
     def _load_bytearray8(self) -> None:
         # the stdlib's allocates the declared length first, then reads: read first, then build
         (n,) = struct.unpack("<Q", self.read(8))
-        data = self.read(n)
+        data = self.read(n) if n <= sys.maxsize else b""  # read(n) overflows beyond an index
         if len(data) != n:
             raise pickle.UnpicklingError(f"pickle data was truncated (BYTEARRAY8 of {n} bytes)")
         self.append(bytearray(data))
