@@ -17,9 +17,12 @@ import pytest
 import torch
 
 import nncompress
+from nncompress.formats import FORMATS
+from nncompress.formats.base import Format
 from nncompress.formats.shaped import Shaped, matrix_shape
 from nncompress.pipeline.artifacts import graph_from_artifact
-from nncompress.torch.export import save_torchscript, stored_tensor_bytes
+from nncompress.torch import fit_format, from_format
+from nncompress.torch.export import save_torchscript, slim, stored_tensor_bytes
 
 from .conftest import DATA, MODELS, run_cli
 
@@ -31,7 +34,13 @@ CASES = {  # id: (model, pipeline); vggmini from Keras (channels-last), written 
     "vggmini.h5-psm": ("vggmini.h5", "psm:iterations=3"),
 }
 N = 64  # digits compared
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.trace.*` is deprecated:DeprecationWarning"),
+    # the slim twins traced on their own: each trace is checked at another batch below
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state"),
+]
 
 # Loads each .pt with torch alone: any import of nncompress fails, and none may have happened.
 LOADER = textwrap.dedent(
@@ -162,3 +171,55 @@ def test_only_pt(built: dict[str, dict[str, Path]], tmp_path: Path) -> None:
     assert "--keep-compressed writes TorchScript, not '.onnx'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _formats() -> dict[str, Format]:
+    """Every registered format, the codebook ones both below and above half density (the CSR and
+    the every-cell forms), cser with an implicit value, each transform kernel, sss with states."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(12, 20)).astype(np.float32)
+    levels = rng.integers(-3, 4, size=w.shape).astype(np.float32) / 8
+
+    def kept(share: float) -> np.ndarray:
+        return levels * (rng.random(w.shape) < share)
+
+    sparse, full = kept(0.3), np.where(levels == 0, np.float32(0.5), levels)
+    implicit = np.where(rng.random(w.shape) < 0.6, np.float32(0.5), sparse)
+    out = {
+        f"{n}-sparse": FORMATS[n].encode(sparse) for n in ("csr", "csc", "coo", "im", "ham", "sham", "cser")
+    }
+    out |= {f"{n}-full": FORMATS[n].encode(full) for n in ("im", "ham")}
+    out |= {
+        "dense": FORMATS["dense"].encode(w),
+        "cser-implicit": FORMATS["cser"].encode(implicit),
+        "cabac-grid-sparse": FORMATS["cabac"].encode(sparse),
+        "cabac-grid-full": FORMATS["cabac"].encode(full),
+        "cabac-codebook": FORMATS["cabac"].encode(
+            np.array([-0.7, 0.2, 1.3], np.float32)[rng.integers(0, 3, w.shape)]
+        ),
+        "lowrank": fit_format(w, "lowrank", budget=0.4),
+        "sss": fit_format(w, "sss", budget=0.6, blocks=3, state=2),
+        "psm": fit_format(w, "psm", budget=0.6, factors=3, iterations=5),
+    }
+    out |= {k: fit_format(w, "dct", budget=0.3, kernel=k) for k in ("dct", "dst", "dft")}
+    return out
+
+
+def test_every_format_has_a_slim_twin_that_traces() -> None:
+    fmts = _formats()
+    assert {(f.fmt if isinstance(f, Shaped) else f).name for f in fmts.values()} == set(FORMATS)
+    x2, x5 = torch.randn(2, 20), torch.randn(5, 20)
+    for name, fmt in fmts.items():
+        w = from_format(fmt)
+        s = slim(w)
+        assert s.shape == w.shape, name
+        with torch.no_grad():
+            want, dense = w.matmul(x5), w.dense()
+            traced = torch.jit.trace(s, (x2,))
+            got = traced(x5)
+        assert torch.allclose(s.matmul(x5), want, rtol=1e-5, atol=1e-5), name
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), name
+        assert torch.allclose(s.dense(), dense, rtol=1e-5, atol=1e-5), name
+        # nothing but the compressed data (the codebooks' full form: one small code per cell)
+        held = sum(b.numel() * b.element_size() for b in s.buffers())
+        assert held <= 4 * w.matrix_shape[0] * w.matrix_shape[1] or name in ("dense", "sss", "psm"), name
