@@ -18,9 +18,10 @@ the compressed arrays, decoded only as far as torch computes on them:
 | dct | the kept coefficients in CSR, the spectrum weights | FFTs around a CSR product |
 
 A Dense or Gemm node multiplies on that data; a Conv (or any other use) decodes its kernel when it
-runs, and frees it after. Why not torch.export (.pt2): it refuses sparse CSR tensors made inside
-the graph, which every sparse product here is, and its loader is a separate API; a traced module
-is what ``torch.jit.load`` (and C++ ``torch::jit::load``) runs.
+runs, and frees it after. Why not torch.export (.pt2): its fake-tensor pass cannot build the
+sparse CSR tensors every sparse product here makes (torch 2.13: a lowrank model exports, a csr one
+fails in ``aten.sparse_compressed_tensor``); a traced module is what ``torch.jit.load`` (and C++
+``torch::jit::load``) runs.
 
 The trace runs with a batch of 2 and checks the result with batch 1 and 3 against the eager
 module, so the file takes any batch size; ``keep_compressed=False`` writes the same module with
@@ -59,7 +60,7 @@ from nncompress.torch.structured import (
 )
 from nncompress.torch.weights import DenseWeight, LowRankWeight, SparseWeight
 
-__all__ = ["save_torchscript", "slim", "trace"]
+__all__ = ["SlimWeight", "save_torchscript", "slim", "stored_tensor_bytes", "trace"]
 
 TRACE_BATCH = 2  # not 1: a batch of 1 can be traced into a size that later batches break
 CHECK_BATCHES = (1, 3)
@@ -69,8 +70,9 @@ CHECK_BATCHES = (1, 3)
 
 
 def _codes(a: np.ndarray, top: int) -> Tensor:
-    """Non-negative codes below ``top`` in the smallest signed dtype holding them (index_select
-    takes int32 or int64; the narrow ones are widened to int32 per product, not kept)."""
+    """Codes of magnitude below ``top`` (table indices, or cabac's signed levels) in the smallest
+    signed dtype holding them; index_select takes int32 or int64, so a product widens them to int32
+    for its own use and the narrow ones stay what is kept."""
     dt = np.int8 if top <= 127 else np.int16 if top <= 32767 else np.int32
     return torch.from_numpy(np.ascontiguousarray(a, dtype=dt))
 
@@ -126,7 +128,8 @@ class SlimDense(SlimWeight):
 
 
 class SlimCSR(nn.Module):
-    """A fixed sparse pattern in CSR: int32 row pointers and column indices."""
+    """A fixed sparse pattern in CSR: int32 row pointers, int16 column indices (int32 past 32767
+    columns, int64 past 2**31 entries)."""
 
     def __init__(self, p: Pattern) -> None:
         super().__init__()
@@ -199,11 +202,7 @@ class SlimShared(SlimWeight):
             codes = cells
             if not grid:
                 table = torch.cat([table, table.new_zeros(1)])
-        if grid:  # levels are signed: int8/int16 by magnitude
-            dt = np.int8 if top <= 127 else np.int16 if top <= 32767 else np.int32
-            self.register_buffer("codes", torch.from_numpy(codes.astype(dt)))
-        else:
-            self.register_buffer("codes", _codes(codes, top))
+        self.register_buffer("codes", _codes(codes, top))
         self.register_buffer("table", table.clone())
         self.pattern = None if self.full else SlimCSR(p)
 
