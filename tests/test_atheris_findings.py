@@ -149,3 +149,53 @@ def test_pickled_bytearrays_still_read(protocol: int) -> None:
     obj, _ = safe_loads(pickle.dumps([bytearray(b"xyz"), bytearray()], protocol=protocol))
     if protocol > 2:  # protocol 2 names __builtin__.bytearray: a placeholder, as before
         assert obj == [bytearray(b"xyz"), bytearray()]
+
+
+def _h5_with_long_vlen(tmp: Path, length: int) -> Path:
+    """An .h5 whose group attribute weight_names (two variable-length strings) says the first is
+    ``length`` bytes long: its stored reference is (u32 length, u64 heap address, u32 index)."""
+    import struct
+
+    import h5py
+    import numpy as np
+
+    p = tmp / "vlen.h5"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("dense")
+        g.attrs["weight_names"] = np.array(["dense/kernel:0", "dense/bias:0"], dtype=h5py.string_dtype())
+    data = bytearray(p.read_bytes())
+    heap = data.find(b"GCOL")
+    ref = data.find(struct.pack("<IQ", len("dense/kernel:0"), heap))
+    assert heap > 0 and ref > 0
+    data[ref : ref + 4] = struct.pack("<I", length)
+    p.write_bytes(bytes(data))
+    return p
+
+
+def test_h5_vlen_string_length_is_not_trusted(tmp_path: Path) -> None:
+    """hdf5, a mutant of vggmini.h5: a variable-length string of weight_names whose stored length
+    was flipped made libhdf5 allocate 2.7 GB before it failed (libFuzzer: out of memory). Now one
+    InputError naming the attribute, with the process's peak memory where it was."""
+    import resource
+
+    import h5py
+
+    from nncompress.io.keras._store import attr_strings
+
+    p = _h5_with_long_vlen(tmp_path, 1 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with h5py.File(p, "r") as f, pytest.raises(InputError, match="attribute weight_names of /dense"):
+        attr_strings(f["dense"], "weight_names")
+    grew_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grew_kb < 256 << 10, f"peak memory grew {grew_kb:,} KB"
+
+
+def test_h5_attributes_still_read(tmp_path: Path) -> None:
+    import h5py
+
+    from nncompress.io.keras._store import attr_strings, read_attr
+
+    p = _h5_with_long_vlen(tmp_path, len("dense/kernel:0"))  # the true length: unchanged
+    with h5py.File(p, "r") as f:
+        assert attr_strings(f["dense"], "weight_names") == ["dense/kernel:0", "dense/bias:0"]
+        assert read_attr(f["dense"], "absent", "x") == "x"

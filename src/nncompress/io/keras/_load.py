@@ -15,7 +15,7 @@ from nncompress.errors import InputError, NNCError
 from nncompress.io._json import JSONError, loads
 from nncompress.io._zip import UNREADABLE, read_member
 from nncompress.io.keras._model import build, is_model_config
-from nncompress.io.keras._store import KerasSource, LegacyStore, ZipStore, as_str, count_datasets
+from nncompress.io.keras._store import KerasSource, LegacyStore, ZipStore, as_str, count_datasets, read_attr
 from nncompress.io.keras._weights_only import WEIGHTS_ONLY_NOTE, k3_layers, legacy_layers, weights_only
 from nncompress.ir import Graph
 from nncompress.ir.graph import IRError
@@ -69,11 +69,11 @@ def _load_h5(p: Path) -> Graph:
         ) from None
     with f:
         a = f.attrs
-        version = as_str(a.get("keras_version", ""))
+        version = as_str(read_attr(f, "keras_version", ""))
         major = _major(version, 2)
         opt: tuple[int, int, str] = (0, 0, "")
         if "model_config" in a:
-            cfg = _json_attr(a["model_config"], "the model_config attribute", p)
+            cfg = _json_attr(read_attr(f, "model_config"), "the model_config attribute", p)
             root = f["model_weights"] if "model_weights" in f else f
             opt = (*count_datasets(f.get("optimizer_weights")), "optimizer_weights")
             g = _from_config_or_weights(cfg, LegacyStore(root), lambda: legacy_layers(root), major, str(p))
@@ -92,8 +92,8 @@ def _load_h5(p: Path) -> Graph:
                 hint="Give a file written by model.save() or model.save_weights()",
             )
         g.meta.format = "keras-h5"
-        g.meta.extra["backend"] = as_str(a.get("backend", "")) or (
-            as_str(f["model_weights"].attrs.get("backend", "")) if "model_weights" in f else ""
+        g.meta.extra["backend"] = as_str(read_attr(f, "backend", "")) or (
+            as_str(read_attr(f["model_weights"], "backend", "")) if "model_weights" in f else ""
         )
     return _finish(g, p, "h5", version, major, opt)
 

@@ -8,6 +8,7 @@ here: the modules that open files import h5py themselves, lazily.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +35,61 @@ def as_str(x: Any) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
+def _address_space_cap(file_size: int) -> int | None:
+    """A soft RLIMIT_AS for reading one attribute: what the process maps now plus four times the
+    file and 64 MB, never above the current limit; None where it cannot be set (no resource module,
+    no /proc)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    cap = mapped + 4 * file_size + (64 << 20)
+    for limit in (soft, hard):
+        if limit != resource.RLIM_INFINITY:
+            cap = min(cap, limit)
+    return cap
+
+
+def read_attr(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.attrs[name]`` (``default`` where absent), read under an address-space cap.
+
+    libhdf5 allocates what a variable-length string's stored length says before it reads the heap
+    object the string points to: one flipped length made a 0.5 MB .h5 allocate 2.7 GB, then fail
+    (found by benchmarks/atheris_fuzz.py). No attribute can hold more than the file, so the read
+    may map at most a few times the file's size more: beyond that the allocation fails inside
+    libhdf5, which reports it as an error, and the attribute is refused in one line."""
+    if name not in obj.attrs:  # reads the attribute's name, not its data
+        return default
+    cap = _address_space_cap(int(obj.file.id.get_filesize()))
+    if cap is None:
+        return obj.attrs[name]
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        return obj.attrs[name]
+    except (OSError, MemoryError) as e:
+        raise InputError(
+            f"attribute {name} of {obj.name} is unreadable or declares more than the file holds "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def attr_strings(group: Any, name: str) -> list[str]:
     """A list-of-strings attribute; Keras splits big ones into name0, name1... chunks."""
     if name in group.attrs:
-        chunks = [group.attrs[name]]
+        chunks = [read_attr(group, name)]
     else:
         chunks, i = [], 0
         while f"{name}{i}" in group.attrs:
-            chunks.append(group.attrs[f"{name}{i}"])
+            chunks.append(read_attr(group, f"{name}{i}"))
             i += 1
     return [as_str(v) for c in chunks for v in np.atleast_1d(c) if not isinstance(v, float | np.floating)]
 
@@ -155,7 +203,7 @@ def collect_vars(g: Any) -> list[Var]:
 def vars_name(g: Any) -> str | None:
     """The layer name a .keras layer group records on its vars/ group, if any."""
     v = g.get("vars")
-    n = v.attrs.get("name") if v is not None else None
+    n = read_attr(v, "name") if v is not None else None
     return None if n is None else as_str(n)
 
 
