@@ -12,6 +12,10 @@ distributions (temperature T, scaled by T^2, Hinton et al.), plus cross-entropy 
 the data has them; probabilities (a softmax at the end of the model) are taken as they are, through
 their logarithm. On one-value outputs, mean squared error relative to the original's mean square.
 
+Each stage's learning rate decays from ``lr`` to 0 on a cosine. Where a recipe prunes and then
+shares, the first stage (`pretrain_pruned`) trains the plain weights while the cut deepens gradually
+to the recipe's sparsity, the second trains the shared values (Han et al.'s staging).
+
 Deterministic for a seed on one machine: batches are drawn from a seeded permutation, torch's
 generator is seeded, and nothing depends on timing. A GPU is used when torch sees one.
 """
