@@ -3,7 +3,7 @@
     python benchmarks/bench_finetune.py [--models lenet300,vggmini] [--methods sham60,sham,...]
                                         [--out benchmarks/out/finetune]
 
-For each model (examples/models/*.onnx) and method, two runs of the CLI, one after the other:
+For each model (examples/models/MODEL.onnx; ``--models lenet300.pt`` names another file) and method, two runs of the CLI, one after the other:
 ``nncompress compress MODEL ARGS --data mnist_test.npz`` (no training) and the same with
 ``--finetune mnist_train.npz`` (the 4,000 training digits) and the method's schedule. Accuracy is
 on all 1,000 test digits (``--data`` alone reads the first 1,000 rows). Columns:
@@ -95,11 +95,12 @@ def run(cmd: list[str]) -> tuple[dict[str, Any], float, float]:
 def row(
     model: str, name: str, out: Path, epochs: int | None = None, lr: float | None = None
 ) -> dict[str, Any]:
-    args, ft = methods(model)[name]
+    stem, _, ext = model.partition(".")  # "vggmini" is vggmini.onnx; "vggmini.pt" names the file
+    args, ft = methods(stem)[name]
     opts = dict(zip(ft[::2], ft[1::2], strict=True))
     opts.update({k: str(v) for k, v in (("--epochs", epochs), ("--lr", lr)) if v is not None})
     ft = [t for kv in opts.items() for t in kv]
-    base = ["nncompress", "compress", f"examples/models/{model}.onnx", *args, "--data", TEST]
+    base = ["nncompress", "compress", f"examples/models/{stem}.{ext or 'onnx'}", *args, "--data", TEST]
     plain_cmd = [*base, "-o", str(out / f"{model}_{name}.nnc"), "--force", "--json", "-q"]
     tuned_cmd = [*base, "--finetune", TRAIN, *ft, "-o", str(out / f"{model}_{name}_ft.nnc")]
     tuned_cmd += ["--force", "--json", "-q"]
