@@ -60,7 +60,7 @@ def methods(model: str) -> dict[str, tuple[list[str], list[str]]]:
             ["--pipeline", "prune:sparsity=0.96:scope=global,quantize:method=kmeans:k=16,sham"]
             if small
             else ["--recipe", f"{RECIPES}/sham60_{model}.toml"],
-            ["--epochs", "10" if small else "6", "--lr", "3e-3"],
+            ["--epochs", "10", "--lr", "3e-3"],
         ),
         "sham": (["--method", "sham"], ["--epochs", "3"]),
         "ham": (["--method", "ham"], ["--epochs", "2"]),
