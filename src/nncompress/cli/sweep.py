@@ -42,7 +42,9 @@ def sweep_cmd(
     ] = None,
     budgets: Annotated[
         str | None,
-        typer.Option(help="Comma-separated budgets for the structured methods (default: 0.5, 0.3, 0.2, 0.1)."),
+        typer.Option(
+            help="Comma-separated budgets for the structured methods (default: 0.5, 0.3, 0.2, 0.1)."
+        ),
     ] = None,
     values: Annotated[
         list[str] | None,
