@@ -182,3 +182,22 @@ def test_gradual_pruning_reaches_the_recipe_cut_like_the_prune_pass() -> None:
     pruned, _ = run_pipeline(g, spec, select=lambda w: w.name in names, detailed=False)
     for n, m in at(1.0, weights).items():
         assert np.array_equal(m.reshape(weights[n].shape), np.asarray(pruned.weights[n].array) == 0), n
+
+
+def test_a_budgeted_preset_is_searched_on_the_original_then_trained(train_npz: Path, tmp_path: Path) -> None:
+    """Under a fidelity budget the settings are judged against the original, so no pruned-first
+    stage runs before the search (a retrained copy differs from the original: the budget kept every
+    tensor as it, 1.0x); the compressed model is trained after."""
+    from nncompress.finetune import TrainOptions
+    from nncompress.pipeline import compress
+
+    r = compress(
+        MODELS / "lenet300.onnx",
+        method="sham",
+        data=DATA / "mnist_test.npz",
+        samples=128,
+        finetune=TrainOptions(str(train_npz), epochs=1),
+    )
+    assert r.report["finetune"]["pruned_first"] is None
+    assert r.report["totals"]["ratio"] > 3, r.report["totals"]
+    assert "budget" in r.report
