@@ -116,7 +116,7 @@ def teacher_outputs(graph: Graph, data: EvalData, *, batch: int, progress: Progr
     with torch.no_grad():
         for i in range(0, data.n, batch):
             j = min(i + batch, data.n)
-            out = _pick(module(_feeds(data, i, j, dev)), k)
+            out = _pick(module(_take(data, np.arange(i, j), dev)), k)
             outs.append(out.detach().to("cpu", torch.float32).numpy())
             progress.advance(j - i)
     return np.concatenate(outs, axis=0)
@@ -286,21 +286,14 @@ def _device() -> Any:
 
 
 def _compared(graph: Graph) -> int:
-    """Index of the output fidelity compares: the first floating-point one, else the first."""
-    for i, v in enumerate(graph.outputs):
-        if "float" in str(v.dtype):
-            return i
-    return 0
+    """Index of the output fidelity compares (the runtimes' rule: the first floating-point one)."""
+    from nncompress.runtime import _first_float
+
+    return _first_float([str(v.dtype) for v in graph.outputs])
 
 
 def _pick(out: Any, k: int) -> Any:
     return out[k] if isinstance(out, tuple) else out
-
-
-def _feeds(data: EvalData, i: int, j: int, dev: Any) -> dict[str, Any]:
-    import torch
-
-    return {n: torch.as_tensor(np.ascontiguousarray(a)).to(dev) for n, a in data.chunk(i, j).items()}
 
 
 def _take(data: EvalData, idx: np.ndarray, dev: Any) -> dict[str, Any]:
@@ -350,20 +343,6 @@ def _loss(out: Any, target: Any, y: Any, kind: str, temperature: float) -> Any:
     if y is not None and y.numel() == flat.shape[0]:
         loss = loss + F.cross_entropy(s_logits, y.reshape(-1))
     return loss
-
-
-def source_of(artifact_graph: Graph, teacher: str | None) -> tuple[Path | None, str | None]:
-    """The original model to distil from for an existing artifact: ``--teacher``, else the file the
-    artifact was made from where it still is; (None, note) when there is none."""
-    if teacher is not None:
-        p = Path(teacher)
-        if not p.is_file():
-            raise InputError("no such file", path=str(p), hint="Check the --teacher path")
-        return p, None
-    return None, (
-        "no --teacher given: trained on the labels alone (pass the original model as --teacher to "
-        "distil from it)"
-    )
 
 
 def snapshot(graph: Graph) -> dict[str, np.ndarray]:
