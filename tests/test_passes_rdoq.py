@@ -18,6 +18,7 @@ from nncompress.formats import FORMATS
 from nncompress.io import load
 from nncompress.ir import Graph
 from nncompress.ir.interpreter import run
+from nncompress.native import available as native_available
 from nncompress.passes import RDOQ, PassResult, _infra, default_select, parse_pipeline
 from nncompress.passes import rdoq as rdoq_module
 from nncompress.passes._infra import pipeline_blocks, pipeline_per_weight
@@ -140,6 +141,35 @@ def test_magnitude_weighting_keeps_large_weights_closer(lenet_fc1: np.ndarray) -
         after = rdoq(g, step=0.25, lam=1.0, weighting=wt).graph.weights["emb.table"].array.reshape(-1)
         err[wt] = float(np.sum((after[big] - x[big]).astype(np.float64) ** 2))
     assert err["magnitude"] < err["none"]
+
+
+@pytest.mark.skipif(not native_available(), reason="the C kernels did not build")
+@pytest.mark.parametrize("weighting", ["none", "magnitude", "entries"])
+def test_native_levels_equal_the_numpy_reference(weighting: str) -> None:
+    """native/rdoq.c and `reference_levels` choose the same level for every entry: random pieces,
+    exact half-steps (ties), zeros and -0.0, every lam, per-entry weights (fisher's, read from the
+    piece's offset and stride in the tensor), and outliers beyond the rate table (the native call
+    declines those and numpy answers)."""
+    rng = np.random.default_rng(7)
+    for trial in range(24):
+        n = int(rng.integers(0, 5000))
+        step = np.float32(rng.uniform(0.01, 2.0))
+        c = (rng.standard_normal(n) * rng.uniform(0.01, 3.0)).astype(np.float32)
+        if trial % 4 == 1:
+            c = (rng.integers(-40, 40, n) * 0.5 * step).astype(np.float32)
+        elif trial % 4 == 2:
+            c[rng.random(n) < 0.5] = 0.0
+            c[::7] = -0.0
+        elif trial % 4 == 3 and n:
+            c[0] = np.float32(step) * 3e6  # past the tabulated magnitudes (2**20)
+        model = rdoq_module.RateModel(rdoq_module.Counts.of(np.rint(c / step).astype(np.int64)))
+        model.extend_table(int(np.abs(c / step).max(initial=0.0)) + 1)
+        rms = float(np.sqrt(np.mean(np.square(c.astype(np.float64))))) if n else 1.0
+        entries = rng.gamma(0.5, 2.0, 3 * n + 1) if weighting == "entries" else None
+        for lam in (0.05, 0.15, 1.0, 5.0):
+            f = rdoq_module._Fitted(step, rms or 1.0, 1.0, model, lam, weighting == "magnitude", step, entries)
+            wt = None if entries is None else entries[1 : 1 + 3 * n : 3]
+            assert np.array_equal(f.levels(c, 1, 3), f.reference_levels(c, wt)), (trial, lam)
 
 
 def test_same_input_same_output() -> None:

@@ -150,4 +150,11 @@ int nnc_dct_dot_naive(int64_t n_out, int64_t n_in, int kernel, const float *valu
 int nnc_cabac_encode(const int32_t *levels, int64_t n, uint8_t *out, int64_t cap, int64_t *out_len);
 int nnc_cabac_decode(const uint8_t *stream, int64_t len, int32_t *levels, int64_t n);
 
+/* rdoq (native/rdoq.c): the rate-distortion optimized level of each of n float32 weights, the same
+ * levels as passes/rdoq.py's numpy reference; wts: per-weight distortion weights, or NULL; table:
+ * the signed bits (half entries of x >= 0, then half of x < 0). NNC_EBOUNDS when a magnitude
+ * reaches past the table (levels partly written). */
+int nnc_rdoq_levels(const float *c, int64_t n, double abs_step, double rms, int magnitude, const double *wts,
+                    double lam, const double *table, int64_t half, int64_t *levels);
+
 #endif

@@ -25,12 +25,12 @@ import numpy as np
 from nncompress.errors import UnsupportedError
 from nncompress.inputs import (
     GUESSES,
-    RANDOM_SAMPLES,
     EvalData,
     InputSpec,
     batch_size,
     load_data,
     random_data,
+    random_samples,
     signatures,
     with_guess,
 )
@@ -120,7 +120,8 @@ def reference(
         data = load_data(data_path, specs, samples=samples)
         notes = [n for n in notes if "guessed" not in n]  # the data's shapes are used
     else:
-        data = random_data(specs, samples or RANDOM_SAMPLES, seed)
+        params = sum(w.size for w in graph.weights.values())
+        data = random_data(specs, samples or random_samples(params), seed)
     reasons = []
     for kind, make in _runtimes(graph):
         # the stage starts before the runtime does: an onnxruntime session of a large model takes seconds

@@ -35,7 +35,18 @@ from nncompress.ir import Graph
 
 DEFAULT_DIM = 32  # an unknown non-batch dim (spatial size, sequence length): the same every run
 GUESSES = (32, 28, 224, 64, 16, 8, 128, 1)  # tried in order when the model refuses DEFAULT_DIM
-RANDOM_SAMPLES = 64  # seeded random inputs without --data (and without --samples)
+RANDOM_SAMPLES = 64  # seeded random inputs without --data (and without --samples) ...
+# ... fewer on a model above 16 M parameters, at least RANDOM_MIN: a rule of its size, never of time
+# (VGG16, 138 M: 8 samples; 64 were 25 s a run on 2 cores, and a budgeted preset runs it ~10 times)
+RANDOM_WORK = RANDOM_SAMPLES * 16_000_000
+RANDOM_MIN = 8
+
+
+def random_samples(params: int) -> int:
+    """How many seeded random inputs fidelity uses on a model of ``params`` parameters."""
+    return max(RANDOM_MIN, min(RANDOM_SAMPLES, RANDOM_WORK // max(params, 1)))
+
+
 DATA_CAP = 1000  # rows of --data used by default (the first ones); --samples N for more or fewer
 BATCH_BYTES = 256 << 20  # a batch is sized so that its estimated activations stay near this
 ACTIVATION_FACTOR = 128  # activations of a sample, estimated as this many times its input bytes

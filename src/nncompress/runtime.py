@@ -22,6 +22,7 @@ import numpy as np
 from nncompress.errors import NNCError
 from nncompress.inputs import EvalData
 from nncompress.ir import Graph
+from nncompress.ir.graph import invert_layout
 
 Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], np.ndarray]  # the compared output of one run
@@ -101,7 +102,8 @@ def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None
         raise RuntimeFailure(f"onnxruntime cannot load it ({_why(e)})") from None
     outs = sess.get_outputs()
     first = outs[_first_float([o.type for o in outs])].name
-    names = {i.name for i in sess.get_inputs()}
+    # initializers also declared as graph inputs can be fed (`onnxruntime_overridable`)
+    names = {i.name for i in sess.get_inputs()} | {i.name for i in sess.get_overridable_initializers()}
 
     def fn(feeds: Feeds) -> np.ndarray:
         return np.asarray(sess.run([first], {k: v for k, v in feeds.items() if k in names})[0])
@@ -134,6 +136,68 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
 
     p, cleanup = _written(graph, "ort", ".onnx", save_onnx)
     return onnxruntime_file(p, cleanup=cleanup)
+
+
+def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Callable[[Feeds], None]] | None:
+    """onnxruntime on ``graph`` written once with the initializers of weights ``names`` declared as
+    graph inputs too, so a run can feed other values for them: the sensitivity scan changes one
+    weight per run, and writing the file and building a session each time was most of its time
+    (VGG16: 550 MB written and loaded per run). Returns the runtime and a function that sets the
+    weights fed from then on ({weight name: array in the IR layout}; an empty dict: the graph's
+    own), or None where a weight is not a top-level initializer of an ONNX source (a subgraph's, a
+    sparse one, a Constant's) or the file will not load so. The runtime's numbers may differ from
+    the deployed file's in the last bits (onnxruntime does not pre-pack a weight that can be fed).
+    """
+    from nncompress.io.onnx.source import Source
+
+    src = graph.source
+    if not onnx_applies(graph) or not isinstance(src, Source):
+        return None
+    inputs: dict[str, str] = {}
+    for n in names:
+        scope, kind, _, key = src.locators.get(graph.weights[n].source, ((None,), "", 0, ""))
+        if scope or kind != "init":
+            return None
+        inputs[n] = key  # the initializer's name
+    from nncompress.io.onnx import save_onnx
+
+    try:
+        path, cleanup = _written(graph, "ort", ".onnx", save_onnx)
+    except RuntimeFailure:
+        return None
+    try:
+        import onnx
+        from onnx import helper
+
+        model = onnx.load(str(path), load_external_data=False)  # external data stays beside it
+        by_name = {t.name: t for t in model.graph.initializer}
+        declared = {i.name for i in model.graph.input}
+        for source in inputs.values():
+            t = by_name.get(source)
+            if t is None:
+                raise KeyError(source)
+            if source not in declared:
+                model.graph.input.append(helper.make_tensor_value_info(source, t.data_type, list(t.dims)))
+        onnx.save_model(model, str(path))
+        rt = onnxruntime_file(path, cleanup=cleanup)
+    except Exception:  # RuntimeFailure, or a file the onnx package cannot re-save: write per run
+        cleanup()
+        return None
+    fed: Feeds = {}
+    base = rt.fn
+
+    def fn(feeds: Feeds) -> np.ndarray:
+        return base({**feeds, **fed})
+
+    def set_weights(arrays: Feeds) -> None:
+        fed.clear()
+        for n, a in arrays.items():
+            w = graph.weights[n]
+            fed[inputs[n]] = np.ascontiguousarray(
+                invert_layout(np.asarray(a, dtype=w.dtype), w.layout, w.source_shape)
+            )
+
+    return Runtime(rt.name, fn, rt.cleanup, rt.output), set_weights
 
 
 def torch_applies(graph: Graph) -> bool:

@@ -75,7 +75,7 @@ def compress_cmd(
     samples: Annotated[
         int | None,
         typer.Option(
-            help="Samples used for fidelity. Default: the first 1000 of --data, else 64 seeded random inputs."
+            help="Samples used for fidelity. Default: the first 1000 of --data, else 64 seeded random inputs (fewer above 16 M parameters: 64 x 16 M / parameters, at least 8)."
         ),
     ] = None,
     max_drop: Annotated[

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from nncompress.pipeline.tuning import tuned_knob
 from nncompress.progress import SILENT, Progress
 
 if TYPE_CHECKING:
+    from nncompress.fidelity import Reference
     from nncompress.finetune import TrainOptions
+    from nncompress.pipeline.knobs import Knob
 
 
 @dataclass
@@ -74,6 +77,46 @@ class Result:
         )
         self.report["gates"] = failed
         return failed
+
+
+def _fisher(graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progress: Progress) -> str | None:
+    """Where a step asks for rdoq's fisher weighting: the squared gradients on ``--data``, put where
+    the pass reads them (`passes.rdoq.FISHER`), and a note saying what they came from or why not."""
+    from nncompress.passes import parse_pipeline
+    from nncompress.passes.rdoq import FISHER
+
+    specs = [r.recipe.passes for r in plan.rules if r.recipe is not None and r.recipe.passes]
+    if knob is not None:
+        specs += [t.format(knob.values[0]).split(",")[0] for t in (knob.template, *knob.variants)]
+    wants = any(
+        name == "rdoq" and getattr(opts, "weighting", "") == "fisher"
+        for spec in specs
+        for name, opts in parse_pipeline(spec)
+    )
+    if not wants:
+        return None
+    why = None
+    if ref.data is None or ref.out is None:
+        why = "the model did not run"
+    elif ref.data.random:
+        why = "no --data"
+    elif importlib.util.find_spec("torch") is None:
+        why = "torch is not installed"
+    if why is None:
+        from nncompress.torch.fisher import squared_gradients
+
+        progress.stage("fisher sensitivity (squared gradients)")
+        names = [n for n, w in graph.weights.items() if w.dtype.kind == "f" and w.size > 0]
+        assert ref.data is not None
+        try:
+            got = squared_gradients(graph, ref.data, names)
+        except NNCError as e:  # an op the torch translation lacks
+            got, why = None, f"torch cannot run it ({e.detail})"
+        if got is not None:
+            graph.meta.extra[FISHER], n = got
+            return f"rdoq fisher weighting: squared gradients on the first {n} samples of the data"
+        why = why or "the compared output is not class scores"
+    return f"rdoq fisher weighting: magnitude weighting used instead ({why})"
 
 
 def compress(
@@ -147,6 +190,7 @@ def compress(
             ref.inputs = [s.as_dict() for s in specs]
     knob = tuned_knob(plan)
     keep = (Budget.of(max_drop, max_error) or Budget.default()) if knob is not None else None
+    fisher_note = None if dry_run else _fisher(graph, plan, knob, ref, progress)
     tuning: dict[str, Any] | None = None
     measured = None  # the compressed graph's fidelity, where the budget already measured it
     work, tuned = graph, None  # the graph compressed: the original, or its pruned and retrained copy
@@ -206,7 +250,7 @@ def compress(
         report["finetune"] = tuned
     if ref.inputs:
         report["inputs"] = ref.inputs
-    notes: list[str] = list(graph.meta.notes) + ref.notes
+    notes: list[str] = list(graph.meta.notes) + ref.notes + ([fisher_note] if fisher_note else [])
     if dry_run:
         est = sum(e.payload_bytes for e in entries)
         report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from nncompress.pipeline.engine import approximate
 from nncompress.pipeline.knobs import Knob
 from nncompress.pipeline.recipe import Plan, Recipe, Rule
 from nncompress.progress import SILENT, Progress
-from nncompress.runtime import EXECUTOR, RuntimeFailure, outputs
+from nncompress.runtime import EXECUTOR, Runtime, RuntimeFailure, onnxruntime_overridable, outputs
 
 SENS_SAMPLES = 64  # model runs of the sensitivity scan use the first this many fidelity inputs
 # ... fewer on large models, so that a scan costs about as much as 64 samples of a 2M-parameter
@@ -96,13 +97,38 @@ class Scan:
 
 
 class Approximations:
-    """Each (tensor, value)'s approximation, made once and kept while they fit in CACHE_BYTES."""
+    """Each (tensor, value)'s approximation, kept while CACHE_BYTES hold it, least recently used
+    first out (the budget's checks reuse the arrays of the check before; on VGG16 the scan's alone
+    filled the cache, and each check made its 550 MB again)."""
 
     def __init__(self, graph: Graph, knob: Knob, seed: int) -> None:
         self.graph, self.knob, self.seed = graph, knob, seed
         self._recipes: dict[Any, Recipe] = {}
-        self._made: dict[tuple[str, Any], tuple[np.ndarray, int]] = {}
+        # (tensor, value) -> (array, payload bytes; None where only the passes ran, nothing encoded)
+        self._cache: OrderedDict[tuple[str, Any], tuple[np.ndarray, int | None]] = OrderedDict()
         self._held = 0
+        # on a model above LARGE parameters, every tensor above ESTIMATE_SAMPLE weights is estimated
+        # (VGG16's convolutions of 2.4 M weights encoded whole at 23 steps were a minute)
+        large = sum(w.size for w in graph.weights.values()) > LARGE
+        self.estimate_above = ESTIMATE_SAMPLE if large else ESTIMATE_ABOVE
+
+    def _cached(self, key: tuple[str, Any]) -> tuple[np.ndarray, int | None] | None:
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+        return hit
+
+    def _keep(self, key: tuple[str, Any], a: np.ndarray, nbytes: int | None) -> None:
+        if a.nbytes > CACHE_BYTES:
+            return
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._held -= old[0].nbytes
+        while self._cache and self._held + a.nbytes > CACHE_BYTES:
+            _, (gone, _) = self._cache.popitem(last=False)
+            self._held -= gone.nbytes
+        self._cache[key] = (a, nbytes)
+        self._held += a.nbytes
 
     def recipe(self, value: Any) -> Recipe:
         """One Recipe object per value: compress stores tensors identical under the same recipe once."""
@@ -113,31 +139,45 @@ class Approximations:
     def get(self, name: str, value: Any) -> tuple[np.ndarray, int]:
         """The array the model gets and the payload bytes."""
         key = (name, value)
-        if key in self._made:
-            return self._made[key]
+        hit = self._cached(key)
+        if hit is not None and hit[1] is not None:
+            return hit[0], hit[1]
         made = approximate(self.graph, name, self.recipe(value), seed=self.seed)
-        if self._held + made[0].nbytes <= CACHE_BYTES:
-            self._made[key] = made
-            self._held += made[0].nbytes
+        self._keep(key, *made)
         return made
 
     def array(self, name: str, value: Any) -> np.ndarray:
         """The array the model gets. Where the recipe ends in an exact storage format, that is the
         passes' output and nothing is encoded (the encoder would only count its bytes)."""
         key = (name, value)
-        if key in self._made:
-            return self._made[key][0]
+        hit = self._cached(key)
+        if hit is not None:
+            return hit[0]
         recipe = self.recipe(value)
         if recipe.final.fitted or not recipe.passes:
             return self.get(name, value)[0]
-        return approximate(self.graph, name, recipe, seed=self.seed, encode=False)[0]
+        a = approximate(self.graph, name, recipe, seed=self.seed, encode=False)[0]
+        self._keep(key, a, None)
+        return a
+
+    def estimated(self, name: str, value: Any) -> bool:
+        """Whether `estimate` takes the bytes from a sample of the tensor's rows."""
+        w = self.graph.weights[name]
+        return w.size > self.estimate_above and w.array.ndim >= 2 and not self.recipe(value).final.fitted
+
+    def measured(self, name: str, value: Any) -> tuple[np.ndarray, int]:
+        """The array the model gets and the payload bytes, for a setting the model runs at: a
+        tensor whose bytes are estimated is not encoded whole (its passes' output is enough)."""
+        if not self.estimated(name, value):
+            return self.get(name, value)
+        return self.array(name, value), self.estimate(name, value)[0]
 
     def estimate(self, name: str, value: Any) -> tuple[int, float]:
         """Payload bytes and relative weight error, from a sample of rows for a large tensor."""
         w = self.graph.weights[name]
         orig = w.array
         # a structured fit of some rows says nothing of the whole matrix's: only storage estimates
-        if w.size <= ESTIMATE_ABOVE or orig.ndim < 2 or self.recipe(value).final.fitted:
+        if not self.estimated(name, value):
             a, nbytes = self.get(name, value)
             return nbytes, _rel(a, orig)
         rows = orig.shape[0]
@@ -199,8 +239,13 @@ def scan(
     data = _subset(ref.data, max(2, min(SENS_SAMPLES, SCAN_WORK // max(params, 1))))
     notes: list[str] = []
 
-    def runner(name: str) -> Callable[[Graph], np.ndarray]:
-        def run(g: Graph) -> np.ndarray:
+    def runner(name: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        """The model's outputs with some weights changed, in runtime ``name``."""
+
+        def run(changes: dict[str, np.ndarray]) -> np.ndarray:
+            g = graph.copy()
+            for n, a in changes.items():
+                g.weights[n].value = a
             rt = same_runtime(name, g)
             try:
                 return outputs(rt, data, ref.batch)
@@ -215,16 +260,59 @@ def scan(
     order = [ref.runtime, EXECUTOR] if ref.runtime.startswith("onnxruntime") else [EXECUTOR, ref.runtime]
     failed: RuntimeFailure | None = None
     progress.stage("sensitivity: original's outputs")
-    for runtime in dict.fromkeys(order):
-        run = runner(runtime)
+    held: tuple[Runtime, Callable[[dict[str, np.ndarray]], None]] | None = None
+    for runtime, overridable in ((r, o) for r in dict.fromkeys(order) for o in (True, False)):
+        held = (
+            onnxruntime_overridable(graph, names)
+            if overridable and runtime.startswith("onnxruntime")
+            else None
+        )
+        if overridable and held is None:
+            continue
+        run = runner(runtime) if held is None else _fed(held, data, ref.batch)
         try:
-            base = run(graph)
+            base = run({})
             break
         except RuntimeFailure as e:
             failed = e
+            if held is not None:
+                held[0].close()
     else:
         assert failed is not None
         raise failed
+    try:
+        return _scan(graph, names, values, approx, base, run, data, runtime, notes, progress)
+    finally:
+        if held is not None:
+            held[0].close()
+
+
+def _fed(
+    held: tuple[Runtime, Callable[[dict[str, np.ndarray]], None]], data: EvalData, batch: int
+) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """Outputs in one onnxruntime session with the changed weights fed as inputs."""
+    rt, feed = held
+
+    def run(changes: dict[str, np.ndarray]) -> np.ndarray:
+        feed(changes)
+        return outputs(rt, data, batch)
+
+    return run
+
+
+def _scan(
+    graph: Graph,
+    names: list[str],
+    values: tuple[Any, ...],
+    approx: Approximations,
+    base: np.ndarray,
+    run: Callable[[dict[str, np.ndarray]], np.ndarray],
+    data: EvalData,
+    runtime: str,
+    notes: list[str],
+    progress: Progress,
+) -> Scan:
+    params = sum(graph.weights[n].size for n in names)
     # a large model runs at the two ends of each tensor's range only: each run builds the whole model
     measured = MEASURED if params <= LARGE else 2
     at = _measure_at(values, max(2, min(measured, SCAN_RUNS // max(len(names), 1))))
@@ -234,15 +322,13 @@ def scan(
         w = graph.weights[name]
         settings = [Setting(KEEP, int(w.array.nbytes), 0.0, 0.0, 0.0, True)]
         for i, v in enumerate(values):
-            if i in at:  # the model runs on it: the whole tensor, encoded
-                a, nbytes = approx.get(name, v)
+            if i in at:  # the model runs on it: the whole tensor
+                a, nbytes = approx.measured(name, v)
                 s = Setting(v, nbytes, _rel(a, w.array))
             else:
                 s = Setting(v, *approx.estimate(name, v))
             if i in at:
-                g2 = graph.copy()
-                g2.weights[name].value = a
-                fid = figures(base, run(g2), data, runtime)
+                fid = figures(base, run({name: a}), data, runtime)
                 s.error = float(fid["rel_error_mean"]) if fid["rel_error_mean"] is not None else math.inf
                 s.disagreement = 1.0 - float(fid["top1_agreement"])
                 s.measured = True
@@ -250,7 +336,7 @@ def scan(
             progress.advance(w.size)
         _interpolate(settings)
         table.append(Sensitivity(name, w.layer, w.shape, settings))
-    return Scan(knob, table, data.n, runtime, notes)
+    return Scan(approx.knob, table, data.n, runtime, notes)
 
 
 def _interpolate(settings: list[Setting]) -> None:

@@ -12,11 +12,13 @@ whose settings are used as written):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from nncompress.artifact import TensorEntry
 from nncompress.fidelity import Reference, compressed
 from nncompress.ir import Graph
+from nncompress.passes.rdoq import FISHER
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
@@ -69,6 +71,16 @@ def budgeted(
         missed = budget.measured(fid) if fid is not None else "not measured"
         values = knob.up_to_preset()
     found = search(graph, knob, budget, ref, values=values, seed=seed, progress=progress)
+    evaluations = found.evaluations
+    if knob.preset is None and FISHER in graph.meta.extra:
+        # each variant's search, the smallest payload that keeps the budget kept (the first on a tie)
+        for template in knob.variants:
+            alt = dataclasses.replace(knob, template=template)
+            other = search(graph, alt, budget, ref, values=values, seed=seed, progress=progress)
+            evaluations += other.evaluations
+            if budget.holds(other.fidelity) and _payload(other) < _payload(found):
+                found, knob = other, alt
+    found.evaluations = evaluations
     method = plan.origin["method"]
     origin = {
         "method": method,
@@ -85,10 +97,16 @@ def budgeted(
         candidates=found.members,
         sensitivity_samples=sc.samples,
         sensitivity_runtime=sc.runtime,
+        template=knob.template,
         note=_note(found, knob, budget, missed)
         + ("" if ref.data is None or not ref.data.random else _RANDOM),
     )
     return plan, info, g2, entries, rows, None
+
+
+def _payload(found: Found) -> int:
+    """The payload bytes of a search's answer, as its scan measured (or estimated) them."""
+    return sum(next(s.bytes for s in t.settings if s.value == found.values[t.name]) for t in found.scan.table)
 
 
 # Random inputs sit far from any real sample: a classifier's answers on them are near ties, so they
