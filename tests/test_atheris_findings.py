@@ -199,3 +199,26 @@ def test_h5_attributes_still_read(tmp_path: Path) -> None:
     with h5py.File(p, "r") as f:
         assert attr_strings(f["dense"], "weight_names") == ["dense/kernel:0", "dense/bias:0"]
         assert read_attr(f["dense"], "absent", "x") == "x"
+
+
+@pytest.mark.parametrize("copier", ["copy_slim", "copy_without"])
+def test_h5_vlen_bomb_is_refused_by_the_copies_too(tmp_path: Path, copier: str) -> None:
+    """The writer's copies of an HDF5 file (the slim skeleton compress makes, the copy decompress
+    makes of a .nnc skeleton) read attributes the same guarded way: the 2.7 GB string is one
+    InputError, memory where it was."""
+    import resource
+
+    import h5py
+
+    from nncompress.io.keras import _store, _write
+
+    p = _h5_with_long_vlen(tmp_path, 1 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with h5py.File(p, "r") as fin, h5py.File(tmp_path / "out.h5", "w") as fout:
+        with pytest.raises(InputError, match="weight_names|dense"):
+            if copier == "copy_slim":
+                _write._copy_slim(fin, fout)
+            else:
+                _store.copy_without(fin, fout, drop="none")
+    grew_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grew_kb < 256 << 10, f"peak memory grew {grew_kb:,} KB"

@@ -8,8 +8,10 @@ here: the modules that open files import h5py themselves, lazily.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,28 @@ def _address_space_cap(file_size: int) -> int | None:
     return cap
 
 
+@contextlib.contextmanager
+def capped(obj: Any, what: str) -> Iterator[None]:
+    """libhdf5 work on ``obj``'s file under an address-space cap (see `read_attr`); an allocation the
+    cap stops, or an unreadable object, is an InputError naming ``what``."""
+    cap = _address_space_cap(int(obj.file.id.get_filesize()))
+    if cap is None:
+        yield
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    except (OSError, MemoryError, RuntimeError) as e:  # h5py's RuntimeError: "memory allocation failed"
+        raise InputError(
+            f"{what} is unreadable or declares more than the file holds ({type(e).__name__}: {e})"
+        ) from None
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def read_attr(obj: Any, name: str, default: Any = None) -> Any:
     """``obj.attrs[name]`` (``default`` where absent), read under an address-space cap.
 
@@ -64,22 +88,8 @@ def read_attr(obj: Any, name: str, default: Any = None) -> Any:
     libhdf5, which reports it as an error, and the attribute is refused in one line."""
     if name not in obj.attrs:  # reads the attribute's name, not its data
         return default
-    cap = _address_space_cap(int(obj.file.id.get_filesize()))
-    if cap is None:
+    with capped(obj, f"attribute {name} of {obj.name}"):
         return obj.attrs[name]
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    try:
-        return obj.attrs[name]
-    except (OSError, MemoryError) as e:
-        raise InputError(
-            f"attribute {name} of {obj.name} is unreadable or declares more than the file holds "
-            f"({type(e).__name__}: {e})"
-        ) from None
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def attr_strings(group: Any, name: str) -> list[str]:
@@ -249,11 +259,12 @@ def count_datasets(g: Any) -> tuple[int, int]:
 def copy_without(fin: Any, fout: Any, drop: str) -> None:
     """Every member and attribute of HDF5 file ``fin`` into ``fout`` except group ``drop``: deleting a
     group in place leaves its bytes in the file, a copy does not."""
-    for k, v in fin.attrs.items():
-        fout.attrs[k] = v
+    for k in list(fin.attrs):
+        fout.attrs[k] = read_attr(fin, k)
     for name in fin:
         if name != drop:
-            fin.copy(fin[name], fout, name=name)
+            with capped(fin, f"group {name}"):  # the copy reads every attribute below it
+                fin.copy(fin[name], fout, name=name)
 
 
 def patch(f: Any, graph: Graph, src: KerasSource, out: Path) -> None:

@@ -21,7 +21,15 @@ from nncompress.io._atomic import atomic_path, check_output
 from nncompress.io._zip import read_member
 from nncompress.io.keras._load import json_member
 from nncompress.io.keras._model import NESTED, is_model_config
-from nncompress.io.keras._store import KerasSource, ZipStore, collect_vars, copy_without, patch, snake
+from nncompress.io.keras._store import (
+    KerasSource,
+    ZipStore,
+    collect_vars,
+    copy_without,
+    patch,
+    read_attr,
+    snake,
+)
 from nncompress.ir import Graph
 from nncompress.ir.names import Counter
 
@@ -128,7 +136,10 @@ def _copy_slim(fin: Any, fout: Any) -> None:
     allocates when the writer patches them), any other dataset copied with its data."""
     import h5py
 
-    for k, v in fin.attrs.items():
+    # attributes read through read_attr: a crafted variable-length string made libhdf5 allocate
+    # 2.7 GB on a plain read (the loader reads them the same way)
+    for k in list(fin.attrs):
+        v = read_attr(fin, k)
         if k in _JSON_ATTRS and isinstance(v, (str, bytes)):
             with contextlib.suppress(ValueError):  # not JSON after all: kept as it is
                 v = json.dumps(json.loads(v), separators=(",", ":"))
@@ -141,8 +152,8 @@ def _copy_slim(fin: Any, fout: Any) -> None:
             d = fout.create_dataset(name, shape=obj.shape, dtype=obj.dtype, track_times=False)
         else:
             d = fout.create_dataset(name, data=obj[()], track_times=False)
-        for k, v in obj.attrs.items():
-            d.attrs[k] = v
+        for k in list(obj.attrs):
+            d.attrs[k] = read_attr(obj, k)
 
 
 def _all_zero(ds: Any) -> bool:
