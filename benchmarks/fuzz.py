@@ -31,6 +31,7 @@ subprocess with a wall-time limit and an address-space limit (RLIMIT_AS), its pe
     signal        killed by a signal (negative return code)
     hang          over the wall-time limit
     over-memory   peak RSS over 1 GB (whatever the exit code)
+    sanitizer     with --asan: an AddressSanitizer or UBSan report from the C kernels
     other-exit    any other exit code
 
 It prints a markdown table of counts per input and class and writes every non-clean case (input,
@@ -40,6 +41,7 @@ each non-clean case is kept beside it to reproduce it.
     python benchmarks/fuzz.py --cases 20 --seed 1                # 20 mutants per input
     python benchmarks/fuzz.py --only lenet300.h5 --only .nnc     # inputs whose name contains these
     python benchmarks/fuzz.py --minutes 30                       # as many rounds as fit in 30 min
+    python benchmarks/fuzz.py --asan --only .pt                   # kernels built with ASan + UBSan
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ MODEL_NAMES = [
 PT2_NAME = "tiny.pt2"
 ZIP_EXTS = (".keras", ".pt", ".pt2", ".nnc")
 
-CLASSES = ["ok", "refusal", "bad-error", "internal", "signal", "hang", "over-memory", "other-exit"]
+CLASSES = ["ok", "refusal", "bad-error", "internal", "signal", "hang", "over-memory", "sanitizer", "other-exit"]
 CLEAN = {"ok", "refusal"}
 MAX_LINE = 1000
 RSS_LIMIT_KB = 1024 * 1024  # 1 GB of peak RSS
@@ -691,7 +693,8 @@ class Result:
 
 def _limits(mem_bytes: int) -> Callable[[], None]:
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        if mem_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
@@ -742,6 +745,8 @@ def classify(rc: int | None, rss_mb: float, stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     if rc is None:
         return "hang"
+    if "ERROR: AddressSanitizer" in stderr or ": runtime error: " in stderr:
+        return "sanitizer"
     if rc < 0:
         return "signal"
     if rc == 1:
@@ -800,6 +805,58 @@ class Options:
     mem_bytes: int
     out_dir: Path
     tracebacks: bool
+    asan: Path | None = None  # the kernels built with AddressSanitizer (--asan), else None
+
+
+def build_asan(out_dir: Path) -> Path:
+    """native/*.c built as the cffi extension with AddressSanitizer and UBSan, into ``out_dir``
+    (the installed extension is left as it is); the path of the built module."""
+    sys.path.insert(0, str(ROOT / "native"))
+    import build_ffi  # native/build_ffi.py: the same sources, header and cdef as the install
+    from cffi import FFI
+
+    b = FFI()
+    b.cdef(build_ffi._cdef())
+    b.set_source(
+        "nncompress.native._nnc",
+        '#include "nnc_kernels.h"',
+        sources=[str(ROOT / "native" / s) for s in build_ffi.SOURCES],
+        include_dirs=[str(ROOT / "native" / "include"), str(ROOT / "native")],
+        libraries=["m"],
+        extra_compile_args=["-O1", "-g", "-std=c11", "-pthread", "-fno-omit-frame-pointer", *ASAN_FLAGS],
+        extra_link_args=["-pthread", *ASAN_FLAGS],
+    )
+    target = out_dir / "asan"
+    target.mkdir(parents=True, exist_ok=True)
+    return Path(b.compile(tmpdir=str(target)))
+
+
+ASAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+# A child imports the sanitized module under the installed one's name before the CLI runs.
+ASAN_BOOT = (
+    "import importlib.util, sys; "
+    "spec = importlib.util.spec_from_file_location('nncompress.native._nnc', sys.argv.pop(1)); "
+    "m = importlib.util.module_from_spec(spec); sys.modules['nncompress.native._nnc'] = m; "
+    "spec.loader.exec_module(m); from nncompress.cli import main; main()"
+)
+
+
+def asan_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child whose interpreter was not built with ASan: the runtime preloaded (with
+    libstdc++, else ASan cannot intercept the C++ exceptions torch throws and aborts), leaks not
+    reported (CPython's own allocations look like leaks), any report fatal."""
+
+    def lib(name: str) -> str:
+        return subprocess.run(
+            ["cc", f"-print-file-name={name}"], capture_output=True, text=True
+        ).stdout.strip()
+
+    return {
+        **env,
+        "LD_PRELOAD": f"{lib('libasan.so')} {lib('libstdc++.so.6')}",
+        "ASAN_OPTIONS": "detect_leaks=0:alloc_dealloc_mismatch=0:quarantine_size_mb=32:exitcode=86",
+        "UBSAN_OPTIONS": "halt_on_error=1:exitcode=86",
+    }
 
 
 def run_case(job: Job, opt: Options) -> list[Result]:
@@ -812,9 +869,17 @@ def run_case(job: Job, opt: Options) -> list[Result]:
         mutant.write_bytes(blob)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
         env.pop("NNCOMPRESS_DEBUG", None)
+        argv_of = cli_argv
+        mem = opt.mem_bytes
+        if opt.asan is not None:  # ASan maps terabytes of shadow memory: no address-space limit
+            env, mem = asan_env(env), 0
+
+            def argv_of(*args: str) -> list[str]:
+                return [sys.executable, "-c", ASAN_BOOT, str(opt.asan), *args]
+
         results: list[Result] = []
         for _, args in commands(mutant, job.seed_name):
-            rc, secs, rss, stderr = run_limited(cli_argv(*args), work, opt.timeout, opt.mem_bytes, env)
+            rc, secs, rss, stderr = run_limited(argv_of(*args), work, opt.timeout, mem, env)
             klass = classify(rc, rss, stderr)
             lines = [ln for ln in stderr.splitlines() if ln.strip()]
             res = Result(
@@ -832,7 +897,7 @@ def run_case(job: Job, opt: Options) -> list[Result]:
             if klass not in CLEAN:
                 if klass == "internal" and opt.tracebacks:
                     dbg = {**env, "NNCOMPRESS_DEBUG": "1"}
-                    _, _, _, dstderr = run_limited(cli_argv(*args), work, opt.timeout, opt.mem_bytes, dbg)
+                    _, _, _, dstderr = run_limited(argv_of(*args), work, opt.timeout, mem, dbg)
                     res.traceback_tail = traceback_tail(dstderr, 12)
                 elif klass == "bad-error":
                     res.traceback_tail = traceback_tail(stderr)
@@ -945,6 +1010,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-tracebacks", action="store_true", help="do not rerun internal errors with NNCOMPRESS_DEBUG=1"
     )
+    ap.add_argument(
+        "--asan",
+        action="store_true",
+        help="run the children with the C kernels built with AddressSanitizer + UBSan (needs cc)",
+    )
     ap.add_argument("--rebuild-seeds", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the inputs and exit")
     args = ap.parse_args(argv)
@@ -954,6 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(names) or "no input matches --only")
         return 0 if names else 2
     opt = Options(args.timeout, int(args.memory * 1e9), args.out, not args.no_tracebacks)
+    if args.asan:
+        opt.asan = build_asan(args.out)
     t0 = time.monotonic()
 
     def progress(r: Result) -> None:
