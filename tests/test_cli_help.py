@@ -177,7 +177,13 @@ def test_methods_json_is_the_registries() -> None:
     for p in m["presets"]:
         assert p["pipeline"] == PRESETS[p["name"]]
         knob = KNOBS[p["name"]]
-        assert p["tunes"] == {"option": knob.option, "values": list(knob.values), "preset": knob.preset}
+        assert p["tunes"] == {
+            "option": knob.option,
+            "values": list(knob.values),
+            "preset": knob.preset,
+            "template": knob.template,
+            "variants": list(knob.variants),
+        }
     assert m["default_budget"]["min_top1_agreement"] == 0.99
     assert [p["name"] for p in m["passes"]] == list(PASSES)
     assert [f["name"] for f in m["formats"]] == list(FORMATS)

@@ -167,7 +167,9 @@ def test_native_levels_equal_the_numpy_reference(weighting: str) -> None:
         rms = float(np.sqrt(np.mean(np.square(c.astype(np.float64))))) if n else 1.0
         entries = rng.gamma(0.5, 2.0, 3 * n + 1) if weighting == "entries" else None
         for lam in (0.05, 0.15, 1.0, 5.0):
-            f = rdoq_module._Fitted(step, rms or 1.0, 1.0, model, lam, weighting == "magnitude", step, entries)
+            f = rdoq_module._Fitted(
+                step, rms or 1.0, 1.0, model, lam, weighting == "magnitude", step, entries
+            )
             wt = None if entries is None else entries[1 : 1 + 3 * n : 3]
             assert np.array_equal(f.levels(c, 1, 3), f.reference_levels(c, wt)), (trial, lam)
 

@@ -39,7 +39,13 @@ def methods() -> dict[str, Any]:
                 ),
                 "tunes": None
                 if knob is None
-                else {"option": knob.option, "values": list(knob.values), "preset": knob.preset},
+                else {
+                    "option": knob.option,
+                    "values": list(knob.values),
+                    "preset": knob.preset,
+                    "template": knob.template,
+                    "variants": list(knob.variants),
+                },
             }
         )
     from nncompress.passes import PASSES

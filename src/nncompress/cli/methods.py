@@ -58,6 +58,8 @@ def render(m: dict[str, Any], width: int = WIDTH) -> list[str]:
             text += f" ({len(vals)} values" + (
                 "" if t["preset"] is None else f", preset {value_text(t['preset'])}"
             )
+            if t.get("variants"):
+                text += f"; with --data also searched as {', '.join(t['variants'])}, the smallest kept"
             out += _para(text + ")", width, " " * (2 + _NAME))
     out += ["", 'passes: --pipeline "PASS:key=value:...,PASS,...,FORMAT"; options as key=default']
     for p in m["passes"]:
