@@ -84,7 +84,17 @@ MODEL_NAMES = [
 PT2_NAME = "tiny.pt2"
 ZIP_EXTS = (".keras", ".pt", ".pt2", ".nnc")
 
-CLASSES = ["ok", "refusal", "bad-error", "internal", "signal", "hang", "over-memory", "sanitizer", "other-exit"]
+CLASSES = [
+    "ok",
+    "refusal",
+    "bad-error",
+    "internal",
+    "signal",
+    "hang",
+    "over-memory",
+    "sanitizer",
+    "other-exit",
+]
 CLEAN = {"ok", "refusal"}
 MAX_LINE = 1000
 RSS_LIMIT_KB = 1024 * 1024  # 1 GB of peak RSS

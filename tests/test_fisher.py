@@ -15,7 +15,7 @@ from .conftest import DATA, MODELS
 
 pytest.importorskip("torch")
 
-from nncompress.torch.fisher import squared_gradients  # noqa: E402
+from nncompress.torch.fisher import squared_gradients
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_squared_gradients_follow_the_weights_and_vanish_on_dead_pixels(lenet: t
     dead = (x == 0).all(axis=0)  # MNIST's border pixels
     assert dead.sum() > 50
     # the IR keeps a dense kernel as (out, in) or (in, out): find the input axis by its length
-    axis = [i for i, d in enumerate(w.shape) if d == x.shape[1]][0]
+    axis = next(i for i, d in enumerate(w.shape) if d == x.shape[1])
     f = np.moveaxis(fis[first], axis, 0)
     assert (f[dead] == 0).all()
     assert (f[~dead] > 0).mean() > 0.75  # hidden units no sample activates get 0 too
