@@ -48,11 +48,29 @@ def work() -> Path:
     global _work
     if _work is None:
         os.environ.setdefault("NNCOMPRESS_MAX_MEMORY", BUDGET)
-        _work = Path(tempfile.mkdtemp(prefix="nnc-atheris-"))
+        _sweep_stale()
+        _work = Path(tempfile.mkdtemp(prefix=f"nnc-atheris-{os.getpid()}-"))
         tempfile.tempdir = str(_work / "tmp")
         (_work / "tmp").mkdir()
         atexit.register(shutil.rmtree, str(_work), True)
     return _work
+
+
+def _sweep_stale() -> None:
+    """Remove the scratch folders of earlier runs whose process is gone: libFuzzer ends a run (a
+    crash, -max_total_time, a signal) through _exit, so the atexit rmtree never ran for them."""
+    for d in Path(tempfile.gettempdir()).glob("nnc-atheris-*"):
+        parts = d.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+        if pid is not None:
+            try:
+                os.kill(pid, 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # another user's live process
+        shutil.rmtree(d, ignore_errors=True)  # (older folders had no pid in their name)
 
 
 def _as_file(data: bytes, name: str) -> Path:
