@@ -112,6 +112,8 @@ def _fisher(graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progres
             got = squared_gradients(graph, ref.data, names)
         except NNCError as e:  # an op the torch translation lacks
             got, why = None, f"torch cannot run it ({e.detail})"
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:  # torch's own, on a batch of 1
+            got, why = None, f"torch cannot run it one sample at a time ({type(e).__name__})"
         if got is not None:
             graph.meta.extra[FISHER], n = got
             return f"rdoq fisher weighting: squared gradients on the first {n} samples of the data"
