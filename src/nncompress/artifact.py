@@ -41,7 +41,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from nncompress import __version__
+from nncompress import __version__, zippack
 from nncompress._limits import check_alloc
 from nncompress.errors import InputError
 from nncompress.io._json import JSONError, loads
@@ -130,10 +130,12 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
 
 
 def manifest_of(
-    art: Artifact, layout: list[dict[str, tuple[int, np.ndarray]]] | None = None
+    art: Artifact, layout: list[dict[str, tuple[int, np.ndarray]]] | None = None, packing: str | None = None
 ) -> dict[str, Any]:
     layout = _layout(art) if layout is None else layout
+    extra = {"skeleton_packing": packing} if packing else {}
     return {
+        **extra,
         "schema": SCHEMA,
         "tool": {"name": "nncompress", "version": __version__},
         "source": {"format": art.source_format, "name": art.source_name},
@@ -186,14 +188,15 @@ def _compressed_size(data: bytes, method: int) -> int:
         return z.getinfo("m").compress_size
 
 
-def _smallest(data: bytes) -> int:
-    """The method of `_METHODS` that stores ``data`` in the fewest bytes (the first on a tie)."""
+def _smallest(data: bytes) -> tuple[int, int]:
+    """The method of `_METHODS` that stores ``data`` in the fewest bytes (the first on a tie), and
+    that size."""
     sizes = [_compressed_size(data, m) for m in _METHODS]
-    return _METHODS[sizes.index(min(sizes))]
+    return _METHODS[sizes.index(min(sizes))], min(sizes)
 
 
-def _write_small(z: zipfile.ZipFile, name: str, data: bytes) -> None:
-    method = _smallest(data)
+def _write_small(z: zipfile.ZipFile, name: str, data: bytes, method: int | None = None) -> None:
+    method = _smallest(data)[0] if method is None else method
     z.writestr(_info(name, method), data, compresslevel=_LEVEL.get(method))
 
 
@@ -201,16 +204,24 @@ def write_artifact(art: Artifact, path: str | Path) -> int:
     """Write ``art`` to ``path`` (the caller handles temp file and rename); return bytes on disk.
     ``art.stored`` gets each member's compressed bytes."""
     layout = _layout(art)
+    small, method, packing = None, None, None
+    if art.skeleton_name and art.skeleton_size <= _BZIP2_ABOVE:
+        small = art.skeleton.read_bytes() if isinstance(art.skeleton, Path) else art.skeleton
+        method, size = _smallest(small)
+        packed = zippack.pack(small) if small[:4] == b"PK\x03\x04" else None
+        if packed is not None:
+            m_packed, s_packed = _smallest(packed)
+            if s_packed < size:
+                small, method, packing = packed, m_packed, zippack.PACKING
     with zipfile.ZipFile(path, "w") as z:
         # compact separators: indentation and spaces cost a tenth of the compressed manifest
-        text = json.dumps(manifest_of(art, layout), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(manifest_of(art, layout, packing), sort_keys=True, separators=(",", ":"))
         _write_small(z, MANIFEST, text.encode())
         if art.skeleton_name:
             member = f"skeleton/{art.skeleton_name}"
             size = art.skeleton_size
-            if size <= _BZIP2_ABOVE:
-                data = art.skeleton.read_bytes() if isinstance(art.skeleton, Path) else art.skeleton
-                _write_small(z, member, data)
+            if small is not None:
+                _write_small(z, member, small, method)
             elif isinstance(art.skeleton, Path):
                 # Above 64 MB a skeleton is mostly zeros: bzip2's run-length stage packs them as
                 # tightly as LZMA (a zeroed VGG16: 553 MB to under a kilobyte) in half the time,
@@ -415,6 +426,11 @@ def read_artifact(
             ):  # it becomes a file name: no folders, no way out of the folder it is written to
                 raise _bad(p, f"skeleton member {skel_member!r} is not skeleton/<file name>")
             skeleton: bytes | Path = b""
+            packing = m.get("skeleton_packing")
+            if packing not in (None, zippack.PACKING):
+                raise _bad(
+                    p, f"unknown skeleton packing {packing!r} (this nncompress reads {zippack.PACKING})"
+                )
             if skel_member:
                 # our skeletons are mostly zeros (bzip2 packs a zeroed VGG16's 553 MB under a
                 # kilobyte), so the ratio says nothing; the model it holds is bounded by the budget
@@ -430,6 +446,14 @@ def read_artifact(
             try:
                 if not with_skeleton:
                     pass
+                elif skel_member and packing:
+                    # a torch skeleton's members without their zip (`zippack`): the archive it
+                    # rebuilds is bounded like a skeleton member's declared size
+                    data = zippack.unpack(z.read(skel_member), 4 * source_bytes + _MAX_STRUCTURE)
+                    skeleton = data
+                    if skeleton_dir is not None:
+                        skeleton = Path(skeleton_dir) / skel_name
+                        skeleton.write_bytes(data)
                 elif skel_member and skeleton_dir is not None:
                     skeleton = Path(skeleton_dir) / skel_name
                     with skeleton.open("wb") as dst:
@@ -438,6 +462,8 @@ def read_artifact(
                     skeleton = z.read(skel_member)
             except _UNREADABLE as e:
                 raise _bad(p, f"member {skel_member} is unreadable ({e})") from None
+            except InputError as e:
+                raise _bad(p, e.detail) from None
             return Artifact(
                 source_format=m["source"]["format"],
                 source_name=m["source"]["name"],
