@@ -454,6 +454,9 @@ def realworld(only: list[str], presets: list[str], timeout: float, out: Path) ->
                 fidelity_not_measured=report.get("fidelity_not_measured"),  # why, for weights-only files
             )
             records.append(rec)
+            # each record as it comes: a run stopped part way keeps what it measured
+            with (out / "realworld-partial.jsonl").open("a") as f:
+                f.write(json.dumps(rec) + "\n")
             art.unlink(missing_ok=True)
             print(
                 f"[realworld] {entry.name} {preset}: {'ok' if st.ok else st.error}",
