@@ -85,16 +85,20 @@ def _fisher(graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progres
     from nncompress.passes import parse_pipeline
     from nncompress.passes.rdoq import FISHER
 
+    def fisher(specs: list[str]) -> bool:
+        return any(
+            name == "rdoq" and getattr(opts, "weighting", "") == "fisher"
+            for spec in specs
+            for name, opts in parse_pipeline(spec)
+        )
+
     specs = [r.recipe.passes for r in plan.rules if r.recipe is not None and r.recipe.passes]
     if knob is not None:
-        specs += [t.format(knob.values[0]).split(",")[0] for t in (knob.template, *knob.variants)]
-    wants = any(
-        name == "rdoq" and getattr(opts, "weighting", "") == "fisher"
-        for spec in specs
-        for name, opts in parse_pipeline(spec)
-    )
-    if not wants:
-        return None
+        specs.append(knob.template.format(knob.values[0]).split(",")[0])
+    asked = fisher(specs)  # a step the user wrote (or the preset's own): say what it got
+    variants = knob is not None and fisher([t.format(knob.values[0]).split(",")[0] for t in knob.variants])
+    if not asked and not (variants and ref.data is not None and not ref.data.random):
+        return None  # a search variant that needs data is simply not tried without it
     why = None
     if ref.data is None or ref.out is None:
         why = "the model did not run"
