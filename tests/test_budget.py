@@ -148,6 +148,13 @@ def test_smallest_keeps_max_drop_after_decompress(model: str, tmp_path: Path) ->
     rep = json.loads(r.stdout)
     assert rep["budget"]["held"] is True and {x["format"] for x in rep["layers"]} <= {"cabac", "array"}
     assert rep["totals"]["ratio"] > 12  # far below the 32 bits a float weight takes
+    # with --data the plain search and the two fisher-weighted ones all ran; one of them won
+    knob = KNOBS["smallest"]
+    assert rep["budget"]["template"] in (knob.template, *knob.variants)
+    assert any("squared gradients on the first 256 samples" in n for n in rep["notes"])
+    assert all(rep["budget"]["template"].format(v) == p for v, p in
+               zip(rep["budget"]["values"].values(), rep["recipe"]["allocation"].values(), strict=True)
+               if v is not None)  # fmt: skip
     assert run(app, ["decompress", str(art), "-o", str(back)]).exit_code == 0
     acc = {}
     for f in (src, back):
