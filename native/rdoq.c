@@ -19,7 +19,10 @@
 
 #include "nnc_kernels.h"
 
+/* GCC contracts nothing under -std=c11 (ISO mode: -ffp-contract=off); clang needs telling */
+#ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
+#endif
 
 int nnc_rdoq_levels(const float *c, int64_t n, double abs_step, double rms, int magnitude, const double *wts,
                     double lam, const double *table, int64_t half, int64_t *levels) {
