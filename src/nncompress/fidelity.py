@@ -287,7 +287,8 @@ def figures(
         before, after = ta == y, tb == y
         res["accuracy_before"] = float(before.mean())
         res["accuracy_after"] = float(after.mean())
-        res["accuracy_drop"] = res["accuracy_before"] - res["accuracy_after"]
+        # from the counts: 0.922 - 0.912 is 0.010000000000000009, which a 1-point budget refused
+        res["accuracy_drop"] = (int(before.sum()) - int(after.sum())) / len(before)
         res["accuracy_drop_ci95"] = paired_drop_interval(before, after)
     return res
 

@@ -59,7 +59,15 @@ def render(m: dict[str, Any], width: int = WIDTH) -> list[str]:
                 "" if t["preset"] is None else f", preset {value_text(t['preset'])}"
             )
             if t.get("variants"):
-                text += f"; with --data also searched as {', '.join(t['variants'])}, the smallest kept"
+                # each variant as what it adds to the template (a whole spec is wider than a line)
+                head, _, tail = t["template"].partition("{}")
+                added = [
+                    v[len(head) + 2 : len(v) - len(tail)].lstrip(":")
+                    if v.startswith(head + "{}") and v.endswith(tail)
+                    else v
+                    for v in t["variants"]
+                ]
+                text += f"; with --data also searched with {'; '.join(added)}; the smallest kept"
             out += _para(text + ")", width, " " * (2 + _NAME))
     out += ["", 'passes: --pipeline "PASS:key=value:...,PASS,...,FORMAT"; options as key=default']
     for p in m["passes"]:

@@ -12,7 +12,7 @@ path; the ops themselves are in `nncompress.ir.ops`, one module per family.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,19 @@ from nncompress.ir.ops import OPS, Arr, Attrs, Ins, OpFn, Result
 __all__ = ["run"]
 
 
-def run(graph: Graph, inputs: Arr | dict[str, Arr], *, batch_size: int | None = 256) -> list[np.ndarray]:
-    """Run ``graph`` on ``inputs`` and return its outputs in ``graph.outputs`` order."""
+Observer = Callable[[Node, list[Arr | None]], None]
+
+
+def run(
+    graph: Graph,
+    inputs: Arr | dict[str, Arr],
+    *,
+    batch_size: int | None = 256,
+    observe: Observer | None = None,
+) -> list[np.ndarray]:
+    """Run ``graph`` on ``inputs`` and return its outputs in ``graph.outputs`` order. ``observe``,
+    if given, sees each node and its inputs before the node runs (a calibration's statistics of
+    what layers are fed); a batch the run retries at another size is seen again."""
     if not graph.has_graph:
         raise UnsupportedError(
             "this is a weights-only file: there is no graph to run",
@@ -35,7 +46,7 @@ def run(graph: Graph, inputs: Arr | dict[str, Arr], *, batch_size: int | None = 
     feeds = _prepare_inputs(graph, inputs)
     floats = [v.dtype for v in feeds.values() if np.issubdtype(v.dtype, np.floating)]
     dtype = np.dtype(np.float64) if np.dtype(np.float64) in floats else np.dtype(np.float32)
-    runner = _Runner(graph, dtype)
+    runner = _Runner(graph, dtype, observe)
     n = _batch_len(feeds)
     if not n:
         return runner.run(feeds)
@@ -189,8 +200,8 @@ class _Scope:
 
 
 class _Runner:
-    def __init__(self, graph: Graph, dtype: np.dtype[Any]) -> None:
-        self.graph, self.dtype = graph, dtype
+    def __init__(self, graph: Graph, dtype: np.dtype[Any], observe: Observer | None = None) -> None:
+        self.graph, self.dtype, self.observe = graph, dtype, observe
         self.path = graph.meta.path or None
         self.cache: dict[tuple[int, str], Arr] = {}
 
@@ -233,11 +244,13 @@ class _Runner:
                 "but the reference executor does not run it",
                 path=self.path,
             )
-        if plain and node.op == "Dense":
+        if plain and node.op == "Dense" and self.observe is None:
             y = self.compressed_dense(node, scope)
             if y is not None:
                 return (y,)
         ins = [scope.get(i, node) if i else None for i in node.inputs]
+        if self.observe is not None:
+            self.observe(node, ins)
         attrs = node.attrs
         if node.op == "Split" and "num_outputs" not in attrs:  # opset < 18: as many parts as outputs
             attrs = {**attrs, "num_outputs": len(node.outputs)}

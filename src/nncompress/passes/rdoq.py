@@ -48,12 +48,25 @@ Gains are at coarse steps (step >= ~0.7: a few bits per weight or less); large `
 step feeds on itself (more zeros make zero cheaper) and wipes out layers (lam=0.5 at step=1.4
 left lenet300 at 76 % accuracy).
 
+``compensate`` spreads each quantized column's error over the columns not yet quantized, as GPTQ
+(Frantar et al. 2022, after Optimal Brain Surgeon/Quantization) does: with ``H = E[x x^T]`` the
+second moments of what the layer is fed (`nncompress.hessian`, which compress measures on the first
+rows of ``--data``) and ``U`` the upper Cholesky factor of ``H^-1`` (damped by COMPENSATE_DAMP of
+its mean diagonal), column ``j``'s levels are chosen as above on the grid of the plain levels' refit
+step, and the columns after it move by ``-(w_j - q_j) / U_jj * U_j,j+1:``. A column no sample feeds
+(``H_jj = 0``: a border pixel of every digit) is zero. The output error ``E||(W - Q) x||^2`` it
+leaves is what rounding column by column leaves minus what the later columns can absorb: on
+lenet300 at the same bytes, 20 % less output error on its first layer and 3-6x less on its second
+(measured on all 1,000 digits, H from the first 256). Only Dense and Conv kernels fed by one node
+with at most 2,304 columns per group get an H; the others are quantized as without.
+
 Example: ``nncompress compress model.onnx --pipeline "rdoq:step=1:lam=0.15,cabac"``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -95,6 +108,9 @@ FISHER = "fisher"  # graph.meta.extra key: {weight name: squared gradients, the 
 # Weights whose gradient vanished on the samples (a unit no sample activates) still count a little:
 # a handful of samples cannot say an error there costs nothing.
 FISHER_FLOOR = 0.05
+HESSIAN = "hessian"  # graph.meta.extra key: {weight name: (groups, d, d) input second moments}
+COMPENSATE_DAMP = 0.01  # of H's mean diagonal, added to it: GPTQ's default, keeps H^-1 finite
+COMPENSATE_BLOCK = 128  # columns updated one at a time; the rest once a block, as one matmul
 
 
 def _cost(ones: np.ndarray, zeros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -363,6 +379,11 @@ class RDOQ(Pass):
         iters: int = option(
             2, lo=1, hi=20, doc="rate-model refinement rounds (each refits on the last levels)"
         )
+        compensate: bool = option(
+            False,
+            doc="spread each column's error over the later columns through the layer's input "
+            "second moments on --data (GPTQ); Dense and Conv kernels, else as without",
+        )
 
     def __call__(
         self, graph: Graph, options: RDOQ.Options, *, select: Select, rng: np.random.Generator
@@ -372,7 +393,7 @@ class RDOQ(Pass):
         path = graph.meta.path
         for w in selected(graph, select):
             a = np.ascontiguousarray(w.array)
-            done = _whole(w, a, options, path, entry_weights(graph, w, options))
+            done = _quantize(w, a, options, path, graph)
             if done is None:
                 continue  # empty or all zero: nothing to quantize
             new, fitted, levels = done
@@ -397,7 +418,7 @@ class RDOQ(Pass):
         path = graph.meta.path if graph is not None else None
 
         def one(w: Weight, a: np.ndarray, owned: bool) -> np.ndarray:
-            done = _whole(w, np.ascontiguousarray(a), options, path, entry_weights(graph, w, options))
+            done = _quantize(w, np.ascontiguousarray(a), options, path, graph)
             return a if done is None else done[0]
 
         return one
@@ -408,6 +429,11 @@ class RDOQ(Pass):
         path = graph.meta.path if graph is not None else None
 
         def fit(w: Weight, source: Source) -> Transform:
+            if _hessian(graph, w, options) is not None:  # compensation needs the whole tensor at once
+                a = np.concatenate([c.reshape(-1) for c in source_chunks(source, w.size)]).reshape(w.shape)
+                done = _quantize(w, a, options, path, graph)
+                flat = a.reshape(-1) if done is None else done[0].reshape(-1)
+                return lambda c, start: flat[start : start + c.size].reshape(c.shape).astype(c.dtype)
             fitted = _fit(w, source, options, path, entry_weights(graph, w, options))
             if fitted is None:
                 return lambda c, start: c
@@ -418,6 +444,113 @@ class RDOQ(Pass):
             return transform
 
         return fit
+
+
+def _quantize(
+    w: Weight, a: np.ndarray, options: RDOQ.Options, path: str | None, graph: Graph | None
+) -> tuple[np.ndarray, _Fitted, np.ndarray] | None:
+    """`_whole`, or `_compensated` where ``compensate`` is asked and the weight has an H."""
+    weights = entry_weights(graph, w, options)
+    h = _hessian(graph, w, options)
+    if h is None:
+        return _whole(w, a, options, path, weights)
+    return _compensated(w, a, options, path, weights, h)
+
+
+def _hessian(graph: Graph | None, w: Weight, options: RDOQ.Options) -> np.ndarray | None:
+    """The (groups, d, d) input second moments of ``w`` when compensation applies, else None."""
+    if not options.compensate or graph is None:
+        return None
+    h = graph.meta.extra.get(HESSIAN, {}).get(w.name)
+    if h is None or len(w.shape) < 2 or h.ndim != 3:
+        return None
+    g, d = h.shape[0], math.prod(w.shape[1:])
+    if g < 1 or w.shape[0] % g or h.shape[1:] != (d, d):
+        return None
+    return h
+
+
+def _compensated(
+    w: Weight,
+    a: np.ndarray,
+    options: RDOQ.Options,
+    path: str | None,
+    weights: np.ndarray | None,
+    h: np.ndarray,
+) -> tuple[np.ndarray, _Fitted, np.ndarray] | None:
+    """GPTQ with rdoq's level choice: each group's rows, column by column (see the module's text)."""
+    plain = _whole(w, a, options, path, weights)  # the rate model, and the grid its levels refit
+    if plain is None:
+        return None
+    fitted = plain[1]
+    step = fitted.grid_step
+    decide = replace(fitted, abs_step=step)  # levels chosen on the grid the values are written on
+    rows = a.shape[0]
+    m = a.reshape(rows, -1).astype(np.float64)
+    wts = None if weights is None else weights.reshape(rows, -1)
+    levels = np.zeros(m.shape, np.int64)
+    per = rows // h.shape[0]
+    for k in range(h.shape[0]):
+        sl = slice(k * per, (k + 1) * per)
+        levels[sl] = _gptq(m[sl], h[k], decide, None if wts is None else wts[sl])
+    new = grid_values(levels, step).astype(a.dtype).reshape(a.shape)
+    return new, decide, levels.reshape(-1)
+
+
+# H's prepared factor by the H array (kept, so that its id is not reused): the search quantizes one
+# tensor at some twenty steps, and the factor was 40 % of the compensated levels' time (vggmini)
+_FACTORS: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+_FACTORS_KEPT = 16
+
+
+def _factor(h: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The columns no sample feeds, and ``U`` upper with ``U.T @ U`` the inverse of the damped H
+    (None where it is not positive definite even damped)."""
+    hit = _FACTORS.get(id(h))
+    if hit is not None and hit[0] is h:
+        _FACTORS.move_to_end(id(h))
+        return hit[1], hit[2]
+    hd = h.copy()
+    dead = np.diag(hd) <= 0
+    hd[dead, dead] = 1.0
+    idx = np.arange(hd.shape[0])
+    hd[idx, idx] += COMPENSATE_DAMP * float(np.mean(np.diag(hd)))
+    u: np.ndarray | None
+    try:
+        u = np.linalg.cholesky(np.linalg.inv(hd)).T
+    except np.linalg.LinAlgError:
+        u = None
+    _FACTORS[id(h)] = (h, dead, u)
+    while len(_FACTORS) > _FACTORS_KEPT:
+        _FACTORS.popitem(last=False)
+    return dead, u
+
+
+def _gptq(m: np.ndarray, h: np.ndarray, decide: _Fitted, wts: np.ndarray | None) -> np.ndarray:
+    """The levels of rows ``m`` (r, d) fed inputs of second moments ``h`` (d, d)."""
+    dead, u = _factor(h)
+    m = m.copy()
+    m[:, dead] = 0.0  # no sample feeds these columns: they cost bits and do nothing on the data
+    step = float(decide.grid_step)
+    out = np.empty(m.shape, np.int64)
+    d = m.shape[1]
+    if u is None:  # plain levels
+        for j in range(d):
+            out[:, j] = decide._levels(m[:, j].astype(np.float32), None if wts is None else wts[:, j])
+        return out
+    for i1 in range(0, d, COMPENSATE_BLOCK):
+        i2 = min(i1 + COMPENSATE_BLOCK, d)
+        block = m[:, i1:i2].copy()
+        err = np.zeros_like(block)
+        for j in range(i2 - i1):
+            col = block[:, j]
+            lv = decide._levels(col.astype(np.float32), None if wts is None else wts[:, i1 + j])
+            out[:, i1 + j] = lv
+            e = (col - lv.astype(np.float64) * step) / u[i1 + j, i1 + j]
+            block[:, j:] -= np.outer(e, u[i1 + j, i1 + j : i2])
+            err[:, j] = e
+        m[:, i2:] -= err @ u[i1:i2, i2:]
+    return out
 
 
 def _whole(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nncompress.pipeline.budget import drop_points
+
 
 def failed_gates(
     ratio: float,
@@ -31,12 +33,8 @@ def failed_gates(
     if max_drop is not None and fid is None:
         failed.append(f"--max-drop {max_drop:g} cannot be checked: fidelity was not measured ({unmeasured})")
     if max_drop is not None and fid is not None:
-        if "accuracy_drop" in fid:
-            drop = 100 * fid["accuracy_drop"]
-            what = "accuracy drop"
-        else:
-            drop = 100 * (1 - fid["top1_agreement"])
-            what = "top-1 disagreement"
+        drop = drop_points(fid)
+        what = "accuracy drop" if "accuracy_drop" in fid else "top-1 disagreement"
         if drop > max_drop:
             failed.append(f"{what} {drop:.2f} points exceeds --max-drop {max_drop:g}")
     return failed

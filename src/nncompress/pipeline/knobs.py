@@ -68,17 +68,20 @@ KNOBS: dict[str, Knob] = {
     "sss": Knob("budget", "sss:budget={}", _BUDGET, 0.1),
     "dct": Knob("budget", "dct:budget={}", _BUDGET, 0.1),
     "psm": Knob("budget", "psm:budget={}", _BUDGET, 0.2),
-    # With --data, rdoq's fisher weighting at two powers is searched beside the plain one: on the
-    # MNIST examples each won somewhere and lost elsewhere by 5-40 % of payload at the same drop,
-    # as the search's allocations jump (benchmarks/README.md, --method smallest)
+    # With --data, rdoq's fisher weighting, alone and at two powers with GPTQ compensation, is
+    # searched beside the plain one. On the MNIST examples the compensated ones won on vggmini by
+    # 40-50 % of payload at the same drop, fisher alone on lenet300 at 0.5 points; compensation
+    # without fisher, and fisher 0.25 alone, never won there and were dropped (each search costs
+    # its share of the time). benchmarks/README.md, --method smallest
     "smallest": Knob(
         "step",
         "rdoq:step={},cabac",
         _STEP,
         None,
         (
-            "rdoq:step={}:weighting=fisher:fisher_power=0.25,cabac",
             "rdoq:step={}:weighting=fisher:fisher_power=0.125,cabac",
+            "rdoq:step={}:weighting=fisher:fisher_power=0.25:compensate=true,cabac",
+            "rdoq:step={}:weighting=fisher:fisher_power=0.125:compensate=true,cabac",
         ),
     ),
 }

@@ -79,33 +79,56 @@ class Result:
         return failed
 
 
-def _fisher(graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progress: Progress) -> str | None:
-    """Where a step asks for rdoq's fisher weighting: the squared gradients on ``--data``, put where
-    the pass reads them (`passes.rdoq.FISHER`), and a note saying what they came from or why not."""
+def _rdoq_steps(plan: Plan, knob: Knob | None) -> tuple[list[Any], list[Any]]:
+    """The rdoq options of the steps compress runs as written (the user's, or the preset's own),
+    and of the search's other templates (tried only where their data exists)."""
     from nncompress.passes import parse_pipeline
-    from nncompress.passes.rdoq import FISHER
 
-    def fisher(specs: list[str]) -> bool:
-        return any(
-            name == "rdoq" and getattr(opts, "weighting", "") == "fisher"
-            for spec in specs
-            for name, opts in parse_pipeline(spec)
-        )
+    def rdoq(specs: list[str]) -> list[Any]:
+        return [opts for spec in specs for name, opts in parse_pipeline(spec) if name == "rdoq"]
 
     specs = [r.recipe.passes for r in plan.rules if r.recipe is not None and r.recipe.passes]
     if knob is not None:
         specs.append(knob.template.format(knob.values[0]).split(",")[0])
-    asked = fisher(specs)  # a step the user wrote (or the preset's own): say what it got
-    variants = knob is not None and fisher([t.format(knob.values[0]).split(",")[0] for t in knob.variants])
-    if not asked and not (variants and ref.data is not None and not ref.data.random):
-        return None  # a search variant that needs data is simply not tried without it
-    why = None
+    variants = [] if knob is None else [t.format(knob.values[0]).split(",")[0] for t in knob.variants]
+    return rdoq(specs), rdoq(variants)
+
+
+def _data_statistics(
+    graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progress: Progress
+) -> list[str]:
+    """What rdoq steps ask of ``--data``: squared gradients for ``weighting=fisher``
+    (`passes.rdoq.FISHER`), input second moments for ``compensate`` (`passes.rdoq.HESSIAN`), put
+    where the pass reads them; a note for each, saying what they came from or why not."""
+    asked, variants = _rdoq_steps(plan, knob)
+    real = ref.data is not None and not ref.data.random
+    notes = []
+    for kind, wants in (
+        ("fisher", lambda o: o.weighting == "fisher"),
+        ("compensate", lambda o: bool(o.compensate)),
+    ):
+        if not any(wants(o) for o in asked) and not (real and any(wants(o) for o in variants)):
+            continue  # a search variant that needs data is simply not tried without it
+        note = _fisher(graph, ref, progress) if kind == "fisher" else _moments(graph, ref, progress)
+        notes.append(note)
+    return notes
+
+
+def _no_data(ref: Reference, torch: bool) -> str | None:
     if ref.data is None or ref.out is None:
-        why = "the model did not run"
-    elif ref.data.random:
-        why = "no --data"
-    elif importlib.util.find_spec("torch") is None:
-        why = "torch is not installed"
+        return "the model did not run"
+    if ref.data.random:
+        return "no --data"
+    if torch and importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    return None
+
+
+def _fisher(graph: Graph, ref: Reference, progress: Progress) -> str:
+    """The squared gradients on ``--data`` in ``graph.meta.extra[FISHER]``, and the note."""
+    from nncompress.passes.rdoq import FISHER
+
+    why = _no_data(ref, torch=True)
     if why is None:
         from nncompress.torch.fisher import squared_gradients
 
@@ -123,6 +146,31 @@ def _fisher(graph: Graph, plan: Plan, knob: Knob | None, ref: Reference, progres
             return f"rdoq fisher weighting: squared gradients on the first {n} samples of the data"
         why = why or "the compared output is not class scores"
     return f"rdoq fisher weighting: magnitude weighting used instead ({why})"
+
+
+def _moments(graph: Graph, ref: Reference, progress: Progress) -> str:
+    """The layers' input second moments on ``--data`` in ``graph.meta.extra[HESSIAN]``, and the note."""
+    from nncompress.passes.rdoq import HESSIAN
+
+    why = _no_data(ref, torch=False)
+    if why is None:
+        from nncompress.hessian import input_moments
+
+        progress.stage("rdoq compensation: input second moments")
+        names = [n for n, w in graph.weights.items() if w.dtype.kind == "f" and w.size > 0]
+        assert ref.data is not None
+        try:
+            got = input_moments(graph, ref.data, names)
+        except NNCError as e:  # an op the executor lacks
+            got, why = None, f"the reference executor cannot run it ({e.detail})"
+        if got is not None:
+            graph.meta.extra[HESSIAN], n = got
+            return (
+                f"rdoq compensation: input second moments of {len(graph.meta.extra[HESSIAN])} "
+                f"kernels on the first {n} samples of the data"
+            )
+        why = why or "no Dense or Conv kernel it applies to"
+    return f"rdoq compensation: not applied ({why})"
 
 
 def compress(
@@ -196,7 +244,7 @@ def compress(
             ref.inputs = [s.as_dict() for s in specs]
     knob = tuned_knob(plan)
     keep = (Budget.of(max_drop, max_error) or Budget.default()) if knob is not None else None
-    fisher_note = None if dry_run else _fisher(graph, plan, knob, ref, progress)
+    data_notes = [] if dry_run else _data_statistics(graph, plan, knob, ref, progress)
     tuning: dict[str, Any] | None = None
     measured = None  # the compressed graph's fidelity, where the budget already measured it
     work, tuned = graph, None  # the graph compressed: the original, or its pruned and retrained copy
@@ -256,7 +304,7 @@ def compress(
         report["finetune"] = tuned
     if ref.inputs:
         report["inputs"] = ref.inputs
-    notes: list[str] = list(graph.meta.notes) + ref.notes + ([fisher_note] if fisher_note else [])
+    notes: list[str] = list(graph.meta.notes) + ref.notes + data_notes
     if dry_run:
         est = sum(e.payload_bytes for e in entries)
         report["totals"] = {"input_bytes": in_bytes, "estimated_payload_bytes": est}

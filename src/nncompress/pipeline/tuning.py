@@ -18,7 +18,7 @@ from typing import Any
 from nncompress.artifact import TensorEntry
 from nncompress.fidelity import Reference, compressed
 from nncompress.ir import Graph
-from nncompress.passes.rdoq import FISHER
+from nncompress.passes.rdoq import FISHER, HESSIAN, RDOQ
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
@@ -72,9 +72,12 @@ def budgeted(
         values = knob.up_to_preset()
     found = search(graph, knob, budget, ref, values=values, seed=seed, progress=progress)
     evaluations = found.evaluations
-    if knob.preset is None and FISHER in graph.meta.extra:
-        # each variant's search, the smallest payload that keeps the budget kept (the first on a tie)
+    if knob.preset is None:
+        # each variant's search where its data exists, the smallest payload that keeps the budget
+        # kept (the first on a tie)
         for template in knob.variants:
+            if not _available(template, graph):
+                continue
             alt = dataclasses.replace(knob, template=template)
             other = search(graph, alt, budget, ref, values=values, seed=seed, progress=progress)
             evaluations += other.evaluations
@@ -102,6 +105,20 @@ def budgeted(
         + ("" if ref.data is None or not ref.data.random else _RANDOM),
     )
     return plan, info, g2, entries, rows, None
+
+
+def _available(template: str, graph: Graph) -> bool:
+    """Whether the data-driven statistics a variant's rdoq step reads were measured."""
+    from nncompress.passes import parse_pipeline
+
+    for _, opts in parse_pipeline(template.format(1).split(",")[0]):
+        if not isinstance(opts, RDOQ.Options):
+            continue
+        if opts.weighting == "fisher" and FISHER not in graph.meta.extra:
+            return False
+        if opts.compensate and HESSIAN not in graph.meta.extra:
+            return False
+    return True
 
 
 def _payload(found: Found) -> int:
