@@ -70,3 +70,40 @@ def test_short_fuzz_run_is_clean(tmp_path: Path) -> None:
         for r in bad
     )
     assert not bad, f"{len(bad)} non-clean results (python benchmarks/fuzz.py --seed 0 --cases 2):\n{report}"
+
+
+def test_forked_run_classifies_like_fresh_interpreters(tmp_path: Path) -> None:
+    """--fork (the long runs' mode: children forked from a process that imported the frameworks)
+    on the lenet300.onnx mutants: every run is classified and clean; a truncated file's inspect
+    gets the same exit code and class forked as in a fresh interpreter."""
+    import json
+    import subprocess
+
+    spec = "prune:sparsity=0.8,quantize:method=kmeans:k=32,sham"
+    argv = [sys.executable, str(BENCH / "fuzz.py"), "--fork", "--cases", "3", "--seed", "5"]
+    argv += ["--only", "lenet300.onnx", "--pipeline", spec, "--out", str(tmp_path), "--no-tracebacks"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True)
+    summary = json.loads((tmp_path / "fuzz-seed5.json").read_text())
+    assert summary["runs"] == 15, done.stdout  # 3 mutants x (2 commands + 3 for the artifact)
+    assert not any(k in summary["counts"] for k in FAILING), summary["non_clean"]
+    assert summary["counts"].get("refusal", 0) + summary["counts"].get("ok", 0) == 15
+
+    # one truncated file, inspected both ways in a fresh process (this one has torch imported and
+    # must not fork): the same exit code and class
+    bad = tmp_path / "trunc.onnx"
+    bad.write_bytes((tmp_path / "seeds" / "lenet300.onnx").read_bytes()[:700])
+    script = (
+        "import sys, json; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import fuzz; "
+        "fuzz.preload(); w = Path(sys.argv[2]); a = ['inspect', sys.argv[3]]; "
+        "f = fuzz.run_forked(a, w, 60, 3 * 10**9, {}); "
+        "s = fuzz.run_limited(fuzz.cli_argv(*a), w, 60, 3 * 10**9, {}); "
+        "print(json.dumps([[r[0], fuzz.classify(r[0], r[2], r[3])] for r in (f, s)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(BENCH), str(tmp_path), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[3, "refusal"], [3, "refusal"]]
