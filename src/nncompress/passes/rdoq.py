@@ -500,7 +500,7 @@ def _compensated(
 # H's prepared factor by the H array (kept, so that its id is not reused): the search quantizes one
 # tensor at some twenty steps, and the factor was 40 % of the compensated levels' time (vggmini)
 _FACTORS: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
-_FACTORS_KEPT = 16
+_FACTORS_BYTES = 256 << 20  # factors kept at most (a 2,304-column one is 42 MB)
 
 
 def _factor(h: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -521,7 +521,10 @@ def _factor(h: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     except np.linalg.LinAlgError:
         u = None
     _FACTORS[id(h)] = (h, dead, u)
-    while len(_FACTORS) > _FACTORS_KEPT:
+    while (
+        len(_FACTORS) > 1
+        and sum(0 if f[2] is None else f[2].nbytes for f in _FACTORS.values()) > _FACTORS_BYTES
+    ):
         _FACTORS.popitem(last=False)
     return dead, u
 

@@ -30,7 +30,7 @@ import numpy as np
 from nncompress.fidelity import Reference, compressed, figures, same_runtime
 from nncompress.inputs import EvalData
 from nncompress.ir import Graph
-from nncompress.passes.rdoq import FISHER
+from nncompress.passes.rdoq import FISHER, HESSIAN
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import approximate
 from nncompress.pipeline.knobs import Knob
@@ -191,9 +191,14 @@ class Approximations:
         idx = np.unique(np.linspace(0, rows - 1, take).round().astype(np.int64))
         sub = self.graph.copy()
         sub.weights[name].value = np.ascontiguousarray(orig[idx])
-        sens = self.graph.meta.extra.get(FISHER, {})
+        extra = dict(self.graph.meta.extra)
+        sens = extra.get(FISHER, {})
         if name in sens:  # rdoq's fisher weighting: the same rows of the sensitivities
-            sub.meta.extra = {**self.graph.meta.extra, FISHER: {**sens, name: sens[name][idx]}}
+            extra[FISHER] = {**sens, name: sens[name][idx]}
+        moments = extra.get(HESSIAN, {})
+        if name in moments and moments[name].shape[0] > 1:  # rows of a grouped conv mix its groups
+            extra[HESSIAN] = {k: v for k, v in moments.items() if k != name}
+        sub.meta.extra = extra
         a, nbytes = approximate(sub, name, self.recipe(value), seed=self.seed)
         return round(nbytes * rows / len(idx)), _rel(a, orig[idx])
 
