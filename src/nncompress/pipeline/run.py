@@ -31,8 +31,13 @@ from nncompress.pipeline.tuning import tuned_knob
 from nncompress.progress import SILENT, Progress
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from nncompress.fidelity import Reference
     from nncompress.finetune import TrainOptions
+    from nncompress.inputs import EvalData
     from nncompress.pipeline.knobs import Knob
 
 
@@ -124,53 +129,77 @@ def _no_data(ref: Reference, torch: bool) -> str | None:
     return None
 
 
+def _measure(
+    graph: Graph,
+    ref: Reference,
+    progress: Progress,
+    key: str,
+    stage: str,
+    compute: Callable[[Graph, EvalData, list[str]], tuple[dict[str, np.ndarray], int] | None],
+    explain: Callable[[Exception], str | None],
+    *,
+    torch: bool,
+) -> tuple[int | None, str | None]:
+    """Run ``compute`` on the float weights and ``--data``, its arrays put in ``graph.meta.extra``
+    under ``key``: (samples, None), or (None, why not; None when ``compute`` found nothing to
+    measure). ``explain`` words an exception ``compute`` may raise on a model it cannot run (None:
+    not one of those, raised again)."""
+    why = _no_data(ref, torch=torch)
+    if why is not None:
+        return None, why
+    progress.stage(stage)
+    names = [n for n, w in graph.weights.items() if w.dtype.kind == "f" and w.size > 0]
+    assert ref.data is not None
+    try:
+        got = compute(graph, ref.data, names)
+    except Exception as e:
+        told = explain(e)
+        if told is None:
+            raise
+        return None, told
+    if got is None:
+        return None, None
+    graph.meta.extra[key], n = got
+    return n, None
+
+
 def _fisher(graph: Graph, ref: Reference, progress: Progress) -> str:
     """The squared gradients on ``--data`` in ``graph.meta.extra[FISHER]``, and the note."""
     from nncompress.passes.rdoq import FISHER
 
-    why = _no_data(ref, torch=True)
-    if why is None:
+    def explain(e: Exception) -> str | None:
+        if isinstance(e, NNCError):  # an op the torch translation lacks
+            return f"torch cannot run it ({e.detail})"
+        if isinstance(e, (RuntimeError, ValueError, TypeError, IndexError)):  # torch's, on a batch of 1
+            return f"torch cannot run it one sample at a time ({type(e).__name__})"
+        return None
+
+    def compute(g: Graph, data: EvalData, names: list[str]) -> tuple[dict[str, np.ndarray], int] | None:
         from nncompress.torch.fisher import squared_gradients
 
-        progress.stage("fisher sensitivity (squared gradients)")
-        names = [n for n, w in graph.weights.items() if w.dtype.kind == "f" and w.size > 0]
-        assert ref.data is not None
-        try:
-            got = squared_gradients(graph, ref.data, names)
-        except NNCError as e:  # an op the torch translation lacks
-            got, why = None, f"torch cannot run it ({e.detail})"
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:  # torch's own, on a batch of 1
-            got, why = None, f"torch cannot run it one sample at a time ({type(e).__name__})"
-        if got is not None:
-            graph.meta.extra[FISHER], n = got
-            return f"rdoq fisher weighting: squared gradients on the first {n} samples of the data"
-        why = why or "the compared output is not class scores"
-    return f"rdoq fisher weighting: magnitude weighting used instead ({why})"
+        return squared_gradients(g, data, names)
+
+    stage = "fisher sensitivity (squared gradients)"
+    n, why = _measure(graph, ref, progress, FISHER, stage, compute, explain, torch=True)
+    if n is not None:
+        return f"rdoq fisher weighting: squared gradients on the first {n} samples of the data"
+    return f"rdoq fisher weighting: magnitude weighting used instead ({why or 'the compared output is not class scores'})"
 
 
 def _moments(graph: Graph, ref: Reference, progress: Progress) -> str:
     """The layers' input second moments on ``--data`` in ``graph.meta.extra[HESSIAN]``, and the note."""
+    from nncompress.hessian import input_moments
     from nncompress.passes.rdoq import HESSIAN
 
-    why = _no_data(ref, torch=False)
-    if why is None:
-        from nncompress.hessian import input_moments
+    def explain(e: Exception) -> str | None:  # an op the executor lacks
+        return f"the reference executor cannot run it ({e.detail})" if isinstance(e, NNCError) else None
 
-        progress.stage("rdoq compensation: input second moments")
-        names = [n for n, w in graph.weights.items() if w.dtype.kind == "f" and w.size > 0]
-        assert ref.data is not None
-        try:
-            got = input_moments(graph, ref.data, names)
-        except NNCError as e:  # an op the executor lacks
-            got, why = None, f"the reference executor cannot run it ({e.detail})"
-        if got is not None:
-            graph.meta.extra[HESSIAN], n = got
-            return (
-                f"rdoq compensation: input second moments of {len(graph.meta.extra[HESSIAN])} "
-                f"kernels on the first {n} samples of the data"
-            )
-        why = why or "no Dense or Conv kernel it applies to"
-    return f"rdoq compensation: not applied ({why})"
+    stage = "rdoq compensation: input second moments"
+    n, why = _measure(graph, ref, progress, HESSIAN, stage, input_moments, explain, torch=False)
+    if n is not None:
+        kernels = len(graph.meta.extra[HESSIAN])
+        return f"rdoq compensation: input second moments of {kernels} kernels on the first {n} samples of the data"
+    return f"rdoq compensation: not applied ({why or 'no Dense or Conv kernel it applies to'})"
 
 
 def compress(
