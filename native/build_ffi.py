@@ -9,7 +9,7 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 SOURCES = [
     "dense.c", "sparse.c", "im.c", "cser.c", "huffman_codes.c", "ham.c", "sham.c", "lowrank.c", "psm.c", "sss.c",
-    "dct.c", "cabac.c", "rdoq.c",
+    "dct.c", "cabac.c", "rdoq.c", "watchdog.c",
 ]  # fmt: skip
 HEADERS = ["include/nnc_kernels.h", "nnc_common.h", "nnc_csr.h", "nnc_mv.h", "nnc_huffman.h", "nnc_sham.h"]
 

@@ -157,4 +157,10 @@ int nnc_cabac_decode(const uint8_t *stream, int64_t len, int32_t *levels, int64_
 int nnc_rdoq_levels(const float *c, int64_t n, double abs_step, double rms, int magnitude, const double *wts,
                     double lam, const double *table, int64_t half, int64_t *levels);
 
+/* watchdog (native/watchdog.c): arm: after seconds, unless disarmed (or armed again) first, write the
+ * len bytes of message (at most 2048) to fd 2 and _exit(code) (0..255), from a thread that needs no
+ * GIL; NNC_EARG for bad arguments, NNC_ENOMEM when the thread cannot start. disarm: cancel. */
+int nnc_watchdog_arm(const char *message, int64_t len, double seconds, int code);
+int nnc_watchdog_disarm(void);
+
 #endif

@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning every known error into one line and an exit code."""
     import signal
 
+    from nncompress import _stall
     from nncompress._tempfiles import sweep
 
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
         warnings.simplefilter("ignore")
     sweep()  # what runs killed with SIGKILL left in the temp directory
+    _stall.enable()  # a read libhdf5 never returns from ends the process with one line
     cmd = command()
     try:
         rv = cmd.main(args=argv, prog_name="nncompress", standalone_mode=False)

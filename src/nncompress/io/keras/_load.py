@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nncompress._stall import guard
 from nncompress.errors import InputError, NNCError
 from nncompress.io._json import JSONError, loads
 from nncompress.io._zip import UNREADABLE, read_member
@@ -67,7 +68,7 @@ def _load_h5(p: Path) -> Graph:
             path=str(p),
             hint="Re-save it with model.save()",
         ) from None
-    with f:
+    with f, guard("reading the HDF5 file", str(p), p.stat().st_size):
         a = f.attrs
         version = as_str(read_attr(f, "keras_version", ""))
         major = _major(version, 2)
@@ -129,7 +130,7 @@ def _load_zip(p: Path) -> Graph:
         raise InputError(
             f"model.weights.h5 inside the archive is not readable HDF5: {e}", path=str(p)
         ) from None
-    with f:
+    with f, guard("reading model.weights.h5", str(p), len(data)):
         layers = f["layers"] if "layers" in f else f
         g = _from_config_or_weights(cfg, ZipStore(f), lambda: k3_layers(layers), major, str(p))
         opt = (*count_datasets(f.get("optimizer")), "optimizer")

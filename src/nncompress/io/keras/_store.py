@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nncompress._stall import guard
 from nncompress.errors import InputError, OutputError
 from nncompress.ir import Graph, apply_layout
 from nncompress.ir.graph import LayoutOp
@@ -60,16 +61,21 @@ def _address_space_cap(file_size: int) -> int | None:
 def capped(obj: Any, what: str) -> Iterator[None]:
     """libhdf5 work on ``obj``'s file under an address-space cap (see `read_attr`); an allocation the
     cap stops, or an unreadable object, is an InputError naming ``what``."""
-    cap = _address_space_cap(int(obj.file.id.get_filesize()))
+    size = int(obj.file.id.get_filesize())
+    name = obj.file.filename
+    path = name if isinstance(name, str) and os.path.isfile(name) else None  # not an in-memory file
+    cap = _address_space_cap(size)
     if cap is None:
-        yield
+        with guard(what, path, size):
+            yield
         return
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     try:
-        yield
+        with guard(what, path, size):
+            yield
     except (OSError, MemoryError, RuntimeError) as e:  # h5py's RuntimeError: "memory allocation failed"
         raise InputError(
             f"{what} is unreadable or declares more than the file holds ({type(e).__name__}: {e})"

@@ -1,0 +1,79 @@
+"""The watchdog on libhdf5 reads (nncompress._stall, native/watchdog.c): a read that never returns
+ends the CLI with one error line naming the file and exit 3; nothing is armed in library use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nncompress import _stall
+from nncompress.native._call import loaded
+
+from .conftest import MODELS
+
+pytestmark = pytest.mark.skipif(not loaded(), reason="the native kernels are not built")
+
+
+def _run(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_armed_watchdog_ends_the_process_and_disarm_cancels() -> None:
+    fire = (
+        "import time; from nncompress.native import watchdog; "
+        "watchdog.arm('nncompress: error: stuck\\n', 0.3, 3); time.sleep(30); print('not reached')"
+    )
+    t0 = time.monotonic()
+    done = _run(fire)
+    assert done.returncode == 3 and done.stderr == "nncompress: error: stuck\n" and not done.stdout
+    assert time.monotonic() - t0 < 20
+    cancel = (
+        "import time; from nncompress.native import watchdog; "
+        "watchdog.arm('x\\n', 0.3, 3); watchdog.disarm(); time.sleep(1); "
+        "watchdog.arm('y\\n', 5, 3); watchdog.arm('z\\n', 0.2, 4); time.sleep(2); print('late')"
+    )
+    done = _run(cancel)
+    assert done.returncode == 4 and done.stderr == "z\n"  # the last arm's deadline and message
+
+
+def test_a_read_that_never_returns_is_one_line_and_exit_3() -> None:
+    """libhdf5 looping on a corrupt attribute, stood in for by an attribute read that never returns
+    (a busy loop: the GIL is released now and then, but nothing else would end it)."""
+    stuck = (
+        "import sys, h5py._hl.attrs as a\n"
+        "def never(self, name):\n    while True: pass\n"
+        "a.AttributeManager.__getitem__ = never\n"
+        "from nncompress.cli import main; sys.argv = ['nncompress', 'inspect', sys.argv[1]]; main()"
+    )
+    path = MODELS / "lenet300.h5"
+    done = _run(stuck, str(path), env={"NNCOMPRESS_STALL_SECONDS": "2"})
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nncompress: error: ")
+    assert str(path) in lines[0] and "did not finish in 2 s" in lines[0]
+
+
+def test_library_use_arms_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nncompress.native import watchdog
+
+    called = []
+    monkeypatch.setattr(watchdog, "arm", lambda *a: called.append(a) or True)
+    monkeypatch.setattr(_stall, "_enabled", False)
+    with _stall.guard("reading", "f.h5", 10):
+        pass
+    assert not called
+    monkeypatch.setattr(_stall, "_enabled", True)
+    with _stall.guard("reading", "f.h5", 10), _stall.guard("inner", "f.h5", 10):
+        pass
+    assert len(called) == 1 and called[0][1] == _stall.STALL_SECONDS + 10 / _stall.BYTES_PER_SECOND
