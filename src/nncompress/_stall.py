@@ -5,7 +5,7 @@ Such a call holds the GIL inside C, so nothing in Python can stop it; `guard` ar
 watchdog (`nncompress.native.watchdog`), which, past the deadline, prints the usual one error line
 naming the file and ends the process with the input-error exit code (3). Only the CLI enables it
 (`enable`): a library must not end its caller's process. The deadline is STALL_SECONDS plus a
-second per 10 MB of the file (a legitimate read of the largest attribute or subtree takes well
+second per 2 MB of the file (a legitimate read, even from a slow network disk, takes well
 under that), or NNCOMPRESS_STALL_SECONDS when set.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from nncompress.errors import InputError
 
 STALL_SECONDS = 60.0
-BYTES_PER_SECOND = 10 << 20
+BYTES_PER_SECOND = 2 << 20  # a slow network disk; a 1 GB file gets 9 minutes
 
 _enabled = False
 _depth = 0  # nested guards: the outermost one's deadline holds
