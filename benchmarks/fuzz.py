@@ -708,6 +708,7 @@ class Result:
     stderr_lines: int
     traceback_tail: list[str] = field(default_factory=list)
     mutant: str = ""
+    base_seed: int = 0  # with case, names the mutant (a table over several runs' logs counts both)
 
 
 def _limits(mem_bytes: int) -> Callable[[], None]:
@@ -1020,6 +1021,7 @@ def run_case(job: Job, opt: Options) -> list[Result]:
                 klass,
                 lines[-1][:MAX_LINE] if lines else "",
                 len(lines),
+                base_seed=job.base_seed,
             )
             if klass not in CLEAN:
                 if klass == "internal" and opt.tracebacks:
@@ -1045,10 +1047,10 @@ def run_case(job: Job, opt: Options) -> list[Result]:
 def table(results: list[Result]) -> str:
     inputs = sorted({r.input for r in results})
     counts: dict[str, collections.Counter[str]] = {i: collections.Counter() for i in inputs}
-    mutants: dict[str, set[int]] = collections.defaultdict(set)
+    mutants: dict[str, set[tuple[int, int]]] = collections.defaultdict(set)
     for r in results:
         counts[r.input][r.klass] += 1
-        mutants[r.input].add(r.case)
+        mutants[r.input].add((r.base_seed, r.case))
     peak: dict[str, float] = collections.defaultdict(float)
     for r in results:
         peak[r.input] = max(peak[r.input], r.peak_rss_mb)
@@ -1135,6 +1137,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR, help="folder for seeds, kept mutants and the JSON")
     ap.add_argument("--json", type=Path, default=None, help="where to write the non-clean cases")
     ap.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="append every result to this JSON-lines file as it comes (a long run killed or spread "
+        "over several sessions keeps what it did; --table-from adds logs up)",
+    )
+    ap.add_argument(
+        "--table-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the table of these --log files (mutants counted per input, seed and case) and exit",
+    )
+    ap.add_argument(
         "--no-tracebacks", action="store_true", help="do not rerun internal errors with NNCOMPRESS_DEBUG=1"
     )
     ap.add_argument(
@@ -1158,6 +1174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the inputs and exit")
     args = ap.parse_args(argv)
 
+    if args.table_from:
+        logged = [
+            Result(**json.loads(line))
+            for path in args.table_from
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
+        print(table(logged))
+        print(f"\n{len(logged)} runs from {len(args.table_from)} log(s)")
+        return 0
     names = [n for n in all_seed_names() if not args.only or any(o in n for o in args.only)]
     if args.list or not names:
         print("\n".join(names) or "no input matches --only")
@@ -1178,6 +1204,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
 
     def progress(r: Result) -> None:
+        if args.log is not None:
+            with open(args.log, "a") as f:
+                f.write(json.dumps(dataclasses.asdict(r)) + "\n")
         if r.klass not in CLEAN:
             print(
                 f"[{r.klass}] {r.input} #{r.case}: {r.mutation} | {r.command} -> {r.returncode}: {r.stderr_last[:200]}",

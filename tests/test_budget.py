@@ -131,7 +131,8 @@ def test_weights_only_input_says_the_budget_is_not_applied(tmp_path: Path) -> No
     assert any("not applied" in n for n in res.report["notes"])
 
 
-@pytest.mark.parametrize("model", ["vggmini.pt", "vggmini.onnx", "lenet300.h5", "lenet300.keras"])
+# lenet300.keras (the same Keras writer as .h5) was dropped to keep CI under its 30 minutes
+@pytest.mark.parametrize("model", ["vggmini.pt", "vggmini.onnx", "lenet300.h5"])
 def test_smallest_keeps_max_drop_after_decompress(model: str, tmp_path: Path) -> None:
     """The issue's acceptance run: --method smallest --max-drop 0.5, decompressed, within 0.5 points
     on all 1,000 digits (measured by eval on the rebuilt file, in its own runtime)."""
@@ -148,10 +149,11 @@ def test_smallest_keeps_max_drop_after_decompress(model: str, tmp_path: Path) ->
     rep = json.loads(r.stdout)
     assert rep["budget"]["held"] is True and {x["format"] for x in rep["layers"]} <= {"cabac", "array"}
     assert rep["totals"]["ratio"] > 12  # far below the 32 bits a float weight takes
-    # with --data the plain search and the two fisher-weighted ones all ran; one of them won
+    # with --data the plain search and its data-driven variants all ran; one of them won
     knob = KNOBS["smallest"]
     assert rep["budget"]["template"] in (knob.template, *knob.variants)
     assert any("squared gradients on the first 256 samples" in n for n in rep["notes"])
+    assert any("input second moments of" in n and "first 256 samples" in n for n in rep["notes"])
     assert all(rep["budget"]["template"].format(v) == p for v, p in
                zip(rep["budget"]["values"].values(), rep["recipe"]["allocation"].values(), strict=True)
                if v is not None)  # fmt: skip
