@@ -505,7 +505,7 @@ def _refine(
     The family moves every tensor by one lambda; the real budget (accuracy on the data, top-1
     agreement) is not the squared output error the family trades, so single moves it did not
     consider often still hold. Moves are tried best predicted bytes-per-error first. Accuracy on a
-    sample set is not monotone in a setting (lenet300: its last layer one step coarser lost 1.1
+    sample set is not monotone in a setting (lenet300: its last layer one step coarser lost 1.2
     points, two steps 0.5), so after a failed move a tensor tries the setting after it, and stops
     at its STRIKES-th failure in a row. At most ``limit`` whole-model checks.
     """
