@@ -294,3 +294,19 @@ def test_non_utf8_onnx_compress_exits_cleanly(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert res.returncode == EXIT_INPUT and len(lines) == 1 and "UTF-8" in lines[0], res.stderr
     assert not (tmp_path / "o.nnc").exists()
+
+
+def test_keras_archive_with_a_duplicate_member_is_refused(tmp_path: Path) -> None:
+    """Found by benchmarks/fuzz.py (seed 41, case 67): a second model.weights.h5 holding other
+    bytes; inspect read the first, compress's skeleton the last (an internal error). Refused, exit 3."""
+    src = MODELS / "lenet300.keras"
+    bad = tmp_path / "dup.keras"
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(bad, "w") as out:
+        for info in z.infolist():
+            out.writestr(info, z.read(info))
+        with pytest.warns(UserWarning):  # zipfile warns about the duplicate name it writes
+            out.writestr("model.weights.h5", z.read("metadata.json"))
+    for args in (["inspect", str(bad)], ["compress", str(bad), "-o", str(tmp_path / "o.nnc")]):
+        r = run_cli(*args)
+        assert r.returncode == 3, r.stderr
+        assert r.stderr.strip().count("\n") == 0 and "two members named 'model.weights.h5'" in r.stderr

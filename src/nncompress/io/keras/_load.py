@@ -104,7 +104,16 @@ def _load_zip(p: Path) -> Graph:
 
     try:
         with zipfile.ZipFile(p) as z:
-            members = set(z.namelist())
+            names = z.namelist()
+            members = set(names)
+            if len(members) != len(names):
+                # the loader would read the first of two, the writer (zipfile, by name) the last
+                twice = sorted({n for n in names if names.count(n) > 1})
+                raise InputError(
+                    f".keras archive holds two members named {twice[0]!r}",
+                    path=str(p),
+                    hint="Re-save it with model.save('x.keras')",
+                )
             if "config.json" not in members:
                 raise InputError(
                     ".keras archive has no config.json",
