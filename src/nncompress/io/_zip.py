@@ -17,7 +17,7 @@ import zlib
 from nncompress._limits import MAX_RATIO, check_alloc
 from nncompress.errors import InputError
 
-__all__ = ["METHODS", "UNREADABLE", "check_member", "read_member"]
+__all__ = ["METHODS", "UNREADABLE", "check_member", "first_duplicate", "read_member"]
 
 UNREADABLE = (
     zipfile.BadZipFile,
@@ -34,6 +34,17 @@ _ = bz2  # bzip2 errors surface as OSError/EOFError from zipfile
 # What a member may be compressed with: the methods .nnc writers choose among, and the ones zipfile
 # reads; every one of them passes the size and ratio checks below before it is inflated.
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def first_duplicate(names: list[str]) -> str | None:
+    """The first member name that occurs twice, or None (zipfile reads the last of two by name,
+    a loader walking the list the first: such an archive means two different things)."""
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
 
 
 def check_member(

@@ -14,7 +14,7 @@ from typing import Any
 from nncompress._stall import guard
 from nncompress.errors import InputError, NNCError
 from nncompress.io._json import JSONError, loads
-from nncompress.io._zip import UNREADABLE, read_member
+from nncompress.io._zip import UNREADABLE, first_duplicate, read_member
 from nncompress.io.keras._model import build, is_model_config
 from nncompress.io.keras._store import KerasSource, LegacyStore, ZipStore, as_str, count_datasets, read_attr
 from nncompress.io.keras._weights_only import WEIGHTS_ONLY_NOTE, k3_layers, legacy_layers, weights_only
@@ -106,11 +106,10 @@ def _load_zip(p: Path) -> Graph:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()
             members = set(names)
-            if len(members) != len(names):
-                # the loader would read the first of two, the writer (zipfile, by name) the last
-                twice = sorted({n for n in names if names.count(n) > 1})
+            twice = first_duplicate(names)
+            if twice is not None:
                 raise InputError(
-                    f".keras archive holds two members named {twice[0]!r}",
+                    f".keras archive holds two members named {twice[:80]!r}",
                     path=str(p),
                     hint="Re-save it with model.save('x.keras')",
                 )

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nncompress.errors import InputError, UnsupportedError
+from nncompress.io._zip import first_duplicate
 
 __all__ = ["Stored", "TorchZip", "bf16_to_f32", "f32_to_bf16"]
 
@@ -103,7 +104,7 @@ class TorchZip:
         infos = zf.infolist()
         names = [i.filename for i in infos]
         size = path.stat().st_size
-        if len(set(names)) != len(names):
+        if first_duplicate(names) is not None:
             zf.close()
             raise _bad(path, "the archive names a member twice")
         for i in infos:
