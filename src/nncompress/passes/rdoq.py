@@ -385,6 +385,11 @@ class RDOQ(Pass):
             "second moments on --data (GPTQ); Dense and Conv kernels, else as without",
         )
 
+        def statistics(self) -> tuple[str, ...]:
+            """The ``graph.meta.extra`` keys of the data-driven statistics these options read
+            (compress measures them on --data; without, the pass does as it would without them)."""
+            return (FISHER,) * (self.weighting == "fisher") + (HESSIAN,) * bool(self.compensate)
+
     def __call__(
         self, graph: Graph, options: RDOQ.Options, *, select: Select, rng: np.random.Generator
     ) -> PassResult:

@@ -105,17 +105,16 @@ def _data_statistics(
     """What rdoq steps ask of ``--data``: squared gradients for ``weighting=fisher``
     (`passes.rdoq.FISHER`), input second moments for ``compensate`` (`passes.rdoq.HESSIAN`), put
     where the pass reads them; a note for each, saying what they came from or why not."""
+    from nncompress.passes.rdoq import FISHER, HESSIAN
+
     asked, variants = _rdoq_steps(plan, knob)
     real = ref.data is not None and not ref.data.random
     notes = []
-    for kind, wants in (
-        ("fisher", lambda o: o.weighting == "fisher"),
-        ("compensate", lambda o: bool(o.compensate)),
-    ):
-        if not any(wants(o) for o in asked) and not (real and any(wants(o) for o in variants)):
-            continue  # a search variant that needs data is simply not tried without it
-        note = _fisher(graph, ref, progress) if kind == "fisher" else _moments(graph, ref, progress)
-        notes.append(note)
+    for key, measure in ((FISHER, _fisher), (HESSIAN, _moments)):
+        wanted = any(key in o.statistics() for o in asked)
+        # a search variant that needs data is simply not tried without it
+        if wanted or (real and any(key in o.statistics() for o in variants)):
+            notes.append(measure(graph, ref, progress))
     return notes
 
 

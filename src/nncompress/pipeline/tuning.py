@@ -18,7 +18,7 @@ from typing import Any
 from nncompress.artifact import TensorEntry
 from nncompress.fidelity import Reference, compressed
 from nncompress.ir import Graph
-from nncompress.passes.rdoq import FISHER, HESSIAN, RDOQ
+from nncompress.passes.rdoq import RDOQ
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
@@ -111,14 +111,9 @@ def _available(template: str, graph: Graph) -> bool:
     """Whether the data-driven statistics a variant's rdoq step reads were measured."""
     from nncompress.passes import parse_pipeline
 
-    for _, opts in parse_pipeline(template.format(1).split(",")[0]):
-        if not isinstance(opts, RDOQ.Options):
-            continue
-        if opts.weighting == "fisher" and FISHER not in graph.meta.extra:
-            return False
-        if opts.compensate and HESSIAN not in graph.meta.extra:
-            return False
-    return True
+    steps = parse_pipeline(template.format(1).split(",")[0])
+    needs = [k for _, o in steps if isinstance(o, RDOQ.Options) for k in o.statistics()]
+    return all(k in graph.meta.extra for k in needs)
 
 
 def _payload(found: Found) -> int:
