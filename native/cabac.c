@@ -48,10 +48,12 @@ static void model_init(model_t *m) {
     for (size_t i = 0; i < sizeof(model_t) / sizeof(ctx_t); i++) c[i].fast = c[i].slow = (uint16_t)(PROB_ONE >> 1);
 }
 
-static inline uint32_t prob(const ctx_t *c) {
-    uint32_t p = ((uint32_t)c->fast + c->slow) >> 1;
-    return p < PROB_MIN ? PROB_MIN : p > PROB_MAX ? PROB_MAX : p;
-}
+/* The spec clamps the mean to [PROB_MIN, PROB_MAX]; no reachable state needs it. From 1/2, the updates
+ * below keep fast in [15, 32753] and slow in [127, 32641] (every reachable value is enumerated in
+ * tests/test_formats_cabac.py), so the mean lies in [71, 32697]. Dropping the two compares took ~10 %
+ * off the decoder's time per bin; the stream is unchanged. The same bounds give bound >= 2^15 and
+ * range - bound >= 2^15 after a bin from range >= 2^24: at most two renormalization shifts. */
+static inline uint32_t prob(const ctx_t *c) { return ((uint32_t)c->fast + c->slow) >> 1; }
 
 /* Written as two exact branches, not as p += (target - p) >> s: an arithmetic shift of a negative
  * difference rounds the other way and would change the stream. Compilers turn both into cmovs. */
@@ -169,9 +171,13 @@ static inline uint32_t dec_bin(dec_t *d, ctx_t *c) {
     d->code -= bit ? 0 : bound;
     d->range = bit ? bound : d->range - bound;
     update(c, bit);
-    while (d->range < TOP) {
+    if (d->range < TOP) { /* two ifs, not a loop: measured ~5 % faster per decoded bin */
         d->range <<= 8;
         d->code = (d->code << 8) | next_byte(d);
+        if (d->range < TOP) {
+            d->range <<= 8;
+            d->code = (d->code << 8) | next_byte(d);
+        }
     }
     return bit;
 }
@@ -201,7 +207,11 @@ int nnc_cabac_decode(const uint8_t *stream, int64_t len, int32_t *levels, int64_
         if (dec_bin(&d, &m.sig[(a1 < 2 ? a1 : 2) * 2 + (p2 != 0)])) {
             const uint32_t neg = dec_bin(&d, &m.sign[p1 == 0 ? 0 : p1 > 0 ? 1 : 2]);
             uint32_t a = 1;
-            while (a <= K_GT && dec_bin(&d, &m.gt[(a - 1) * 2 + (a1 > a)])) a++;
+            ctx_t *g = m.gt + (a1 > 1);
+            while (a <= K_GT && dec_bin(&d, g)) {
+                a++;
+                g = m.gt + (a - 1) * 2 + (a1 > a);
+            }
             if (a > K_GT) {
                 int u = 0;
                 while (dec_bin(&d, &m.eg[u < N_EG ? u : N_EG - 1]))

@@ -127,6 +127,29 @@ def test_predictable_levels_cost_under_a_bit_each() -> None:
     assert bits < 0.3 and bits < 1.15 * entropy  # ham's floor is 1 bit
 
 
+def test_the_probability_clamp_never_binds() -> None:
+    # The C coder drops the spec's clamp of the mean to [PROB_MIN, PROB_MAX] (native/cabac.c): every
+    # state either estimate can reach from 1/2 keeps the mean inside it, and the two renormalization
+    # shifts the decoder unrolls suffice. Enumerated, not sampled: each estimate has < 2**15 states.
+    def reachable(shift: int) -> tuple[int, int]:
+        one = _cabac_ref.PROB_ONE
+        seen, todo = {one // 2}, [one // 2]
+        while todo:
+            p = todo.pop()
+            for q in (p + ((one - p) >> shift), p - (p >> shift)):
+                if q not in seen:
+                    seen.add(q)
+                    todo.append(q)
+        return min(seen), max(seen)
+
+    (f_lo, f_hi), (s_lo, s_hi) = reachable(4), reachable(7)
+    lo, hi = (f_lo + s_lo) >> 1, (f_hi + s_hi) >> 1
+    assert _cabac_ref.PROB_MIN <= lo and hi <= _cabac_ref.PROB_MAX, (lo, hi)
+    # from range >= 2**24, both sides of a split keep >= 2**15: two shifts of 8 bits reach 2**24 again
+    r = 1 << 24
+    assert (r >> 15) * lo >= 1 << 15 and r - (r >> 15) * hi >= 1 << 15
+
+
 @native
 def test_encode_rejects_levels_out_of_range_and_grows_its_buffer() -> None:
     for bad in (2**30, -(2**30), -(2**31), 2**31 - 1):
@@ -134,10 +157,10 @@ def test_encode_rejects_levels_out_of_range_and_grows_its_buffer() -> None:
             c_encode(np.array([0, bad], np.int32))
         with pytest.raises(ValueError):
             _cabac_ref.encode(np.array([bad]))
-    # uniform huge levels take ~4 bytes each, past the first guess of n / 2 + 64: the retry path
+    # uniform huge levels take ~4 bytes each, past the first guess of n + 64: the retry path
     lv = np.random.default_rng(1).integers(-TOP, TOP + 1, 3000).astype(np.int32)
     s = c_encode(lv)
-    assert len(s) > lv.size // 2 + 64
+    assert len(s) > lv.size + 64
     assert s == _cabac_ref.encode(lv)
 
 

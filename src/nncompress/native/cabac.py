@@ -31,7 +31,9 @@ def encode(levels: np.ndarray) -> np.ndarray:
         out = np.empty(cap, dtype=np.uint8)
         return lib.nnc_cabac_encode(ptr(lv, "int32_t *"), lv.size, ptr(out, "uint8_t *"), cap, out_len), out
 
-    st, out = run(lv.size // 2 + 64)  # 4 bits a level: most quantized layers code well under that
+    # 8 bits a level: fine steps (rdoq at rms/32) take ~7, and a second call, when needed, codes the
+    # whole stream again (it halved encode throughput at 4 bits a level)
+    st, out = run(lv.size + 64)
     if st == _ESPACE:  # the encoder counted the bytes it needs: the second call fits
         st, out = run(int(out_len[0]))
     if st == -2:
