@@ -8,6 +8,7 @@ per tensor among ``values`` (mildest first), or keeps the tensor as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,11 @@ _BUDGET = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)
 _STEP = tuple(round(2.0 ** (-q / 4), 6) for q in range(16, -7, -1))
 
 
+def _eighth_octave(a: float, b: float) -> float:
+    """The step halfway between two quarter-octave neighbours, in octaves."""
+    return round(float(a * b) ** 0.5, 6)
+
+
 @dataclass(frozen=True)
 class Knob:
     """``template`` with its one ``{}`` set to a value of ``values`` is a per-tensor pipeline."""
@@ -33,6 +39,9 @@ class Knob:
     # templates also searched where compress has data-driven sensitivities (rdoq's fisher
     # weighting); the smallest allocation that keeps the budget wins
     variants: tuple[str, ...] = ()
+    # the value halfway between two neighbours of ``values``, for the search's last polish (None:
+    # the grid is all it tries)
+    between: Callable[[Any, Any], Any] | None = None
 
     def recipe(self, value: Any) -> Recipe:
         return recipe_from(None, self.template.format(value))
@@ -83,5 +92,6 @@ KNOBS: dict[str, Knob] = {
             "rdoq:step={}:weighting=fisher:fisher_power=0.25:compensate=true,cabac",
             "rdoq:step={}:weighting=fisher:fisher_power=0.125:compensate=true,cabac",
         ),
+        _eighth_octave,
     ),
 }

@@ -540,6 +540,55 @@ def _refine(
     return alloc, fid, evals
 
 
+def polish(
+    graph: Graph,
+    knob: Knob,
+    budget: Budget,
+    ref: Reference,
+    found: Found,
+    *,
+    seed: int = 0,
+    progress: Progress = SILENT,
+) -> Found:
+    """Each tensor, most bytes first, tried once at ``knob.between`` its value and the next coarser
+    one of the grid, kept where the whole model still keeps the budget. The grid is coarse where
+    one step moves a large layer's bytes by a tenth (quarter octaves of rdoq's step), and its next
+    coarser value already failed or was out of the refinement's reach. Small models only (at most
+    LARGE parameters), one whole-model check per tensor."""
+    if knob.between is None or found.fidelity is None:
+        return found
+    table = [t for t in found.scan.table if found.values[t.name] is not KEEP]
+    if sum(graph.weights[t.name].size for t in table) > LARGE:
+        return found
+    approx = Approximations(graph, knob, seed)
+    values, evals = dict(found.values), 0
+    fid: dict[str, Any] | None = found.fidelity
+
+    def current_bytes(t: Sensitivity) -> int:
+        return next(s.bytes for s in t.settings if s.value == found.values[t.name])
+
+    for t in sorted(table, key=lambda t: -current_bytes(t)):
+        grid = [s.value for s in t.settings]
+        i = grid.index(values[t.name])
+        if i + 1 >= len(grid):
+            continue
+        mid = knob.between(values[t.name], grid[i + 1])
+        if mid in (values[t.name], grid[i + 1]) or approx.get(t.name, mid)[1] >= current_bytes(t):
+            continue
+        trial = {**values, t.name: mid}
+        progress.stage(f"polish check {evals + 1} (at most {len(table)}): encoding")
+        arrays = {n: approx.array(n, v) for n, v in trial.items() if v is not KEEP}
+        f = evaluate(
+            graph, ref, arrays, progress=progress, label=f"polish check {evals + 1} (at most {len(table)})"
+        )
+        evals += 1
+        if budget.holds(f):
+            values, fid = trial, f
+    return dataclasses.replace(
+        found, values=values, fidelity=fid, evaluations=found.evaluations + evals, recipe=approx.recipe
+    )
+
+
 def plan_of(found: Found, origin: dict[str, Any]) -> Plan:
     """The per-tensor plan of a search's answer. A first catch-all rule keeps integer weights coded
     losslessly as under the preset; a kept tensor is excluded."""

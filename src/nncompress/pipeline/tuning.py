@@ -23,7 +23,7 @@ from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import compress_graph
 from nncompress.pipeline.knobs import KNOBS, Knob
 from nncompress.pipeline.recipe import Plan
-from nncompress.pipeline.search import KEEP, Found, plan_of, search
+from nncompress.pipeline.search import KEEP, Found, plan_of, polish, search
 from nncompress.progress import SILENT, Progress
 
 Measured = tuple[dict[str, Any] | None, str | None]  # `fidelity.compressed`'s answer
@@ -84,6 +84,7 @@ def budgeted(
             if budget.holds(other.fidelity) and _payload(other) < _payload(found):
                 found, knob = other, alt
     found.evaluations = evaluations
+    found = polish(graph, knob, budget, ref, found, seed=seed, progress=progress)
     method = plan.origin["method"]
     origin = {
         "method": method,
