@@ -3,6 +3,7 @@ the per-tensor allocation they come from (pipeline.budget, pipeline.search, pipe
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -79,7 +80,7 @@ def test_knob_values_are_valid_pipelines() -> None:
             knob.recipe(v)  # parses (every step word and option exists)
         assert knob.up_to_preset()[-1] == (knob.preset if knob.preset is not None else knob.values[-1])
         if knob.between is not None:  # the polish's value lies strictly inside each pair of neighbours
-            for a, b in zip(knob.values, knob.values[1:]):
+            for a, b in itertools.pairwise(knob.values):
                 assert min(a, b) < knob.between(a, b) < max(a, b), (name, a, b)
                 knob.recipe(knob.between(a, b))
 
