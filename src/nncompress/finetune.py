@@ -41,7 +41,6 @@ from nncompress.progress import SILENT, Progress
 # quick, large enough for the Adam moments to be meaningful.
 DEFAULT_BATCH = 64
 TEMPERATURE = 2.0
-_SOFTMAX_TOL = 1e-3
 # Gradual pruning in the first stage (Zhu & Gupta 2017, "To prune, or not to prune"): the sparsity
 # rises as 1 - (1 - t)^3 over the first PRUNE_SHARE of the steps, in PRUNE_POINTS steps, so that
 # the weights left adapt while the cut deepens; the rest of the steps train at the final mask. At
@@ -105,18 +104,19 @@ def teacher_outputs(graph: Graph, data: EvalData, *, batch: int, progress: Progr
     """The original model's compared output on every training row (run in torch, no gradient)."""
     import torch
 
+    from nncompress.torch.feeds import compared_output, pick, take_rows
     from nncompress.torch.graph import to_torch
 
     module = to_torch(graph).eval()
     dev = _device()
     module.to(dev)
-    k = _compared(graph)
+    k = compared_output(graph)
     outs = []
     progress.stage("fine-tuning: the original's outputs", data.n)
     with torch.no_grad():
         for i in range(0, data.n, batch):
             j = min(i + batch, data.n)
-            out = _pick(module(_take(data, np.arange(i, j), dev)), k)
+            out = pick(module(take_rows(data, np.arange(i, j), dev)), k)
             outs.append(out.detach().to("cpu", torch.float32).numpy())
             progress.advance(j - i)
     return np.concatenate(outs, axis=0)
@@ -141,6 +141,7 @@ def train(
     import torch
 
     from nncompress.torch import CompressedWeight
+    from nncompress.torch.feeds import compared_output, pick, take_rows
     from nncompress.torch.graph import to_torch
 
     opts.check()
@@ -154,7 +155,7 @@ def train(
     dev = _device()
     module = to_torch(g2).to(dev)
     module.train()
-    k = _compared(g2)
+    k = compared_output(g2)
     slots: dict[str, Any] = {}
     params = []
     # plain weights whose zeros stay zeros: the kept entries (1) per weight, re-applied after every
@@ -208,8 +209,8 @@ def train(
             if step and len(idx) % step:
                 progress.advance(1)
                 continue  # a model with a fixed batch takes only whole batches
-            feeds = _take(data, idx, dev)
-            out = _pick(module(feeds), k)
+            feeds = take_rows(data, idx, dev)
+            out = pick(module(feeds), k)
             loss = _loss(
                 out,
                 None if t_all is None else t_all[idx].to(dev),
@@ -285,30 +286,6 @@ def _device() -> Any:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _compared(graph: Graph) -> int:
-    """Index of the output fidelity compares (the runtimes' rule: the first floating-point one)."""
-    from nncompress.runtime import _first_float
-
-    return _first_float([str(v.dtype) for v in graph.outputs])
-
-
-def _pick(out: Any, k: int) -> Any:
-    return out[k] if isinstance(out, tuple) else out
-
-
-def _take(data: EvalData, idx: np.ndarray, dev: Any) -> dict[str, Any]:
-    """The feeds of rows ``idx`` (batched inputs indexed on their batch axis, others whole)."""
-    import torch
-
-    out = {}
-    for s in data.specs:
-        a = data.arrays[s.name]
-        if s.batch_axis is not None:
-            a = np.take(a, idx, axis=s.batch_axis)
-        out[s.name] = torch.as_tensor(np.ascontiguousarray(a)).to(dev)
-    return out
-
-
 def _kind(targets: np.ndarray) -> str:
     """ "scores" (class scores or probabilities over the last axis) or "values" (one number a row)."""
     if targets.ndim < 2 or targets.shape[-1] < 2:
@@ -316,14 +293,11 @@ def _kind(targets: np.ndarray) -> str:
     return "scores"
 
 
-def _is_prob(t: Any) -> bool:
-    """Rows that are already a distribution (a model ending in softmax)."""
-    return bool((t >= 0).all()) and bool(((t.sum(-1) - 1).abs() < _SOFTMAX_TOL).all())
-
-
 def _loss(out: Any, target: Any, y: Any, kind: str, temperature: float) -> Any:
     import torch
     import torch.nn.functional as F
+
+    from nncompress.torch.feeds import is_distribution
 
     out = out.float()
     if kind == "values":
@@ -332,11 +306,11 @@ def _loss(out: Any, target: Any, y: Any, kind: str, temperature: float) -> Any:
         return ((out - t) ** 2).mean() / scale
     flat = out.reshape(-1, out.shape[-1])
     # probabilities are compared through their logarithms, so that one code path serves both
-    s_logits = torch.log(flat.clamp_min(1e-12)) if _is_prob(flat.detach()) else flat
+    s_logits = torch.log(flat.clamp_min(1e-12)) if is_distribution(flat.detach()) else flat
     loss = flat.new_zeros(())
     if target is not None:
         t = target.float().reshape(-1, target.shape[-1])
-        t_logits = torch.log(t.clamp_min(1e-12)) if _is_prob(t) else t
+        t_logits = torch.log(t.clamp_min(1e-12)) if is_distribution(t) else t
         p_t = F.softmax(t_logits / temperature, dim=-1)
         log_p_s = F.log_softmax(s_logits / temperature, dim=-1)
         loss = loss + F.kl_div(log_p_s, p_t, reduction="batchmean") * temperature**2

@@ -34,7 +34,7 @@ def squared_gradients(
     import torch
     import torch.nn.functional as F
 
-    from nncompress.finetune import _compared, _is_prob, _pick, _take
+    from nncompress.torch.feeds import compared_output, is_distribution, pick, take_rows
     from nncompress.torch.graph import to_torch
 
     if not data.batched() or data.n == 0:
@@ -51,18 +51,18 @@ def squared_gradients(
         p.requires_grad_(False)
     for p in params.values():
         p.requires_grad_(True)
-    k = _compared(graph)
+    k = compared_output(graph)
     labels = data.y if data.y is not None and len(data.y) == data.n else None
     sums = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
     n = min(samples, data.n)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for i in range(n):
-            out = _pick(module(_take(data, np.array([i]), torch.device("cpu"))), k).float()
+            out = pick(module(take_rows(data, np.array([i]), torch.device("cpu"))), k).float()
             if out.ndim < 2 or out.shape[-1] < 2:
                 return None
             scores = out.reshape(-1, out.shape[-1])
-            logits = torch.log(scores.clamp_min(1e-12)) if _is_prob(scores.detach()) else scores
+            logits = torch.log(scores.clamp_min(1e-12)) if is_distribution(scores.detach()) else scores
             target: Any = (
                 torch.as_tensor(np.asarray(labels[i : i + 1]).reshape(-1), dtype=torch.long)
                 if labels is not None
