@@ -22,7 +22,6 @@ import numpy as np
 from nncompress.errors import NNCError
 from nncompress.inputs import EvalData
 from nncompress.ir import Graph
-from nncompress.ir.graph import invert_layout
 
 Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], np.ndarray]  # the compared output of one run
@@ -192,10 +191,7 @@ def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Ca
     def set_weights(arrays: Feeds) -> None:
         fed.clear()
         for n, a in arrays.items():
-            w = graph.weights[n]
-            fed[inputs[n]] = np.ascontiguousarray(
-                invert_layout(np.asarray(a, dtype=w.dtype), w.layout, w.source_shape)
-            )
+            fed[inputs[n]] = np.ascontiguousarray(graph.weights[n].to_source(a))
 
     return Runtime(rt.name, fn, rt.cleanup, rt.output), set_weights
 

@@ -137,9 +137,11 @@ class Weight:
             return np.asarray(v)
         return np.asarray(v.to_dense())
 
-    def to_source(self) -> np.ndarray:
-        """The dense array in the source file's layout and dtype."""
-        return invert_layout(self.array, self.layout, self.source_shape)
+    def to_source(self, array: np.ndarray | None = None) -> np.ndarray:
+        """The dense array (or ``array``, in this weight's IR layout) in the source file's layout
+        and this weight's dtype."""
+        a = self.array if array is None else np.asarray(array, dtype=self.dtype)
+        return invert_layout(a, self.layout, self.source_shape)
 
 
 @dataclass
