@@ -30,6 +30,7 @@ import numpy as np
 from nncompress.fidelity import Reference, compressed, figures, same_runtime
 from nncompress.inputs import EvalData
 from nncompress.ir import Graph
+from nncompress.passes._infra import rel_error
 from nncompress.passes.rdoq import FISHER, HESSIAN
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.engine import approximate
@@ -185,7 +186,7 @@ class Approximations:
         # a structured fit of some rows says nothing of the whole matrix's: only storage estimates
         if not self.estimated(name, value):
             a, nbytes = self.get(name, value)
-            return nbytes, _rel(a, orig)
+            return nbytes, rel_error(orig, a)
         rows = orig.shape[0]
         take = max(2, min(rows, ESTIMATE_SAMPLE * rows // w.size))
         idx = np.unique(np.linspace(0, rows - 1, take).round().astype(np.int64))
@@ -200,12 +201,7 @@ class Approximations:
             extra[HESSIAN] = {k: v for k, v in moments.items() if k != name}
         sub.meta.extra = extra
         a, nbytes = approximate(sub, name, self.recipe(value), seed=self.seed)
-        return round(nbytes * rows / len(idx)), _rel(a, orig[idx])
-
-
-def _rel(a: np.ndarray, orig: np.ndarray) -> float:
-    norm = float(np.linalg.norm(orig.astype(np.float64)))
-    return float(np.linalg.norm(a.astype(np.float64) - orig)) / norm if norm > 0 else 0.0
+        return round(nbytes * rows / len(idx)), rel_error(orig[idx], a)
 
 
 def tunable(graph: Graph, knob: Knob) -> list[str]:
@@ -338,7 +334,7 @@ def _scan(
         for i, v in enumerate(values):
             if i in at:  # the model runs on it: the whole tensor
                 a, nbytes = approx.measured(name, v)
-                s = Setting(v, nbytes, _rel(a, w.array))
+                s = Setting(v, nbytes, rel_error(w.array, a))
             else:
                 s = Setting(v, *approx.estimate(name, v))
             if i in at:
