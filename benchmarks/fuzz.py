@@ -742,6 +742,7 @@ def run_limited(
     rc: int | None = None
     rss_kb = 0
     deadline = t0 + timeout
+    nap = 0.001  # most refusals take tens of milliseconds: poll often at first
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -753,7 +754,8 @@ def run_limited(
             _, status, usage = os.wait4(p.pid, 0)
             rss_kb = usage.ru_maxrss
             break
-        time.sleep(0.02)
+        time.sleep(nap)
+        nap = min(2 * nap, 0.02)
     p.returncode = rc if rc is not None else -9  # reaped here: Popen must not wait for it again
     seconds = time.monotonic() - t0
     stderr = err_path.read_bytes().decode("utf-8", "replace")
@@ -779,6 +781,11 @@ PRELOAD = (
     "nncompress.artifact",
     "nncompress.fidelity",
     "nncompress.torch.graph",
+    # what the CLI imports on its first parse of a command's options (typer's adapters pull in
+    # pydantic: ~0.1 s of every forked child's time otherwise)
+    "typer._adapters",
+    "pydantic",
+    "rich._emoji_codes",
 )
 
 
@@ -795,6 +802,11 @@ def preload() -> list[str]:
                 importlib.import_module(name)
             except Exception:  # an optional framework not installed: its children import nothing
                 missing.append(name)
+    # the click command tree, built once per process (cached): built here, not in every child.
+    # Nothing else of main() runs here (it sets handlers and the stall watchdog's flag).
+    from nncompress.cli.app import command
+
+    command()
     return missing
 
 
@@ -845,6 +857,7 @@ def run_forked(
     rc: int | None = None
     rss_kb = 0
     deadline = t0 + timeout
+    nap = 0.001  # most refusals take tens of milliseconds: poll often at first
     while True:
         got, status, usage = os.wait4(pid, os.WNOHANG)
         if got:
@@ -857,7 +870,8 @@ def run_forked(
             _, status, usage = os.wait4(pid, 0)
             rss_kb = usage.ru_maxrss
             break
-        time.sleep(0.01)
+        time.sleep(nap)
+        nap = min(2 * nap, 0.02)
     seconds = time.monotonic() - t0
     stderr = err_path.read_bytes().decode("utf-8", "replace") if err_path.exists() else ""
     err_path.unlink(missing_ok=True)
