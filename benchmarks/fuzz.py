@@ -1202,6 +1202,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list or not names:
         print("\n".join(names) or "no input matches --only")
         return 0 if names else 2
+    # absolute: each case's child changes into its work folder (a relative --out sent its stderr
+    # file, and so its exit, astray)
+    args.out = args.out.resolve()
     opt = Options(args.timeout, int(args.memory * 1e9), args.out, not args.no_tracebacks)
     if args.asan and args.fork:
         ap.error("--fork and --asan do not mix (a sanitized child needs its own interpreter)")
