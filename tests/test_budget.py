@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nncompress.errors import UsageError
+from nncompress.passes._infra import rel_error
 from nncompress.pipeline import compress
 from nncompress.pipeline.budget import Budget
 from nncompress.pipeline.knobs import KNOBS
@@ -258,10 +259,34 @@ def test_large_tensors_are_estimated_from_rows_and_checked_whole(monkeypatch: py
             a, nbytes = ap.get("0.weight", v)
             est_bytes, est_err = ap.estimate("0.weight", v)
             assert abs(est_bytes - nbytes) <= 0.03 * nbytes, (method, v, est_bytes, nbytes)
-            err = search._rel(a, g.weights["0.weight"].array)
+            err = rel_error(g.weights["0.weight"].array, a)
             assert abs(est_err - err) <= 0.03 * max(err, 0.1), (method, v, est_err, err)
             assert np.array_equal(ap.array("0.weight", v), a)
     # a structured fit is never estimated from rows: it is made whole
     ap = search.Approximations(g, KNOBS["lowrank"], 0)
     a, nbytes = ap.get("0.weight", 0.2)
     assert ap.estimate("0.weight", 0.2)[0] == nbytes
+
+
+def test_costly_inputs_cap_the_scan_and_the_checks() -> None:
+    """Parameters x input elements a sample bounds the scan's rows and the single-tensor checks, so
+    a small model on long inputs (basic-pitch: 36 K parameters, 43,844 samples a row) is not
+    scanned on 64 rows and refined with 70 whole-model checks; the examples stay uncapped."""
+    import nncompress.pipeline.search as search
+    from nncompress.inputs import InputSpec, random_data
+
+    def data(shape: tuple[int, ...], state: bool = False) -> object:
+        specs = [InputSpec("x", "float32", None, shape, 0)]
+        if state:  # fed whole to every run: counts in full
+            specs.append(InputSpec("h", "float32", None, (2, 64), None))
+        return random_data(specs, 8, 0)
+
+    mnist, audio = data((1, 784)), data((1, 43844, 1))
+    assert search.io_cost(266_200, mnist) == 266_200 * 784
+    assert search.io_cost(100, data((1, 10), state=True)) == 100 * (10 + 128)
+    # lenet300 and vggmini: the size rules alone decide (64 rows, 33 and more checks)
+    assert search.SCAN_IO_WORK // search.io_cost(266_200, mnist) >= search.SENS_SAMPLES
+    assert search.REFINE_IO_WORK // search.io_cost(266_200, mnist) >= 3 * 3 + search.REFINE_EXTRA
+    # basic-pitch: 16 rows, 6 checks
+    assert search.SCAN_IO_WORK // search.io_cost(35_740, audio) == 16
+    assert search.REFINE_IO_WORK // search.io_cost(35_740, audio) == 6

@@ -52,6 +52,13 @@ REFINE_PER_TENSOR = 3  # whole-model checks per tensor spent pushing single tens
 REFINE_EXTRA = 24
 REFINE_WORK = 24_000_000
 STRIKES = 2  # failed moves in a row after which refinement leaves a tensor where it is
+# A run's cost grows with the input as well as the parameters: basic-pitch (36 K parameters on
+# 43,844 audio samples a row) took ~4 s a whole-model check of 64 rows and over 5 minutes a preset.
+# So scans and single-tensor checks are also capped in parameters x input elements per sample (a
+# rule of the model and its inputs, never of time): lenet300 (266 K x 784 = 2.1e8) and vggmini
+# (1.2e8) stay under both caps; basic-pitch's scan runs on 16 rows and refines with 6 checks.
+SCAN_IO_WORK = 64 * 400_000_000
+REFINE_IO_WORK = 10_000_000_000
 CACHE_BYTES = 1 << 30  # approximations kept in memory; beyond, they are made again when needed
 # A tensor above ESTIMATE_ABOVE weights is encoded whole only at the values where the model runs;
 # at the others its bytes and weight error are those of ESTIMATE_SAMPLE weights' worth of its rows,
@@ -220,6 +227,16 @@ def _subset(data: EvalData, m: int) -> EvalData:
     return dataclasses.replace(data, n=m, y=y)
 
 
+def io_cost(params: int, data: EvalData) -> int:
+    """Parameters times the input elements of one sample (an unbatched input counts whole)."""
+    per = sum(
+        data.arrays[s.name].size // max(data.n, 1) if s.batch_axis is not None else data.arrays[s.name].size
+        for s in data.specs
+        if s.name in data.arrays
+    )
+    return max(params, 1) * max(per, 1)
+
+
 def _measure_at(values: tuple[Any, ...], k: int) -> set[int]:
     """Indices of the values the model runs at: ``k`` of them, spread evenly, both ends included."""
     n = len(values)
@@ -246,7 +263,8 @@ def scan(
     approx = approx or Approximations(graph, knob, seed)
     names = tunable(graph, knob)
     params = sum(graph.weights[n].size for n in names)
-    data = _subset(ref.data, max(2, min(SENS_SAMPLES, SCAN_WORK // max(params, 1))))
+    rows = min(SENS_SAMPLES, SCAN_WORK // max(params, 1), SCAN_IO_WORK // io_cost(params, ref.data))
+    data = _subset(ref.data, max(2, rows))
     notes: list[str] = []
 
     def runner(name: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -484,6 +502,8 @@ def search(
     params = sum(graph.weights[t.name].size for t in sc.table)
     extra = min(REFINE_EXTRA, REFINE_WORK // max(params, 1))
     limit = REFINE_PER_TENSOR * len(sc.table) + extra if params <= LARGE else 0
+    if ref.data is not None:
+        limit = min(limit, REFINE_IO_WORK // io_cost(params, ref.data))
     alloc, fid, more = _refine(sc.table, members[lo], lo_fid, budget, fid_of, limit)
     return Found(values_of(alloc), fid, evals + more, len(members), sc, approx.recipe)
 
@@ -554,7 +574,8 @@ def polish(
     if knob.between is None or found.fidelity is None:
         return found
     table = [t for t in found.scan.table if found.values[t.name] is not KEEP]
-    if sum(graph.weights[t.name].size for t in table) > LARGE:
+    params = sum(graph.weights[t.name].size for t in table)
+    if params > LARGE:
         return found
     approx = Approximations(graph, knob, seed)
     values, evals = dict(found.values), 0
@@ -563,7 +584,10 @@ def polish(
     def current_bytes(t: Sensitivity) -> int:
         return next(s.bytes for s in t.settings if s.value == found.values[t.name])
 
-    for t in sorted(table, key=lambda t: -current_bytes(t)):
+    table.sort(key=lambda t: -current_bytes(t))
+    if ref.data is not None:  # the refinement's cap on checks of a costly model
+        table = table[: REFINE_IO_WORK // io_cost(params, ref.data)]
+    for t in table:
         grid = [s.value for s in t.settings]
         i = grid.index(values[t.name])
         if i + 1 >= len(grid):
