@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nncompress._tempfiles import temp_dir
+from nncompress._text import error_line
 from nncompress.artifact import Artifact, TensorEntry, read_artifact
 from nncompress.errors import InputError
 from nncompress.formats import FORMATS, Format, load_format
@@ -33,16 +34,16 @@ def skeleton_file(graph: Graph, name: str) -> Path:
         w.value = np.zeros(w.shape, dtype=w.dtype)  # calloc'd pages: no memory until written
     path = save(z, temp_dir("skel") / name)
     slim = temp_dir("slim") / name
-    if _slim_skeleton(graph.meta.format, path, slim):
+    if _slim_skeleton(graph.meta.format, path, slim, graph.meta.path):
         path.unlink()
         return slim
     return path
 
 
-def _slim_skeleton(fmt: str, path: Path, out: Path) -> bool:
+def _slim_skeleton(fmt: str, path: Path, out: Path, source: str) -> bool:
     """Write to ``out`` the zeroed file ``path`` cut to what its writer and loader need to rebuild a
     runnable model (the format's own rules: docs/format.md, "Skeleton"); False where the format has
-    nothing to cut and ``path`` is the skeleton as it is."""
+    nothing to cut and ``path`` is the skeleton as it is. ``source``: the input, named in errors."""
     if fmt in ("torchscript", "torch-export", "torch-state-dict", "torch-checkpoint"):
         from nncompress.io.torch.writer import slim_skeleton
 
@@ -50,7 +51,16 @@ def _slim_skeleton(fmt: str, path: Path, out: Path) -> bool:
     if fmt.startswith("keras"):
         from nncompress.io.keras._write import slim_skeleton as slim_keras
 
-        return slim_keras(path, out)
+        try:
+            return slim_keras(path, out)
+        except (OSError, RuntimeError, KeyError, ValueError) as e:
+            # the copy walks every group and link of the file, also those the loader never read:
+            # h5py raises these on a damaged one (fuzz seed 43: "invalid link name")
+            raise InputError(
+                f"cannot copy the model's HDF5 structure ({error_line(e)})",
+                path=source,
+                hint="The file is damaged in a part the loader did not need; re-save it with model.save()",
+            ) from None
     return False
 
 
