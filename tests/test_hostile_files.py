@@ -329,3 +329,20 @@ def test_h5_damaged_where_the_loader_does_not_read_is_one_line(tmp_path: Path) -
     assert r.returncode == EXIT_INPUT and "\n" not in line and str(bad) in line, r.stderr
     assert "HDF5 structure" in line and "invalid link name" in line
     assert not out.exists()
+
+
+def test_h5_dangling_link_is_one_line(tmp_path: Path) -> None:
+    """Found by benchmarks/fuzz.py (seed 45, vggmini.h5 case 74): a link that resolves to nothing,
+    which h5py lists with the value None; the skeleton's copy took it for a dataset (an internal
+    AttributeError). Now exit 3 with one line naming the file and the link."""
+    bad = tmp_path / "dangling.h5"
+    bad.write_bytes((MODELS / "vggmini.h5").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["model_weights"]["lost"] = h5py.SoftLink("/nowhere")
+    out = tmp_path / "o.nnc"
+    r = run_cli(
+        "compress", str(bad), "--pipeline", "prune:sparsity=0.8,sham", "-o", str(out), "--samples", "4"
+    )
+    line = r.stderr.strip()
+    assert r.returncode == EXIT_INPUT and "\n" not in line and str(bad) in line, r.stderr
+    assert "/model_weights/lost links to nothing" in line and not out.exists()

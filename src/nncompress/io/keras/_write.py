@@ -145,6 +145,8 @@ def _copy_slim(fin: Any, fout: Any) -> None:
                 v = json.dumps(json.loads(v), separators=(",", ":"))
         fout.attrs[k] = v
     for name, obj in fin.items():
+        if obj is None:  # h5py's value for a link that resolves to nothing (dangling or damaged)
+            raise KeyError(f"{fin.name.rstrip('/')}/{name} links to nothing")
         if isinstance(obj, h5py.Group):
             _copy_slim(obj, h5py.Group(h5py.h5g.create(fout.id, name.encode(), gcpl=_untimed())))
             continue
