@@ -29,7 +29,8 @@ subprocess with a wall-time limit and an address-space limit (RLIMIT_AS), its pe
     bad-error     exit 2-6 with several stderr lines, a traceback or a line over 1000 characters
     internal      exit 1 (rerun with NNCOMPRESS_DEBUG=1 to record the traceback)
     signal        killed by a signal (negative return code)
-    hang          over the wall-time limit
+    hang          over the wall-time limit (the CLI's stall watchdog is set to half of it, so a
+                  libhdf5 read it stops is a refusal naming the file)
     over-memory   peak RSS over 1 GB (whatever the exit code)
     sanitizer     with --asan: an AddressSanitizer or UBSan report from the C kernels
     other-exit    any other exit code
@@ -1006,6 +1007,9 @@ def run_case(job: Job, opt: Options) -> list[Result]:
         mutant.write_bytes(blob)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
         env.pop("NNCOMPRESS_DEBUG", None)
+        # The CLI's stall watchdog (a libhdf5 read looping on a corrupt file) must fire inside the
+        # wall-time limit, or a read it bounds is counted as a hang; its exit is then a refusal.
+        env["NNCOMPRESS_STALL_SECONDS"] = f"{opt.timeout / 2:g}"
         argv_of = cli_argv
         mem = opt.mem_bytes
         if opt.asan is not None:  # ASan maps terabytes of shadow memory: no address-space limit

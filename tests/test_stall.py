@@ -77,3 +77,35 @@ def test_library_use_arms_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     with _stall.guard("reading", "f.h5", 10), _stall.guard("inner", "f.h5", 10):
         pass
     assert len(called) == 1 and called[0][1] == _stall.STALL_SECONDS + 10 / _stall.BYTES_PER_SECOND
+
+
+def test_a_looping_skeleton_names_the_artifact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Fuzz seed 45, case 363: 64 KiB of a .nnc's HDF5 skeleton copied into its superblock's
+    neighbourhood; libhdf5 loops on it during decompress. The line names the .nnc the user gave,
+    not the temp file its skeleton was streamed to."""
+    import zipfile
+
+    from .conftest import run_cli
+
+    art, bad = tmp_path / "v.nnc", tmp_path / "bad.nnc"
+    res = run_cli(
+        "compress", str(MODELS / "vggmini.h5"), "--method", "sham", "-o", str(art), "--samples", "4"
+    )
+    assert res.returncode == 0, res.stderr
+    with zipfile.ZipFile(art) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.startswith("skeleton/"):
+                data = data[:5376] + data[22361 : 22361 + 65536] + data[5376:]
+            zout.writestr(info, data)
+    done = _run(
+        "import sys; from nncompress.cli import main; sys.argv[0] = 'nncompress'; main()",
+        "decompress",
+        str(bad),
+        "-o",
+        str(tmp_path / "out.h5"),
+        env={"NNCOMPRESS_STALL_SECONDS": "2"},
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 3 and len(lines) == 1, done.stderr
+    assert f"{bad} (its skeleton)" in lines[0] and "did not finish in 2 s" in lines[0]

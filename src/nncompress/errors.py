@@ -28,10 +28,20 @@ class NNCError(Exception):
 
     def one_line(self) -> str:
         detail = readable(self.detail, MAX_DETAIL)
-        s = f"{readable(self.path, 300)}: {detail}" if self.path else detail
+        path = _shown.get(self.path, self.path) if self.path else None
+        s = f"{readable(path, 300)}: {detail}" if path else detail
         if self.hint:
             s = f"{s.rstrip('.')}. {readable(self.hint, 300)}"
         return s
+
+
+_shown: dict[str, str] = {}
+
+
+def show_as(real: str, shown: str) -> None:
+    """Name ``shown`` in errors about ``real``: a file nncompress made for the user's input (the
+    skeleton of a `.nnc`, streamed to a temp file) is not a name the user knows."""
+    _shown[real] = shown
 
 
 MAX_DETAIL = 300  # a message quoting a file's bytes stays a line a person can read

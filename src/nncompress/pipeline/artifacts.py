@@ -13,7 +13,7 @@ import numpy as np
 from nncompress._tempfiles import temp_dir
 from nncompress._text import error_line
 from nncompress.artifact import Artifact, TensorEntry, read_artifact
-from nncompress.errors import InputError
+from nncompress.errors import InputError, show_as
 from nncompress.formats import FORMATS, Format, load_format
 from nncompress.formats.shaped import Shaped
 from nncompress.ir import Graph
@@ -107,6 +107,7 @@ def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
     if not art.skeleton_name:
         raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))
     assert isinstance(art.skeleton, Path)
+    show_as(str(art.skeleton), f"{path} (its skeleton)")
     g = load(art.skeleton)
     # compress decided what the artifact holds (training state included or not): rebuilding drops nothing
     g.meta.extra["keep_training_state"] = True
