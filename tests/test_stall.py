@@ -109,3 +109,24 @@ def test_a_looping_skeleton_names_the_artifact(tmp_path) -> None:  # type: ignor
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 3 and len(lines) == 1, done.stderr
     assert f"{bad} (its skeleton)" in lines[0] and "did not finish in 2 s" in lines[0]
+
+
+def test_address_space_cap_spares_a_threaded_library_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RLIMIT_AS is the whole process's: a library caller with another thread running (which the cap
+    would make fail its allocations) reads attributes uncapped; a lone thread or the CLI caps."""
+    import threading
+
+    from nncompress.io.keras._store import _address_space_cap
+
+    monkeypatch.setattr(_stall, "_enabled", False)
+    assert _address_space_cap(10) is not None
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _address_space_cap(10) is None
+        monkeypatch.setattr(_stall, "_enabled", True)
+        assert _address_space_cap(10) is not None
+    finally:
+        stop.set()
+        other.join()

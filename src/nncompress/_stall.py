@@ -29,6 +29,11 @@ def enable() -> None:
     _enabled = True
 
 
+def enabled() -> bool:
+    """Whether the CLI owns this process (and may end it, or change its limits)."""
+    return _enabled
+
+
 def deadline(file_size: int) -> float:
     env = os.environ.get("NNCOMPRESS_STALL_SECONDS")
     if env:

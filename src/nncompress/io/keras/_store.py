@@ -41,7 +41,15 @@ def as_str(x: Any) -> str:
 def _address_space_cap(file_size: int) -> int | None:
     """A soft RLIMIT_AS for reading one attribute: what the process maps now plus four times the
     file and 64 MB, never above the current limit; None where it cannot be set (no resource module,
-    no /proc)."""
+    no /proc), or must not be: the limit is the whole process's, so in library use with another
+    Python thread running (whose allocations it would fail) the read goes uncapped. The CLI owns its
+    process; its threads (progress) allocate nothing large."""
+    import threading
+
+    from nncompress import _stall
+
+    if not _stall.enabled() and threading.active_count() > 1:
+        return None
     try:
         import resource
 
