@@ -346,3 +346,56 @@ def test_h5_dangling_link_is_one_line(tmp_path: Path) -> None:
     line = r.stderr.strip()
     assert r.returncode == EXIT_INPUT and "\n" not in line and str(bad) in line, r.stderr
     assert "/model_weights/lost links to nothing" in line and not out.exists()
+
+
+def _foreign_h5(f: h5py.File, kind: str, secret: Path) -> None:
+    """Point the first weight dataset of ``f`` at ``secret``, a file the model does not hold."""
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    name = names[0]
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    if kind == "external storage":
+        f.create_dataset(name, shape=shape, dtype=dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+    elif kind == "virtual dataset":
+        layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+        layout[...] = h5py.VirtualSource(str(secret), "/w", shape=shape)
+        f.create_virtual_dataset(name, layout)
+    else:
+        f[name] = h5py.ExternalLink(str(secret), "/w")
+
+
+@pytest.mark.parametrize("kind", ["external storage", "virtual dataset", "external link"])
+@pytest.mark.parametrize("container", ["h5", "keras"])
+def test_h5_data_in_other_files_is_refused(kind: str, container: str, tmp_path: Path) -> None:
+    """A dataset whose bytes come from another file (external raw storage, a virtual dataset, an
+    external link) would copy that file into the artifact: any file the user can read, /etc/passwd
+    or /dev/zero. Refused (exit 5) before any data is read, naming the dataset; the secret's bytes
+    never reach an output."""
+    secret = tmp_path / "secret.h5"
+    with h5py.File(secret, "w") as s:
+        s["w"] = [7.0] * 1_000_000
+    bad = tmp_path / f"m.{container}"
+    if container == "h5":
+        bad.write_bytes((MODELS / "lenet300.h5").read_bytes())
+        with h5py.File(bad, "r+") as f:
+            _foreign_h5(f["model_weights"], kind, secret)
+    else:
+        weights = tmp_path / "model.weights.h5"
+        with zipfile.ZipFile(MODELS / "lenet300.keras") as zin, zipfile.ZipFile(bad, "w") as zout:
+            for info in zin.infolist():
+                data = zin.read(info.filename)
+                if info.filename == "model.weights.h5":
+                    weights.write_bytes(data)
+                    with h5py.File(weights, "r+") as f:
+                        _foreign_h5(f, kind, secret)
+                    data = weights.read_bytes()
+                zout.writestr(info, data)
+    out = tmp_path / "o.nnc"
+    for args in (["inspect", str(bad)], ["compress", str(bad), "-o", str(out), "--samples", "4"]):
+        r = run_cli(*args)
+        line = r.stderr.strip()
+        assert r.returncode == 5 and "\n" not in line and str(bad) in line, r.stderr
+        said = {"external storage": "in an external file"}.get(kind, kind)
+        assert said in line and "must hold its own weights" in line
+    assert not out.exists()

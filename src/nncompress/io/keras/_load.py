@@ -16,7 +16,15 @@ from nncompress.errors import InputError, NNCError
 from nncompress.io._json import JSONError, loads
 from nncompress.io._zip import UNREADABLE, first_duplicate, read_member
 from nncompress.io.keras._model import build, is_model_config
-from nncompress.io.keras._store import KerasSource, LegacyStore, ZipStore, as_str, count_datasets, read_attr
+from nncompress.io.keras._store import (
+    KerasSource,
+    LegacyStore,
+    ZipStore,
+    as_str,
+    count_datasets,
+    read_attr,
+    refuse_foreign,
+)
 from nncompress.io.keras._weights_only import WEIGHTS_ONLY_NOTE, k3_layers, legacy_layers, weights_only
 from nncompress.ir import Graph
 from nncompress.ir.graph import IRError
@@ -69,6 +77,7 @@ def _load_h5(p: Path) -> Graph:
             hint="Re-save it with model.save()",
         ) from None
     with f, guard("reading the HDF5 file", str(p), p.stat().st_size):
+        refuse_foreign(f)
         a = f.attrs
         version = as_str(read_attr(f, "keras_version", ""))
         major = _major(version, 2)
@@ -139,6 +148,7 @@ def _load_zip(p: Path) -> Graph:
             f"model.weights.h5 inside the archive is not readable HDF5: {e}", path=str(p)
         ) from None
     with f, guard("reading model.weights.h5", str(p), len(data)):
+        refuse_foreign(f)
         layers = f["layers"] if "layers" in f else f
         g = _from_config_or_weights(cfg, ZipStore(f), lambda: k3_layers(layers), major, str(p))
         opt = (*count_datasets(f.get("optimizer")), "optimizer")

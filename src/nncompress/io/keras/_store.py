@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nncompress._stall import guard
-from nncompress.errors import InputError, OutputError
+from nncompress.errors import InputError, OutputError, UnsupportedError
 from nncompress.ir import Graph, apply_layout
 from nncompress.ir.graph import LayoutOp
 
@@ -116,6 +116,39 @@ def attr_strings(group: Any, name: str) -> list[str]:
             chunks.append(read_attr(group, f"{name}{i}"))
             i += 1
     return [as_str(v) for c in chunks for v in np.atleast_1d(c) if not isinstance(v, float | np.floating)]
+
+
+def refuse_foreign(f: Any) -> None:
+    """Refuse an HDF5 file whose data lives in other files: an external link (h5py follows it to any
+    path), a dataset with external raw storage (its bytes read from any file, /etc/passwd or
+    /dev/zero) or a virtual dataset (a map onto other files). A model's weights are its own bytes;
+    reading someone else's files into an artifact is a disclosure. Metadata only: no data is read."""
+    import h5py
+
+    bad: list[str] = []
+
+    def link(name: bytes, info: Any) -> int | None:
+        if info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            bad.append(f"{name.decode('utf-8', 'replace')} is an external link")
+            return 1  # stops the visit
+        return None
+
+    def dataset(name: str, obj: Any) -> int | None:
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                bad.append(f"dataset {name} is a virtual dataset mapped onto other files")
+            elif obj.id.get_create_plist().get_external_count():
+                bad.append(f"dataset {name} stores its bytes in an external file")
+        return 1 if bad else None
+
+    f.id.links.visit(link, info=True)
+    if not bad:
+        f.visititems(dataset)
+    if bad:
+        raise UnsupportedError(
+            f"{bad[0]}: refused, a model file must hold its own weights",
+            hint="Re-save the model with model.save() so that its weights are inside the file",
+        )
 
 
 def snake(name: str) -> str:

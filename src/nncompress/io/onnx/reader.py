@@ -115,9 +115,10 @@ def _load_external(model: Any, p: Path) -> None:
                 path=str(p),
                 hint="Refusing to read it; re-export with the data file next to the model",
             )
-        if not f.is_file():
+        if not f.is_file():  # a FIFO or device would block or never end
+            what = "is not a regular file" if f.exists() else "is missing"
             raise InputError(
-                f"external data file {loc!r} of tensor {t.name!r} is missing",
+                f"external data file {loc!r} of tensor {t.name!r} {what}",
                 path=str(p),
                 hint="Keep the data file next to the .onnx file",
             )
