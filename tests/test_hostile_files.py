@@ -399,3 +399,41 @@ def test_h5_data_in_other_files_is_refused(kind: str, container: str, tmp_path: 
         said = {"external storage": "in an external file"}.get(kind, kind)
         assert said in line and "must hold its own weights" in line
     assert not out.exists()
+
+
+def test_nested_unnamed_subgraphs_keep_short_names(tmp_path: Path) -> None:
+    """Unnamed If nodes nested in each other's then-branches: each level's names were prefixed with
+    the whole parent label twice, doubling it per level (30 levels, a 5 KB file: inspect never
+    finished, found crafting files). Names now grow by one segment a level."""
+    from nncompress.io import load
+
+    def leaf() -> onnx.GraphProto:
+        c = helper.make_node(
+            "Constant", [], ["o"], value=helper.make_tensor("c", TensorProto.FLOAT, [1], [1.0])
+        )
+        return helper.make_graph(
+            [c], "leaf", [], [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1])]
+        )
+
+    g = leaf()
+    for d in range(16):
+        b = helper.make_tensor("b", TensorProto.BOOL, [], [True])
+        nodes = [
+            helper.make_node("Constant", [], ["b"], value=b),
+            helper.make_node("If", ["b"], ["o"], then_branch=g, else_branch=leaf()),
+        ]
+        g = helper.make_graph(
+            nodes, f"g{d}", [], [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1])]
+        )
+    path = tmp_path / "nested.onnx"
+    path.write_bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    graph = load(path)
+    names, todo = [], [graph]
+    while todo:
+        sub = todo.pop()
+        for n in sub.nodes:
+            names.append(n.name)
+            todo.extend(n.subgraphs())
+    assert len(names) == 16 and max(map(len, names)) < 300
+    assert max(map(len, graph.weights)) < 300
+    assert max(len(w.source) for w in graph.weights.values() if isinstance(w.source, str)) < 600

@@ -332,8 +332,11 @@ class Reader:
                 continue
             name = self._node_name(n.name, n.op_type, i, label)
             attrs: dict[str, Any] = {}
+            # an unnamed node's name already starts with the label: prefixing it again doubled the
+            # label at every nesting level (30 nested Ifs, 5 KB of file, a gigabyte-long name)
+            inner = f"{name}." if name.startswith(label) else f"{label}{name}."
             for a in n.attribute:
-                attrs[a.name] = self._attr(a, scope, i, f"{label}{name}.", rename)
+                attrs[a.name] = self._attr(a, scope, i, inner, rename)
             nodes.append(
                 Node(
                     name=name,
