@@ -30,8 +30,8 @@ subprocess with a wall-time limit and an address-space limit (RLIMIT_AS), its pe
     bad-error     exit 2-6 with several stderr lines, a traceback or a line over 1000 characters
     internal      exit 1 (rerun with NNCOMPRESS_DEBUG=1 to record the traceback)
     signal        killed by a signal (negative return code)
-    hang          over the wall-time limit (the CLI's stall watchdog is set to half of it, so a
-                  libhdf5 read it stops is a refusal naming the file)
+    hang          over the wall-time limit (the CLI's watchdogs on libhdf5 reads and on model runs
+                  are set to half of it, so what they stop is a refusal naming the file)
     over-memory   peak RSS over 1 GB (whatever the exit code)
     sanitizer     with --asan: an AddressSanitizer or UBSan report from the C kernels
     other-exit    any other exit code
@@ -1013,6 +1013,7 @@ def run_case(job: Job, opt: Options) -> list[Result]:
         # The CLI's stall watchdog (a libhdf5 read looping on a corrupt file) must fire inside the
         # wall-time limit, or a read it bounds is counted as a hang; its exit is then a refusal.
         env["NNCOMPRESS_STALL_SECONDS"] = f"{opt.timeout / 2:g}"
+        env["NNCOMPRESS_RUN_SECONDS"] = f"{opt.timeout / 2:g}"  # and a model run that never ends
         argv_of = cli_argv
         mem = opt.mem_bytes
         if opt.asan is not None:  # ASan maps terabytes of shadow memory: no address-space limit

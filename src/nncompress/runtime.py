@@ -9,6 +9,7 @@ fails says why in one line (`RuntimeFailure`); compress then reports fidelity as
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -42,6 +43,7 @@ class Runtime:
     fn: RunFn
     cleanup: Callable[[], None] | None = None
     output: str = ""  # the output compared: the first floating-point tensor output, else the first
+    path: str = ""  # the model file a run that never ends is blamed on (`_stall.running`)
 
     def close(self) -> None:
         if self.cleanup is not None:
@@ -72,7 +74,7 @@ def executor(graph: Graph) -> Runtime:
     def fn(feeds: Feeds) -> np.ndarray:
         return np.asarray(run(graph, feeds, batch_size=None)[k])
 
-    return Runtime(EXECUTOR, fn, output=name)
+    return Runtime(EXECUTOR, fn, output=name, path=graph.meta.path)
 
 
 def onnx_applies(graph: Graph) -> bool:
@@ -107,7 +109,7 @@ def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None
     def fn(feeds: Feeds) -> np.ndarray:
         return np.asarray(sess.run([first], {k: v for k, v in feeds.items() if k in names})[0])
 
-    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first)
+    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first, str(path))
 
 
 def _written(
@@ -134,7 +136,7 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
     from nncompress.io.onnx import save_onnx
 
     p, cleanup = _written(graph, "ort", ".onnx", save_onnx)
-    return onnxruntime_file(p, cleanup=cleanup)
+    return dataclasses.replace(onnxruntime_file(p, cleanup=cleanup), path=graph.meta.path)
 
 
 def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Callable[[Feeds], None]] | None:
@@ -193,7 +195,7 @@ def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Ca
         for n, a in arrays.items():
             fed[inputs[n]] = np.ascontiguousarray(graph.weights[n].to_source(a))
 
-    return Runtime(rt.name, fn, rt.cleanup, rt.output), set_weights
+    return Runtime(rt.name, fn, rt.cleanup, rt.output, graph.meta.path), set_weights
 
 
 def torch_applies(graph: Graph) -> bool:
@@ -236,7 +238,7 @@ def torchscript_file(
         first = next((t for t in tensors if t.is_floating_point()), tensors[0])
         return first.detach().float().numpy() if first.dtype == torch.bfloat16 else first.detach().numpy()
 
-    return Runtime(f"torch {torch.__version__}", fn, cleanup, "output")
+    return Runtime(f"torch {torch.__version__}", fn, cleanup, "output", str(path))
 
 
 def torchscript_graph(graph: Graph) -> Runtime:
@@ -244,7 +246,8 @@ def torchscript_graph(graph: Graph) -> Runtime:
     from nncompress.io.torch import save_torch
 
     p, cleanup = _written(graph, "ts", ".pt", save_torch)
-    return torchscript_file(p, [v.name for v in graph.inputs], cleanup=cleanup)
+    rt = torchscript_file(p, [v.name for v in graph.inputs], cleanup=cleanup)
+    return dataclasses.replace(rt, path=graph.meta.path)
 
 
 def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
@@ -274,19 +277,27 @@ def outputs(rt: Runtime, data: EvalData, batch: int) -> np.ndarray:
     raise RuntimeFailure(f"{rt.name} cannot run it ({_why(err)})")
 
 
+def _run(rt: Runtime, data: EvalData, i: int, j: int) -> np.ndarray:
+    """One run on samples [i, j), ended with one line by the CLI's watchdog should it never return."""
+    from nncompress import _stall
+
+    with _stall.running(rt.name, rt.path or None, j - i):
+        return rt.fn(data.chunk(i, j))
+
+
 def _outputs(rt: Runtime, data: EvalData, step: int) -> np.ndarray:
     n = data.n
     if not data.batched():
-        return _rows(rt.fn(data.chunk(0, n)), 1)
+        return _rows(_run(rt, data, 0, n), 1)
     store: np.ndarray | None = None
     for i in range(0, n, step):
         j = min(n, i + step)
-        out = rt.fn(data.chunk(i, j))
+        out = _run(rt, data, i, j)
         if out.ndim == 0 or out.shape[0] != j - i:
             if i == 0 and step >= n:
                 return _rows(out, 1)  # not per sample: one row for the whole run
             if i == 0:
-                return _rows(rt.fn(data.chunk(0, n)), 1)
+                return _rows(_run(rt, data, 0, n), 1)
             raise RuntimeFailure(f"{rt.name}: the output's first axis does not follow the batch")
         rows = out.reshape(j - i, -1)
         if store is None:
