@@ -406,7 +406,7 @@ def finetune_artifact(
     check_output(dst, force=force, inputs=(src,) + ((Path(teacher),) if teacher else ()))
     progress.stage(f"loading {src.name}")
     art = read_artifact(src, skeleton_dir=temp_dir("art"))
-    g2 = graph_from_artifact(src)
+    g2 = graph_from_artifact(src, art)
     notes: list[str] = []
     tgraph = None
     if teacher is not None:

@@ -96,14 +96,15 @@ def _int_target(t: TensorEntry, f: Format, dtype: np.dtype[Any], path: str | os.
     return dtype
 
 
-def graph_from_artifact(path: str | os.PathLike[str]) -> Graph:
-    """Rebuild the IR from a `.nnc`: the skeleton's graph with the stored tensors in its slots."""
+def graph_from_artifact(path: str | os.PathLike[str], art: Artifact | None = None) -> Graph:
+    """Rebuild the IR from a `.nnc`: the skeleton's graph with the stored tensors in its slots.
+    ``art``: the artifact already read with a ``skeleton_dir`` (not read a second time)."""
     from nncompress.io import load
 
     # The writers re-read the skeleton to patch it, so it must outlive this call; it goes from the
     # zip to that file without passing through memory.
-    d = temp_dir("art")
-    art = read_artifact(path, skeleton_dir=d)
+    if art is None:
+        art = read_artifact(path, skeleton_dir=temp_dir("art"))
     if not art.skeleton_name:
         raise InputError("artifact has no skeleton to rebuild a model from", path=str(path))
     assert isinstance(art.skeleton, Path)
