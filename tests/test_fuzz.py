@@ -70,7 +70,9 @@ def test_short_fuzz_run_is_clean(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((tmp_path / "fuzz-seed0.json").read_text())
-    assert summary["runs"] == 64, done.stdout  # 32 mutants: 2 commands each
+    # 32 mutants: inspect each, then compress or decompress where inspect did not refuse it (a
+    # model refused by inspect is refused by compress's same loader)
+    assert summary["mutants"] == 32 and 32 < summary["runs"] <= 64, done.stdout
     bad = {k: n for k, n in summary["counts"].items() if k in FAILING}
     report = json.dumps(summary["non_clean"], indent=1)[:4000]
     assert not bad, f"{bad} (python benchmarks/fuzz.py --fork --seed 0 --cases 2):\n{report}"

@@ -428,6 +428,7 @@ class Found:
     members: int
     scan: Scan
     recipe: Callable[[Any], Recipe]  # one Recipe per value, the search's own (tied tensors stay tied)
+    approx: Approximations | None = None  # the search's approximations (polish reuses its cache)
 
     def changed(self, preset: Any) -> list[str]:
         """Tensors whose value is not the preset's own (backed off, or pushed further)."""
@@ -505,7 +506,7 @@ def search(
     if ref.data is not None:
         limit = min(limit, REFINE_IO_WORK // io_cost(params, ref.data))
     alloc, fid, more = _refine(sc.table, members[lo], lo_fid, budget, fid_of, limit)
-    return Found(values_of(alloc), fid, evals + more, len(members), sc, approx.recipe)
+    return Found(values_of(alloc), fid, evals + more, len(members), sc, approx.recipe, approx)
 
 
 def _refine(
@@ -577,7 +578,11 @@ def polish(
     params = sum(graph.weights[t.name].size for t in table)
     if params > LARGE:
         return found
-    approx = Approximations(graph, knob, seed)
+    # the search's own approximations where they are this knob's (its cache spares re-encoding
+    # every tensor for the first check)
+    approx = found.approx
+    if approx is None or approx.graph is not graph or approx.knob != knob or approx.seed != seed:
+        approx = Approximations(graph, knob, seed)
     values, evals = dict(found.values), 0
     fid: dict[str, Any] | None = found.fidelity
 
@@ -605,7 +610,12 @@ def polish(
         if budget.holds(f):
             values, fid = trial, f
     return dataclasses.replace(
-        found, values=values, fidelity=fid, evaluations=found.evaluations + evals, recipe=approx.recipe
+        found,
+        values=values,
+        fidelity=fid,
+        evaluations=found.evaluations + evals,
+        recipe=approx.recipe,
+        approx=approx,
     )
 
 
