@@ -9,14 +9,37 @@ it exits 1 listing every artifact whose bytes moved. ``tests/test_artifact_diges
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import sys
-import tempfile
-from pathlib import Path
+import os
+import platform
 
-from nncompress.pipeline.recipe import PRESETS
+
+def _pin_blas_kernels() -> None:
+    """OpenBLAS picks its kernels by CPU (Haswell's AVX2, SkylakeX's AVX-512...), and their last
+    bits differ: enough to move a budget search's decision (lenet300's sss-budget artifacts, all
+    four formats, differ between an AVX2 and an AVX-512 machine). Digests recorded on one x86
+    machine hold on another only with the same kernels: Haswell's, which every AVX2 CPU runs. Set
+    before numpy loads OpenBLAS; a value already in the environment wins."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return
+    if " avx2" in flags and " fma" in flags:
+        os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
+
+_pin_blas_kernels()
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nncompress.pipeline.recipe import PRESETS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
