@@ -42,13 +42,16 @@ def enabled() -> bool:
     return _enabled
 
 
+def _seconds(var: str, default: float) -> float:
+    """``default``, or the positive number of seconds in environment variable ``var``."""
+    with contextlib.suppress(ValueError):
+        if float(os.environ.get(var, "")) > 0:
+            return float(os.environ[var])
+    return default
+
+
 def deadline(file_size: int) -> float:
-    env = os.environ.get("NNCOMPRESS_STALL_SECONDS")
-    if env:
-        with contextlib.suppress(ValueError):
-            if float(env) > 0:
-                return float(env)
-    return STALL_SECONDS + file_size / BYTES_PER_SECOND
+    return _seconds("NNCOMPRESS_STALL_SECONDS", STALL_SECONDS + file_size / BYTES_PER_SECOND)
 
 
 @contextlib.contextmanager
@@ -65,12 +68,7 @@ def guard(what: str, path: str | None, file_size: int) -> Iterator[None]:
 
 
 def run_deadline(samples: int) -> float:
-    env = os.environ.get("NNCOMPRESS_RUN_SECONDS")
-    if env:
-        with contextlib.suppress(ValueError):
-            if float(env) > 0:
-                return float(env)
-    return RUN_SECONDS + RUN_SECONDS_PER_SAMPLE * samples
+    return _seconds("NNCOMPRESS_RUN_SECONDS", RUN_SECONDS + RUN_SECONDS_PER_SAMPLE * samples)
 
 
 @contextlib.contextmanager
