@@ -437,3 +437,25 @@ def test_nested_unnamed_subgraphs_keep_short_names(tmp_path: Path) -> None:
     assert len(names) == 16 and max(map(len, names)) < 300
     assert max(map(len, graph.weights)) < 300
     assert max(len(w.source) for w in graph.weights.values() if isinstance(w.source, str)) < 600
+
+
+@pytest.mark.parametrize("dim", [2**40, 2**62])
+def test_huge_declared_input_is_refused_before_drawing(dim: int, tmp_path: Path) -> None:
+    """An input whose declared (fixed) batch is 2^40 or 2^62: compress's seeded random fidelity
+    samples were drawn at that shape (numpy's "Maximum allowed dimension exceeded", an internal
+    error; found by fuzz seed 48, a .pt2 whose program declared 2^64). Refused in one line, exit 3."""
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [dim, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [dim, 4])],
+        [w],
+    )
+    path = tmp_path / "huge_input.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    out = tmp_path / "o.nnc"
+    r = run_cli("compress", str(path), "-o", str(out), "--samples", "4")
+    line = r.stderr.strip()
+    assert r.returncode == EXIT_INPUT and "\n" not in line and str(path) in line, r.stderr
+    assert "input 'X' of shape" in line and not out.exists()

@@ -121,7 +121,7 @@ def reference(
         notes = [n for n in notes if "guessed" not in n]  # the data's shapes are used
     else:
         params = sum(w.size for w in graph.weights.values())
-        data = random_data(specs, samples or random_samples(params), seed)
+        data = random_data(specs, samples or random_samples(params), seed, graph.meta.path or None)
     reasons = []
     for kind, make in _runtimes(graph):
         # the stage starts before the runtime does: an onnxruntime session of a large model takes seconds

@@ -315,8 +315,12 @@ class EvalData:
         return any(s.batch_axis is not None for s in self.specs)
 
 
-def random_data(specs: list[InputSpec], samples: int, seed: int) -> EvalData:
-    """``samples`` seeded random inputs for ``specs`` (a multiple of a fixed batch, if any)."""
+def random_data(specs: list[InputSpec], samples: int, seed: int, path: str | None = None) -> EvalData:
+    """``samples`` seeded random inputs for ``specs`` (a multiple of a fixed batch, if any). Shapes
+    are checked against the memory budget before drawing (InputError naming ``path``): a file can
+    declare an input dimension of 2^64."""
+    from nncompress._limits import check_alloc
+
     n = samples
     data = EvalData(specs, {}, n, None, f"seeded random inputs (seed {seed})", random=True)
     step = data.step
@@ -328,6 +332,11 @@ def random_data(specs: list[InputSpec], samples: int, seed: int) -> EvalData:
         shape = list(s.shape)
         if s.batch_axis is not None:
             shape[s.batch_axis] = n
+        item = (_np_dtype(s.dtype) or np.dtype(np.float32)).itemsize
+        what = f"input {s.name!r} of shape {'x'.join(map(str, shape))} ({n} random samples)"
+        if any(d >= 1 << 62 for d in shape):  # numpy refuses such a dim even where another is 0
+            raise InputError(f"{what} has a dimension above 2^62", path=path)
+        check_alloc(int(np.prod(shape, dtype=object)) * item, what, path or "")
         data.arrays[s.name] = draw(s, tuple(shape), np.random.default_rng([seed, k]))
     return data
 
