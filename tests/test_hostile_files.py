@@ -459,3 +459,50 @@ def test_huge_declared_input_is_refused_before_drawing(dim: int, tmp_path: Path)
     line = r.stderr.strip()
     assert r.returncode == EXIT_INPUT and "\n" not in line and str(path) in line, r.stderr
     assert "input 'X' of shape" in line and not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["recursive", "exponential"])
+def test_onnx_functions_that_never_finish_inlining_are_refused(kind: str, tmp_path: Path) -> None:
+    """Model-local functions that call themselves, or 40 that each call the one below twice (2^40
+    nodes in 3 KB): onnxruntime's session inlines them and never finished building (found crafting
+    files: compress ran for over an hour). Refused at load, exit 5, one line."""
+    f32 = TensorProto.FLOAT
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    if kind == "recursive":
+        funcs = [
+            helper.make_function(
+                "local", "F", ["x"], ["y"], [helper.make_node("F", ["x"], ["y"], domain="local")], opsets
+            )
+        ]
+    else:
+        funcs = [
+            helper.make_function(
+                "local", "F0", ["x"], ["y"], [helper.make_node("Relu", ["x"], ["y"])], opsets
+            )
+        ]
+        for i in range(1, 40):
+            body = [
+                helper.make_node(f"F{i - 1}", ["x"], ["t"], domain="local"),
+                helper.make_node(f"F{i - 1}", ["t"], ["y"], domain="local"),
+            ]
+            funcs.append(helper.make_function("local", f"F{i}", ["x"], ["y"], body, opsets))
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["A"]),
+            helper.make_node(funcs[-1].name, ["A"], ["Y"], domain="local"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("X", f32, [1, 4])],
+        [helper.make_tensor_value_info("Y", f32, [1, 4])],
+        [helper.make_tensor("W", f32, [4, 4], [1.0] * 16)],
+    )
+    path = tmp_path / f"{kind}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=opsets, functions=funcs), str(path))
+    for args in (
+        ["inspect", str(path)],
+        ["compress", str(path), "-o", str(tmp_path / "o.nnc"), "--samples", "4"],
+    ):
+        r = run_cli(*args)
+        line = r.stderr.strip()
+        assert r.returncode == 5 and "\n" not in line and str(path) in line, r.stderr
+        assert "model-local function" in line

@@ -73,12 +73,12 @@ def run_deadline(samples: int) -> float:
 
 @contextlib.contextmanager
 def running(runtime: str, path: str | None, samples: int) -> Iterator[None]:
-    """One run of the model in ``runtime`` on ``samples`` samples, under the watchdog when the CLI
-    enabled it."""
+    """One run of the model in ``runtime`` on ``samples`` samples (0: building the runtime's
+    session, which inlines and optimizes the graph), under the watchdog when the CLI enabled it."""
     seconds = run_deadline(samples)
+    on = f"on {samples} sample{'s' if samples != 1 else ''}" if samples else "building its session"
     err = UnsupportedError(
-        f"running the model in {runtime} did not finish in {seconds:g} s on {samples} "
-        f"sample{'s' if samples != 1 else ''} (a loop that never ends?)",
+        f"running the model in {runtime} did not finish in {seconds:g} s {on} (a loop that never ends?)",
         path=path,
         hint="If the model is this slow, raise the limit with NNCOMPRESS_RUN_SECONDS",
     )

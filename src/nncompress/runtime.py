@@ -88,15 +88,22 @@ def onnx_applies(graph: Graph) -> bool:
     )
 
 
-def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None] | None = None) -> Runtime:
-    """onnxruntime on the ONNX file ``path`` (external data next to it); RuntimeFailure if it will not load."""
+def onnxruntime_file(
+    path: str | os.PathLike[str], *, cleanup: Callable[[], None] | None = None, shown: str = ""
+) -> Runtime:
+    """onnxruntime on the ONNX file ``path`` (external data next to it); RuntimeFailure if it will not
+    load. ``shown``: the model file to name for a temp ``path`` written from it."""
+    shown = shown or str(path)
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.use_deterministic_compute = True
+    from nncompress import _stall
+
     try:
-        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        with _stall.running(f"onnxruntime {ort.__version__}", shown, 0):
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
         if cleanup is not None:
             cleanup()
@@ -109,7 +116,7 @@ def onnxruntime_file(path: str | os.PathLike[str], *, cleanup: Callable[[], None
     def fn(feeds: Feeds) -> np.ndarray:
         return np.asarray(sess.run([first], {k: v for k, v in feeds.items() if k in names})[0])
 
-    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first, str(path))
+    return Runtime(f"onnxruntime {ort.__version__}", fn, cleanup, first, shown)
 
 
 def _written(
@@ -136,7 +143,7 @@ def onnxruntime_graph(graph: Graph) -> Runtime:
     from nncompress.io.onnx import save_onnx
 
     p, cleanup = _written(graph, "ort", ".onnx", save_onnx)
-    return dataclasses.replace(onnxruntime_file(p, cleanup=cleanup), path=graph.meta.path)
+    return onnxruntime_file(p, cleanup=cleanup, shown=graph.meta.path)
 
 
 def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Callable[[Feeds], None]] | None:
@@ -180,7 +187,7 @@ def onnxruntime_overridable(graph: Graph, names: list[str]) -> tuple[Runtime, Ca
             if source not in declared:
                 model.graph.input.append(helper.make_tensor_value_info(source, t.data_type, list(t.dims)))
         onnx.save_model(model, str(path))
-        rt = onnxruntime_file(path, cleanup=cleanup)
+        rt = onnxruntime_file(path, cleanup=cleanup, shown=graph.meta.path)
     except Exception:  # RuntimeFailure, or a file the onnx package cannot re-save: write per run
         cleanup()
         return None

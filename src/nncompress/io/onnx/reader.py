@@ -65,8 +65,60 @@ def read_model(p: Path, *, whole: bool = False) -> tuple[Any, dict[int, RawTenso
     if not model.HasField("graph"):
         raise InputError("ONNX model has no graph", path=str(p), hint="Re-export the model with its graph")
     _check_utf8(model, p)
+    _check_functions(model, p)
     _load_external(model, p)
     return model, {r.index: r for r in raws}
+
+
+MAX_EXPANDED_NODES = 1_000_000  # a large transformer inlines to tens of thousands
+
+
+def _check_functions(model: Any, p: Path) -> None:
+    """Refuse model-local functions that call themselves, or that expand past MAX_EXPANDED_NODES
+    nodes once inlined: 40 functions each calling the one below twice are 2^40 nodes in 3 KB, and
+    onnxruntime's session (which inlines them) never finishes building."""
+    from nncompress.errors import UnsupportedError
+
+    funcs = {(f.domain, f.name, getattr(f, "overload", "")): f for f in model.functions}
+    if not funcs:
+        return
+    size: dict[tuple[str, str, str], int] = {}
+    active: set[tuple[str, str, str]] = set()
+
+    def expanded(key: tuple[str, str, str]) -> int:
+        if key in size:
+            return size[key]
+        if key in active:
+            raise UnsupportedError(
+                f"model-local function {key[1]!r} calls itself: it cannot be inlined", path=str(p)
+            )
+        active.add(key)
+        total = 0
+        for n in funcs[key].node:
+            callee = (n.domain, n.op_type, getattr(n, "overload", ""))
+            total += expanded(callee) if callee in funcs else 1
+            if total > MAX_EXPANDED_NODES:
+                raise UnsupportedError(
+                    f"model-local function {key[1]!r} expands to more than {MAX_EXPANDED_NODES:,} "
+                    "nodes once inlined (functions calling each other over and over)",
+                    path=str(p),
+                )
+        active.discard(key)
+        size[key] = total
+        return total
+
+    import sys
+
+    if len(funcs) > sys.getrecursionlimit() // 4:  # a call chain that long is no model either
+        raise UnsupportedError(f"{len(funcs):,} model-local functions", path=str(p))
+    for key in funcs:
+        expanded(key)
+    calls = (size.get((n.domain, n.op_type, getattr(n, "overload", "")), 1) for n in model.graph.node)
+    if sum(calls) > MAX_EXPANDED_NODES:
+        raise UnsupportedError(
+            f"the graph expands to more than {MAX_EXPANDED_NODES:,} nodes once its functions are inlined",
+            path=str(p),
+        )
 
 
 def _check_utf8(msg: Any, p: Path, where: str = "model") -> None:
