@@ -147,3 +147,43 @@ def test_defaults_match_the_formats_of_old() -> None:
     assert PSMPass.Options() == PSMPass.Options(budget=0.2, factors=2, iterations=100, solver="palm", seed=0)
     # the pass offers exactly the kernels the format can store
     assert get_args(get_type_hints(DCTPass.Options)["kernel"]) == KERNELS
+
+
+def test_sss_fits_reuse_the_hankel_svds_and_match_a_cold_fit() -> None:
+    from nncompress.passes import sss
+
+    w = np.random.default_rng(3).standard_normal((96, 80))
+    # two blocks, states near the blocks' rank: the full SVDs, which every state shares
+    options = [SSSPass.Options(blocks=2, state=d) for d in (30, 20, 12)]
+    sss._svds.clear()
+    warm = []
+    for o in options:
+        warm.append(SSSPass.fit(w, o))
+        assert len(sss._svds) == 2  # one block each way, decomposed once
+    for o, f in zip(options, warm, strict=True):
+        sss._svds.clear()
+        cold = SSSPass.fit(w, o)
+        assert (cold.blocks, cold.state) == (f.blocks, f.state)
+        for k, a in cold.stages.items():
+            assert np.array_equal(a, f.stages[k]), k
+    SSSPass.fit(w + 1.0, options[0])  # another matrix of the same shape is another key
+    assert len(sss._svds) == 4
+
+
+def test_sss_small_states_from_the_gram_matrix_match_the_full_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nncompress.passes import sss
+
+    rng = np.random.default_rng(4)
+    # a decaying spectrum, as trained weights have, and a rank-deficient block (zeros)
+    w = (rng.standard_normal((200, 40)) * 0.9 ** np.arange(40)) @ rng.standard_normal((40, 320))
+    w[:, :60] = 0.0
+    for o in (SSSPass.Options(blocks=8, state=3), SSSPass.Options(budget=0.05)):
+        sss._svds.clear()
+        gram = SSSPass.fit(w, o)
+        if o.state is not None:  # d = 3 of blocks >= 25 wide: only the all-zero block's full SVD
+            assert [k[1:] for k in sss._svds] == [(False, 8, 1)]
+        with monkeypatch.context() as m:
+            m.setattr(sss, "GRAM_SHARE", 10**9)
+            full = SSSPass.fit(w, o)
+        assert (gram.blocks, gram.state) == (full.blocks, full.state)
+        np.testing.assert_allclose(gram.to_dense(), full.to_dense(), rtol=0, atol=1e-5 * np.abs(w).max())
