@@ -150,6 +150,15 @@ CASES = [
     P("Conv", (2, 3, 10), {"strides": [2], "pads": [1, 2], "dilations": [2]}, W(4, 3, 3), W(4), id="conv1d"),
     P("Conv", (2, 4, 10), {"group": 4, "auto_pad": "SAME_UPPER"}, W(8, 1, 5), id="conv1d-depthwise-same"),
     P(
+        "Conv",
+        (2, 5, 12, 11),
+        {"group": 5, "strides": [2, 1], "dilations": [1, 2], "pads": [1, 2, 0, 1]},
+        W(5, 1, 3, 3),
+        W(5),
+        id="conv-depthwise-strided-dilated",
+    ),
+    P("Conv", (1, 3, 5, 6, 7), {"group": 3, "pads": [1] * 6}, W(3, 1, 3, 2, 3), id="conv3d-depthwise"),
+    P(
         "ConvTranspose",
         (2, 4, 5, 5),
         {"strides": [2, 2], "pads": [1, 1, 0, 0], "output_padding": [1, 1]},

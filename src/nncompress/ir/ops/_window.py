@@ -3,7 +3,8 @@ or auto_pad), output lengths and the strided view of every window (im2col withou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -63,3 +64,17 @@ def windows(xp: Arr, kern: Sequence[int], s: Sequence[int], d: Sequence[int], ou
     idx = [slice(0, (o - 1) * si + 1, si) for o, si in zip(out, s, strict=True)]
     key = (slice(None), slice(None), *idx, *(slice(None, None, di) for di in d))
     return v[key]
+
+
+def taps(
+    xp: Arr, kern: Sequence[int], s: Sequence[int], d: Sequence[int], out: Sequence[int]
+) -> Iterator[tuple[tuple[int, ...], Arr]]:
+    """Each kernel tap (its index) and the strided view (N, C, *out) of the cells it sees: ops that
+    combine taps cell by cell (max pooling, depthwise convolution) run one whole-array op per tap
+    instead of reducing the window view's short, strided last axes (3-4x slower on 60 x 60 maps)."""
+    for tap in itertools.product(*(range(k) for k in kern)):
+        at = [
+            slice(t * di, t * di + (o - 1) * si + 1, si) for t, di, o, si in zip(tap, d, out, s, strict=True)
+        ]
+        key = (slice(None), slice(None), *at)
+        yield tap, xp[key]

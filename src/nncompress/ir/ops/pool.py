@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nncompress.ir.ops._common import Arr, Attrs, Ins, OpFn
-from nncompress.ir.ops._window import out_sizes, pad, pads, windows
+from nncompress.ir.ops._window import out_sizes, pad, pads, taps, windows
 
 
 def _pool_geometry(x: Arr, a: Attrs) -> tuple[list[int], ...]:
@@ -28,8 +28,12 @@ def _max_pool(ins: Ins, a: Attrs) -> Arr:
     kern, pb, pe, s, d, out, extra = _pool_geometry(x, a)
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = pad(x, pb, [e + x_ for e, x_ in zip(pe, extra, strict=True)], low)
-    win = windows(xp, kern, s, d, out)
-    return win.max(axis=tuple(range(-len(kern), 0)))
+    y: Arr | None = None
+    for _, view in taps(xp, kern, s, d, out):  # max is exact: the same bits as the window view's
+        y = view.copy() if y is None else np.maximum(y, view, out=y)
+    if y is None:
+        raise ValueError(f"kernel_shape {kern} has no cell")
+    return y
 
 
 def _avg_pool(ins: Ins, a: Attrs) -> Arr:
