@@ -111,3 +111,15 @@ def test_corruption_is_an_input_error(changes: dict[str, Any], match: str) -> No
         (arrays if key in arrays else meta)[key] = value
     with pytest.raises(InputError, match=match):
         SSS.from_arrays(arrays, meta)
+
+
+@pytest.mark.parametrize(
+    ("shape", "n", "d"),
+    [((24, 24), 4, 3), ((20, 33), 5, 2), ((13, 7), 7, 1), ((9, 16), 1, 0), ((40, 12), 3, 0)],
+)
+def test_to_dense_is_the_reference_dot_on_the_identity(shape: tuple[int, int], n: int, d: int) -> None:
+    # to_dense builds the matrix from the stages directly; dot (the reference) sweeps an input
+    w = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    fmt = fit(w, blocks=n, state=d)
+    ref = fmt.dot(np.eye(shape[1])).T
+    np.testing.assert_allclose(fmt.to_dense(), ref, rtol=1e-6, atol=1e-6)
