@@ -45,7 +45,7 @@ def _conv(ins: Ins, a: Attrs) -> Arr:
         step = max(1, _IM2COL_BYTES // max(1, per))
         return np.concatenate([_conv([x[i : i + step], *ins[1:]], a) for i in range(0, n, step)])
     xp = pad(x, pb, pe, 0)
-    if c == g > 1 and nk:
+    if c == g > 1 and nk and w.shape[1] == 1 and m % c == 0:
         return _bias(_depthwise(xp, w, kern, s, d, out), ins[2] if len(ins) > 2 else None)
     win = windows(xp, kern, s, d, out).reshape(n, g, c // g, *out, *kern)
     wm = w.reshape(g, m // g, -1).transpose(0, 2, 1)
