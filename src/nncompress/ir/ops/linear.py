@@ -1,7 +1,8 @@
 """Dense algebra: Dense, MatMul, Gemm, and the convolutions Conv and ConvTranspose.
 
-Convolutions go through im2col (one strided view and one matmul per group) and ConvTranspose through
-one matmul and col2im, so that a small CNN runs on a few thousand images in seconds.
+Convolutions go through im2col (one strided view and one matmul per group), depthwise ones through one
+multiply-add per kernel tap, and ConvTranspose through one matmul and col2im, so that a small CNN runs
+on a few thousand images in seconds.
 """
 
 from __future__ import annotations
