@@ -19,7 +19,7 @@ D_1..D_N, each row-major, concatenated. Meta: ``shape``, ``blocks`` (N), ``state
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -94,28 +94,36 @@ class SSS(Format):
         return int(sum(v.size for v in self.stages.values()))
 
     def to_dense(self) -> np.ndarray:
-        s, rs, cs = {k: v.astype(np.float64) for k, v in self.stages.items()}, self._rs, self._cs
+        s, rs, cs = self._stages64(), self._rs, self._cs
         w = _causal_dense(s["al"], s["cl"], s["bl"], rs, cs)
         w += _causal_dense(s["au"], s["cu"], s["bu"], rs[::-1], cs[::-1])[::-1, ::-1]
-        r0, c0, o = np.cumsum(rs) - rs, np.cumsum(cs) - cs, 0
-        for k in range(self.blocks):
-            w[r0[k] : r0[k] + rs[k], c0[k] : c0[k] + cs[k]] += s["d"][o : o + rs[k] * cs[k]].reshape(
-                rs[k], cs[k]
-            )
-            o += rs[k] * cs[k]
+        for rows, cols, blk in self._diagonal(s["d"]):
+            w[rows, cols] += blk
         return w.astype(np.float32)
 
     def _apply(self, xb: np.ndarray) -> np.ndarray:
         """``xb @ W.T`` in float64."""
-        s, rs, cs = {k: v.astype(np.float64) for k, v in self.stages.items()}, self._rs, self._cs
+        s, rs, cs = self._stages64(), self._rs, self._cs
         y = _sweep(xb, s["al"], s["cl"], s["bl"], rs, cs)
         y += _sweep(xb[:, ::-1], s["au"], s["cu"], s["bu"], rs[::-1], cs[::-1])[:, ::-1]
+        for rows, cols, blk in self._diagonal(s["d"]):
+            y[:, rows] += xb[:, cols] @ blk.T
+        return y
+
+    def _stages64(self) -> dict[str, np.ndarray]:
+        return {k: v.astype(np.float64) for k, v in self.stages.items()}
+
+    def _diagonal(self, d: np.ndarray) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """Each diagonal block D_k: its rows, its columns and the block, from the concatenated ``d``."""
+        rs, cs = self._rs, self._cs
         r0, c0, o = np.cumsum(rs) - rs, np.cumsum(cs) - cs, 0
         for k in range(self.blocks):
-            blk = s["d"][o : o + rs[k] * cs[k]].reshape(rs[k], cs[k])
-            y[:, r0[k] : r0[k] + rs[k]] += xb[:, c0[k] : c0[k] + cs[k]] @ blk.T
+            yield (
+                slice(r0[k], r0[k] + rs[k]),
+                slice(c0[k], c0[k] + cs[k]),
+                d[o : o + rs[k] * cs[k]].reshape(rs[k], cs[k]),
+            )
             o += rs[k] * cs[k]
-        return y
 
     def dot(self, x: np.ndarray) -> np.ndarray:
         xb, single = as_input(x, self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,10 @@ def _check_functions(model: Any, p: Path) -> None:
     size: dict[tuple[str, str, str], int] = {}
     active: set[tuple[str, str, str]] = set()
 
+    def called(n: Any) -> tuple[str, str, str]:
+        """The function key a node calls, if it calls one."""
+        return (n.domain, n.op_type, getattr(n, "overload", ""))
+
     def expanded(key: tuple[str, str, str]) -> int:
         if key in size:
             return size[key]
@@ -95,7 +100,7 @@ def _check_functions(model: Any, p: Path) -> None:
         active.add(key)
         total = 0
         for n in funcs[key].node:
-            callee = (n.domain, n.op_type, getattr(n, "overload", ""))
+            callee = called(n)
             total += expanded(callee) if callee in funcs else 1
             if total > MAX_EXPANDED_NODES:
                 raise UnsupportedError(
@@ -107,13 +112,11 @@ def _check_functions(model: Any, p: Path) -> None:
         size[key] = total
         return total
 
-    import sys
-
     if len(funcs) > sys.getrecursionlimit() // 4:  # a call chain that long is no model either
         raise UnsupportedError(f"{len(funcs):,} model-local functions", path=str(p))
     for key in funcs:
         expanded(key)
-    calls = (size.get((n.domain, n.op_type, getattr(n, "overload", "")), 1) for n in model.graph.node)
+    calls = (size.get(called(n), 1) for n in model.graph.node)
     if sum(calls) > MAX_EXPANDED_NODES:
         raise UnsupportedError(
             f"the graph expands to more than {MAX_EXPANDED_NODES:,} nodes once its functions are inlined",

@@ -7,7 +7,6 @@ on a few thousand images in seconds.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -73,10 +72,10 @@ def _depthwise(xp: Arr, w: Arr, kern: Sequence[int], s: list[int], d: list[int],
     emotion classifier's 60 x 60 maps, whose depthwise layers were half of its run)."""
     m, c = w.shape[0], xp.shape[1]
     src = np.arange(m) // (m // c)  # output channel o reads input channel o // multiplier
+    per_tap = w.reshape(m, -1).T.reshape(-1, 1, m, *[1] * len(out))  # taps in C order, as taps() yields
     y = np.zeros((xp.shape[0], m, *out), dtype=xp.dtype)
-    for tap, view in taps(xp, kern, s, d, out):
-        scale = w.reshape(m, -1)[:, int(np.ravel_multi_index(tap, kern))]
-        y += (view if m == c else view[:, src]) * scale.reshape(1, m, *[1] * len(out))
+    for scale, (_, view) in zip(per_tap, taps(xp, kern, s, d, out), strict=True):
+        y += (view if m == c else view[:, src]) * scale
     return y
 
 
@@ -102,12 +101,9 @@ def _conv_transpose(ins: Ins, a: Attrs) -> Arr:
     )
     buf = np.zeros((n, g * og, *full), x.dtype)
     # col2im: one strided add per kernel tap, never a loop over pixels
-    for tap in itertools.product(*(range(k) for k in kern)):
-        at = [
-            slice(t * di, t * di + (i - 1) * si + 1, si) for t, di, i, si in zip(tap, d, size, s, strict=True)
-        ]
-        dst, src = (slice(None), slice(None), *at), (Ellipsis, *tap)
-        buf[dst] += cols[src]
+    for tap, view in taps(buf, kern, s, d, size):
+        src = (Ellipsis, *tap)
+        view += cols[src]
     crop = (slice(None), slice(None), *(slice(b, f - e) for b, e, f in zip(pb, pe, full, strict=True)))
     return _bias(np.ascontiguousarray(buf[crop]), ins[2] if len(ins) > 2 else None)
 
